@@ -1,0 +1,1 @@
+//! The window (eframe + egui). Only this module knows egui.

@@ -1,0 +1,183 @@
+//! Items, catalogue, sequences, evaluation cases, and the loaders per format.
+//!
+//! Shared types live here; each format's parsing lives in its own file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One item: an id plus ordered text fields (`title`, `category`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+    /// Ordered `(field, value)` pairs; the order is the rendering order by default.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Item {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// All items of a dataset, indexed by id.
+#[derive(Clone, Debug, Default)]
+pub struct Catalogue {
+    items: Vec<Item>,
+    index: HashMap<String, usize>,
+}
+
+impl Catalogue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an item; a later item with the same id replaces the earlier one.
+    /// Returns `true` if the id was new.
+    pub fn insert(&mut self, item: Item) -> bool {
+        match self.index.get(&item.id) {
+            Some(&i) => {
+                self.items[i] = item;
+                false
+            }
+            None => {
+                self.index.insert(item.id.clone(), self.items.len());
+                self.items.push(item);
+                true
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Item> {
+        self.index.get(id).map(|&i| &self.items[i])
+    }
+
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// One user's behaviour sequence, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequence {
+    pub user: String,
+    /// Item ids in time order (history followed by what came next, when known).
+    pub items: Vec<String>,
+    /// Items shown but not clicked (MIND impressions), an alternative negative source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shown_not_clicked: Vec<String>,
+    /// The next item when the format gives it apart from the history (Amazon-M2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_item: Option<String>,
+}
+
+/// One evaluation case: a line of `cases.jsonl`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    pub case: String,
+    pub user: String,
+    pub history: Vec<String>,
+    pub target: String,
+    #[serde(default)]
+    pub negatives: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+}
+
+impl Case {
+    /// Target first, then negatives: the candidate list to score.
+    pub fn candidates(&self) -> Vec<&str> {
+        std::iter::once(self.target.as_str())
+            .chain(self.negatives.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+/// Dataset formats the workbench reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Format {
+    Mind,
+    AmazonM2,
+    RecBole,
+    Jsonl,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Mind => "mind",
+            Format::AmazonM2 => "amazon-m2",
+            Format::RecBole => "recbole",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// What a load read, kept and skipped. Nothing is dropped silently.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub files: Vec<PathBuf>,
+    pub rows_read: u64,
+    pub items: u64,
+    pub sequences: u64,
+    /// Skipped rows by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Ids referenced but absent from the catalogue.
+    pub unresolved_ids: u64,
+    /// First few concrete problems, each naming file, line and field.
+    pub examples: Vec<String>,
+}
+
+/// A loaded raw dataset, before case preparation.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub format: Format,
+    pub catalogue: Catalogue,
+    pub sequences: Vec<Sequence>,
+    pub report: LoadReport,
+}
+
+/// A prepared folder (`items.jsonl` + `cases.jsonl`), as `trsr prepare` writes it.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub catalogue: Catalogue,
+    pub cases: Vec<Case>,
+}
+
+/// A user-caused data error: what, where (file, line, field), and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}:{line}: field `{field}`: {message}")]
+    Row {
+        path: PathBuf,
+        line: u64,
+        field: String,
+        message: String,
+    },
+    #[error("{message}: {path}")]
+    File { path: PathBuf, message: String },
+    #[error("could not read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

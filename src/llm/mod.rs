@@ -1,0 +1,1 @@
+//! Inference on candle: model loading, tokenizer, generation, yes/no scoring. Only this module knows candle.

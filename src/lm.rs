@@ -1,0 +1,168 @@
+//! The language-model interface the method needs, free of any inference library.
+//!
+//! `llm::Engine` implements it on candle; tests of plumbing may implement it with a
+//! fake, but no feature is claimed on a fake.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Shared cancellation flag, checked by long jobs at every token / case.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Sampling settings. `temperature <= 0` means greedy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+    pub seed: u64,
+    pub max_new_tokens: usize,
+    /// Generation stops when the output ends with one of these (the stop string is removed).
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    /// The reference's generation settings: sampling on, 150 new tokens, seed 42.
+    fn default() -> Self {
+        Self {
+            temperature: 0.7,
+            top_k: Some(50),
+            top_p: Some(0.9),
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            seed: 42,
+            max_new_tokens: 150,
+            stop: Vec::new(),
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repeat_penalty: 1.0,
+            max_new_tokens,
+            ..Self::default()
+        }
+    }
+}
+
+/// One generated token as streamed to callers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenDelta {
+    pub token: u32,
+    /// Text this token adds; never a split multi-byte character (may be empty while
+    /// bytes are pending; the tail is flushed with the last delta).
+    pub text: String,
+    /// Natural-log probability of the token under the (unmodified) model distribution.
+    pub logprob: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    Eos,
+    StopString,
+    MaxTokens,
+    Cancelled,
+}
+
+/// A finished generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub new_tokens: usize,
+    pub stop: StopReason,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+impl Generated {
+    pub fn decode_tokens_per_sec(&self) -> f64 {
+        if self.decode_ms <= 0.0 {
+            0.0
+        } else {
+            self.new_tokens as f64 / (self.decode_ms / 1000.0)
+        }
+    }
+}
+
+/// What identifies a model for caches and traces.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    /// Human-readable name, e.g. `SmolLM2-135M-Instruct.Q4_1.gguf`.
+    pub name: String,
+    /// SHA-256 of the weights file (hex), or of the adapter+base for fine-tuned ones.
+    pub sha256: String,
+    pub architecture: String,
+    pub context_len: usize,
+}
+
+/// One chat message for chat-template rendering.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self { role: "system".into(), content: content.into() }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self { role: "user".into(), content: content.into() }
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self { role: "assistant".into(), content: content.into() }
+    }
+}
+
+/// The operations LLM-TRSR needs from a model.
+pub trait LanguageModel: Send {
+    fn identity(&self) -> ModelIdentity;
+
+    /// Tokens the model can attend to (prompt + generation).
+    fn context_len(&self) -> usize;
+
+    /// Number of tokens `text` encodes to (no special tokens added).
+    fn count_tokens(&self, text: &str) -> anyhow::Result<usize>;
+
+    /// Renders messages with the model's chat template (or the raw `### User:` /
+    /// `### Assistant:` form when the model has none or raw mode is chosen), ending
+    /// with the assistant turn opened.
+    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String>;
+
+    /// Generates from a fully rendered prompt, calling `on_token` for each token.
+    /// Errors before any compute if the prompt does not fit the context.
+    fn generate(
+        &mut self,
+        prompt: &str,
+        params: &SamplingParams,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(&TokenDelta),
+    ) -> anyhow::Result<Generated>;
+
+    /// P(yes) for each `prefix + suffix`: softmax over the yes/no logits at the last
+    /// position. The prefix is computed once and reused for every suffix.
+    fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>>;
+}
