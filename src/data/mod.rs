@@ -2,6 +2,11 @@
 //!
 //! Shared types live here; each format's parsing lives in its own file.
 
+pub mod jsonl;
+pub mod text;
+
+pub use text::ItemTextTemplate;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -17,7 +22,10 @@ pub struct Item {
 
 impl Item {
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
