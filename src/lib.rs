@@ -14,6 +14,7 @@ pub mod export;
 pub mod llm;
 pub mod lm;
 pub mod metrics;
+pub mod project;
 pub mod prompt;
 pub mod rank;
 pub mod segment;

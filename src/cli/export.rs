@@ -1,8 +1,179 @@
-//! `trsr export`.
+//! `trsr export`: SFT data from a curated project, and result tables.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::export::{self, ExportOptions, PlainRenderer, SftForm, TableFormat};
+use crate::metrics::ScoreRecord;
+use crate::project::Project;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// Recommender SFT data: per case 1 positive and 1 negative, prompt -> yes / no.
+    Recommender,
+    /// Summarizer SFT data: prompt -> accepted or edited summary.
+    Summarizer,
+    /// The project's final summaries (JSONL or CSV).
+    Summaries,
+    /// Scores from `--scores` files (JSONL or CSV).
+    Scores,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// `{"prompt": ..., "completion": ...}` (SFT kinds).
+    PromptCompletion,
+    /// `{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}` (SFT kinds).
+    Messages,
+    /// One JSON object per line (tables).
+    Jsonl,
+    Csv,
+    Markdown,
+}
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct ExportArgs {}
+pub struct ExportArgs {
+    /// The project file (RON). Needed for recommender, summarizer and summaries.
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub kind: ExportKind,
+    /// prompt-completion or messages for SFT data; jsonl, csv or markdown for tables.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Output file (written whole, then moved into place).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also export summaries nobody reviewed (rejected and flagged ones never are).
+    #[arg(long)]
+    pub include_unreviewed: bool,
+    /// Only this summarization method (repeatable; all when absent).
+    #[arg(long = "method")]
+    pub methods: Vec<String>,
+    /// Seed for choosing each case's negative (recommender data).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Prepared dataset folder (items.jsonl + cases.jsonl); defaults to the project's.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// scores.jsonl files for `--kind scores`.
+    #[arg(long, num_args = 1..)]
+    pub scores: Vec<PathBuf>,
+}
 
-pub fn run(_args: ExportArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`trsr export` is not built yet")
+fn load_project(args: &ExportArgs) -> anyhow::Result<(PathBuf, Project)> {
+    let Some(path) = &args.project else {
+        bail!("--kind {:?} needs --project FILE", args.kind);
+    };
+    let project = Project::load(path).with_context(|| "could not open the project".to_string())?;
+    Ok((path.clone(), project))
+}
+
+/// Writes `bytes` to `out` through a temporary sibling file and a rename.
+fn write_out(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp_name = out.as_os_str().to_owned();
+    tmp_name.push(".part");
+    let tmp = PathBuf::from(tmp_name);
+    let mut f = std::fs::File::create(&tmp)
+        .with_context(|| format!("could not create {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("could not write {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("could not write {}", out.display()))
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let message = match args.kind {
+        ExportKind::Recommender | ExportKind::Summarizer => {
+            let form = match args.format {
+                ExportFormat::PromptCompletion => SftForm::PromptCompletion,
+                ExportFormat::Messages => SftForm::Messages,
+                other => bail!(
+                    "--kind {:?} writes SFT data: use --format prompt-completion or messages, not {other:?}",
+                    args.kind
+                ),
+            };
+            let (path, project) = load_project(&args)?;
+            let dataset = match (&args.dataset, &project.dataset) {
+                (Some(d), _) => d.clone(),
+                (None, Some(d)) => Project::resolve(&path, &d.path),
+                (None, None) => bail!(
+                    "the project names no dataset; pass --dataset DIR (a prepared folder with items.jsonl and cases.jsonl)"
+                ),
+            };
+            let prepared = crate::data::jsonl::load_prepared(&dataset)
+                .with_context(|| format!("could not load the dataset {}", dataset.display()))?;
+            let opts = ExportOptions {
+                include_unreviewed: args.include_unreviewed,
+                methods: args.methods.clone(),
+                seed: args.seed,
+                item_text: project.settings.item_text.clone(),
+                ..ExportOptions::default()
+            };
+            let renderer = PlainRenderer;
+            let (examples, report) = if args.kind == ExportKind::Recommender {
+                export::recommender_examples(
+                    &project.curation,
+                    &prepared.cases,
+                    &prepared.catalogue,
+                    &renderer,
+                    &opts,
+                )?
+            } else {
+                export::summarizer_examples(
+                    &project.curation,
+                    &prepared.cases,
+                    &prepared.catalogue,
+                    &renderer,
+                    &opts,
+                )?
+            };
+            export::write_sft_jsonl(&mut buf, &examples, form)?;
+            report.summary()
+        }
+        ExportKind::Summaries => {
+            let (_, project) = load_project(&args)?;
+            match args.format {
+                ExportFormat::Jsonl => export::write_summaries_jsonl(&mut buf, &project.curation)?,
+                ExportFormat::Csv => buf = export::summaries_table(&project.curation)
+                    .render(TableFormat::Csv)
+                    .into_bytes(),
+                ExportFormat::Markdown => buf = export::summaries_table(&project.curation)
+                    .render(TableFormat::Markdown)
+                    .into_bytes(),
+                other => bail!("--kind summaries writes a table: use --format jsonl, csv or markdown, not {other:?}"),
+            }
+            format!("{} summaries", project.curation.traces().count())
+        }
+        ExportKind::Scores => {
+            if args.scores.is_empty() {
+                bail!("--kind scores needs --scores FILE...");
+            }
+            let mut records: Vec<ScoreRecord> = Vec::new();
+            for path in &args.scores {
+                records.extend(crate::metrics::read_scores(path)?);
+            }
+            match args.format {
+                ExportFormat::Jsonl => export::write_scores_jsonl(&mut buf, &records)?,
+                ExportFormat::Csv => {
+                    buf = export::scores_table(&records)
+                        .render(TableFormat::Csv)
+                        .into_bytes()
+                }
+                ExportFormat::Markdown => {
+                    buf = export::scores_table(&records)
+                        .render(TableFormat::Markdown)
+                        .into_bytes()
+                }
+                other => bail!("--kind scores writes a table: use --format jsonl, csv or markdown, not {other:?}"),
+            }
+            format!("{} score records", records.len())
+        }
+    };
+    write_out(&args.out, &buf)?;
+    eprintln!("wrote {message} to {}", args.out.display());
+    Ok(())
 }

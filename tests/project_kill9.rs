@@ -1,0 +1,107 @@
+//! A kill -9 at any moment of a save leaves the last complete save in place.
+//!
+//! The test re-runs its own test binary as a child that saves a project in a tight
+//! loop, SIGKILLs it at random moments, and checks each time that the project file
+//! (and its backup) parse as a complete, self-consistent project.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use trsr::curate::{Edit, Key, StepKind};
+use trsr::project::{backup_path, Project};
+
+const CHILD_ENV: &str = "TRSR_KILL9_CHILD_PROJECT";
+const CASES: usize = 150;
+
+/// A project whose every final summary names its generation `g`.
+fn project_at(g: u64) -> Project {
+    let mut p = Project::new();
+    for i in 0..CASES {
+        let case = format!("c{i}");
+        p.curation
+            .register_trace(
+                &case,
+                "hierarchical",
+                vec![
+                    (StepKind::Block, vec!["N1".into()], "block summary ".repeat(20)),
+                    (StepKind::Merge, vec![], "merged summary ".repeat(20)),
+                ],
+                None,
+            )
+            .unwrap();
+        p.curation
+            .apply_at(
+                &Key::final_of(&case, "hierarchical"),
+                Edit::SetText(Some(format!("generation {g}: {}", "edited text ".repeat(30)))),
+                g,
+            )
+            .unwrap();
+    }
+    p.settings.extra.insert("generation".into(), g.to_string());
+    p
+}
+
+/// Checks the file is a complete project of one generation; returns it.
+fn check(path: &Path) -> u64 {
+    let p = Project::load(path).unwrap_or_else(|e| panic!("after kill -9: {e}"));
+    let g: u64 = p.settings.extra["generation"].parse().unwrap();
+    let finals: Vec<_> = p.curation.annotations().collect();
+    assert_eq!(finals.len(), CASES, "a partial project");
+    let prefix = format!("generation {g}: ");
+    for (k, a) in finals {
+        assert!(a.text().starts_with(&prefix), "{k} is from another generation");
+    }
+    g
+}
+
+/// The child: runs only when the parent test starts this binary with CHILD_ENV.
+#[test]
+fn kill9_child_saver() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let path = Path::new(&path);
+    let mut g = check(path);
+    loop {
+        g += 1;
+        project_at(g).save(path).unwrap();
+    }
+}
+
+#[test]
+fn kill_9_in_the_middle_of_saves_never_breaks_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("project.ron");
+    project_at(0).save(&path).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut last = 0;
+    let mut advanced = 0;
+    for _ in 0..40 {
+        let mut child = Command::new(&exe)
+            .args(["kill9_child_saver", "--exact", "--test-threads=1"])
+            .env(CHILD_ENV, &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..250)));
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        let g = check(&path);
+        assert!(g >= last, "the project went back in time: {g} < {last}");
+        if g > last {
+            advanced += 1;
+        }
+        last = g;
+        if backup_path(&path).exists() {
+            let b = check(&backup_path(&path));
+            assert!(b <= g);
+        }
+    }
+    // The kills landed while the child was saving, not only before it started.
+    assert!(advanced >= 10, "the child saved in only {advanced} of 40 runs");
+    assert!(last >= 20, "only {last} saves in all");
+}
