@@ -1,5 +1,26 @@
 //! Ranking metrics (Recall/MRR/NDCG@K, AUC), tie policies, aggregation, and the
 //! `scores.jsonl` record.
+//!
+//! Definitions, per case (a list of scored candidates, one or more positives):
+//! - Recall@K: positives ranked in the top K, divided by the number of positives
+//!   (with one positive: 1 if it is in the top K, else 0).
+//! - MRR@K: 1 / rank of the best-ranked positive if that rank is at most K, else 0.
+//! - NDCG@K: binary gains; DCG = sum over positives ranked p <= K of 1 / log2(p + 1);
+//!   divided by the ideal DCG, all positives first: sum over p = 1..min(positives, K).
+//! - AUC: over all (positive, negative) pairs, the fraction where the positive
+//!   scores higher (a tie counts as the tie policy says). Undefined for a case
+//!   without negatives, which is then left out of the AUC average.
+//!
+//! Ties: candidates with equal scores form a tie group occupying consecutive
+//! ranks. `pessimistic` puts the group's negatives first, `optimistic` its
+//! positives first (the reference code's behaviour, since it lists the target
+//! first and sorts stably), `average` takes the expected value over a uniformly
+//! random order within the group.
+//!
+//! Averages are over cases, per scorer. A case without a positive is skipped and
+//! counted in [`Summary::skipped`].
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +39,215 @@ pub struct ScoreRecord {
     pub case: String,
     pub scorer: String,
     pub candidates: Vec<ScoredCandidate>,
+}
+
+/// How tied scores between a positive and negatives are ranked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum TiePolicy {
+    /// A tied negative ranks above the positive (the honest default).
+    #[default]
+    Pessimistic,
+    /// A tied positive ranks above the negatives (the reference code's behaviour).
+    Optimistic,
+    /// The expected value over a uniformly random order of tied candidates.
+    Average,
+}
+
+impl TiePolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            TiePolicy::Pessimistic => "pessimistic",
+            TiePolicy::Optimistic => "optimistic",
+            TiePolicy::Average => "average",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TiePolicy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pessimistic" => Some(TiePolicy::Pessimistic),
+            "optimistic" => Some(TiePolicy::Optimistic),
+            "average" => Some(TiePolicy::Average),
+            _ => None,
+        }
+    }
+}
+
+/// Averages over the cases of one scorer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Cases evaluated (with at least one positive).
+    pub cases: usize,
+    /// `recall@K`, `mrr@K`, `ndcg@K` for each K, and `auc` (absent when no case
+    /// had a negative).
+    pub metrics: BTreeMap<String, f64>,
+    /// Cases left out because they had no positive.
+    #[serde(default)]
+    pub skipped: usize,
+}
+
+/// Metric names in table order for the given cut-offs.
+pub fn metric_names(ks: &[usize]) -> Vec<String> {
+    let mut names = Vec::new();
+    for k in ks {
+        for m in ["recall", "mrr", "ndcg"] {
+            names.push(format!("{m}@{k}"));
+        }
+    }
+    names.push("auc".into());
+    names
+}
+
+/// n choose r as f64.
+fn choose(n: usize, r: usize) -> f64 {
+    if r > n {
+        return 0.0;
+    }
+    let r = r.min(n - r);
+    (0..r).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+}
+
+/// 1 / log2(p + 1): the discounted gain of a relevant item at 1-based rank `p`.
+fn gain(p: usize) -> f64 {
+    1.0 / ((p + 1) as f64).log2()
+}
+
+/// Metrics of one case. Returns `None` when the case has no positive.
+/// The map holds `recall@K`, `mrr@K`, `ndcg@K` per K, and `auc` when the case has
+/// a negative.
+pub fn case_metrics(
+    cands: &[ScoredCandidate],
+    ks: &[usize],
+    ties: TiePolicy,
+) -> Option<BTreeMap<String, f64>> {
+    let n_pos = cands.iter().filter(|c| c.label > 0).count();
+    let n_neg = cands.len() - n_pos;
+    if n_pos == 0 {
+        return None;
+    }
+    let mut sorted: Vec<&ScoredCandidate> = cands.iter().collect();
+    sorted.sort_by(|a, b| b.score.total_cmp(&a.score));
+
+    // Rank distribution of the positives: (1-based rank, expected number of
+    // positives at that rank).
+    let mut pos_at: Vec<(usize, f64)> = Vec::new();
+    // Distribution of the best-ranked positive's rank: (rank, probability).
+    let mut first_dist: Vec<(usize, f64)> = Vec::new();
+    let mut start = 1usize; // rank of the tie group's first slot
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].score.total_cmp(&sorted[i].score).is_eq() {
+            j += 1;
+        }
+        let g = j - i; // group size
+        let m = sorted[i..j].iter().filter(|c| c.label > 0).count(); // its positives
+        if m > 0 {
+            let first_slot = match ties {
+                TiePolicy::Pessimistic => start + g - m,
+                TiePolicy::Optimistic | TiePolicy::Average => start,
+            };
+            match ties {
+                TiePolicy::Pessimistic | TiePolicy::Optimistic => {
+                    pos_at.extend((first_slot..first_slot + m).map(|p| (p, 1.0)));
+                }
+                TiePolicy::Average => {
+                    // Each slot holds a positive with probability m / g.
+                    pos_at.extend((start..start + g).map(|p| (p, m as f64 / g as f64)));
+                }
+            }
+            if first_dist.is_empty() {
+                match ties {
+                    TiePolicy::Pessimistic | TiePolicy::Optimistic => {
+                        first_dist.push((first_slot, 1.0))
+                    }
+                    TiePolicy::Average => {
+                        // P(best positive at slot >= start + t) = C(g - t, m) / C(g, m).
+                        let total = choose(g, m);
+                        for t in 0..=(g - m) {
+                            let p = (choose(g - t, m) - choose(g - t - 1, m)) / total;
+                            first_dist.push((start + t, p));
+                        }
+                    }
+                }
+            }
+        }
+        start += g;
+        i = j;
+    }
+
+    let mut out = BTreeMap::new();
+    for &k in ks {
+        let in_top = pos_at.iter().filter(|(p, _)| *p <= k);
+        let hits: f64 = in_top.clone().map(|(_, w)| w).sum();
+        let dcg: f64 = in_top.map(|(p, w)| w * gain(*p)).sum();
+        let idcg: f64 = (1..=n_pos.min(k)).map(gain).sum();
+        let mrr: f64 = first_dist
+            .iter()
+            .filter(|(p, _)| *p <= k)
+            .map(|(p, w)| w / *p as f64)
+            .sum();
+        out.insert(format!("recall@{k}"), hits / n_pos as f64);
+        out.insert(format!("mrr@{k}"), mrr);
+        out.insert(
+            format!("ndcg@{k}"),
+            if idcg > 0.0 { dcg / idcg } else { 0.0 },
+        );
+    }
+    if n_neg > 0 {
+        let tie_credit = match ties {
+            TiePolicy::Pessimistic => 0.0,
+            TiePolicy::Optimistic => 1.0,
+            TiePolicy::Average => 0.5,
+        };
+        let mut sum = 0.0;
+        for p in cands.iter().filter(|c| c.label > 0) {
+            for n in cands.iter().filter(|c| c.label == 0) {
+                sum += match p.score.total_cmp(&n.score) {
+                    std::cmp::Ordering::Greater => 1.0,
+                    std::cmp::Ordering::Equal => tie_credit,
+                    std::cmp::Ordering::Less => 0.0,
+                };
+            }
+        }
+        out.insert("auc".into(), sum / (n_pos * n_neg) as f64);
+    }
+    Some(out)
+}
+
+/// Averages per-case metrics per scorer. Each record is one case; cases without
+/// a positive are skipped and counted. Each metric is averaged over the cases
+/// that define it (AUC: cases with a negative).
+pub fn evaluate(
+    records: &[ScoreRecord],
+    ks: &[usize],
+    ties: TiePolicy,
+) -> BTreeMap<String, Summary> {
+    let mut out: BTreeMap<String, Summary> = BTreeMap::new();
+    let mut defined: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for rec in records {
+        let s = out.entry(rec.scorer.clone()).or_default();
+        let Some(m) = case_metrics(&rec.candidates, ks, ties) else {
+            s.skipped += 1;
+            continue;
+        };
+        s.cases += 1;
+        let counts = defined.entry(rec.scorer.clone()).or_default();
+        for (k, v) in m {
+            *counts.entry(k.clone()).or_insert(0) += 1;
+            *s.metrics.entry(k).or_insert(0.0) += v;
+        }
+    }
+    for (scorer, s) in out.iter_mut() {
+        for (name, v) in s.metrics.iter_mut() {
+            let n = defined
+                .get(scorer)
+                .and_then(|c| c.get(name))
+                .copied()
+                .unwrap_or(1);
+            *v /= n as f64;
+        }
+    }
+    out
 }
 
 /// Parses one `scores.jsonl` line, naming the offending field on error
@@ -117,4 +347,3 @@ pub fn read_scores(path: &std::path::Path) -> Result<Vec<ScoreRecord>, crate::da
         out.push(parse_score_line(&line, path, line_no)?);
     }
     Ok(out)
-}

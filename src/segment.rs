@@ -49,3 +49,78 @@ impl Default for BlockParams {
         }
     }
 }
+
+/// Cuts `items` (oldest first) into blocks. `count_tokens` gives a text's token count.
+pub fn segment(
+    items: &[SegItem<'_>],
+    params: &BlockParams,
+    count_tokens: &dyn Fn(&str) -> usize,
+) -> Segmentation {
+    let make_block = |chunk: &[SegItem<'_>], oversized: bool| {
+        let text = chunk
+            .iter()
+            .map(|i| i.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        Block {
+            item_ids: chunk.iter().map(|i| i.id.to_string()).collect(),
+            token_count: count_tokens(&text),
+            text,
+            oversized,
+        }
+    };
+    match *params {
+        BlockParams::ByCount { size, max_blocks } => {
+            let size = size.max(1);
+            let keep = items.len().min(size.saturating_mul(max_blocks.max(1)));
+            let dropped_oldest = items.len() - keep;
+            let blocks = items[dropped_oldest..]
+                .chunks(size)
+                .map(|c| make_block(c, false))
+                .collect();
+            Segmentation {
+                blocks,
+                dropped_oldest,
+            }
+        }
+        BlockParams::ByTokens {
+            budget_tokens,
+            max_blocks,
+        } => {
+            let mut ranges: Vec<(usize, usize, bool)> = Vec::new();
+            let mut start = 0;
+            while start < items.len() {
+                let mut end = start + 1;
+                let first_tokens = count_tokens(&items[start].text);
+                if first_tokens > budget_tokens {
+                    ranges.push((start, end, true));
+                    start = end;
+                    continue;
+                }
+                while end < items.len() {
+                    let text = items[start..=end]
+                        .iter()
+                        .map(|i| i.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    if count_tokens(&text) > budget_tokens {
+                        break;
+                    }
+                    end += 1;
+                }
+                ranges.push((start, end, false));
+                start = end;
+            }
+            let skip = ranges.len().saturating_sub(max_blocks.max(1));
+            let dropped_oldest = ranges.get(skip).map_or(items.len(), |r| r.0);
+            let blocks = ranges[skip..]
+                .iter()
+                .map(|&(s, e, o)| make_block(&items[s..e], o))
+                .collect();
+            Segmentation {
+                blocks,
+                dropped_oldest,
+            }
+        }
+    }
+}
