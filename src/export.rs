@@ -661,3 +661,42 @@ pub fn summaries_table(curation: &Curation) -> Table {
     }
     t
 }
+
+/// Metrics per scorer as a table: scorer, then `recall@K`, `mrr@K`, `ndcg@K` per K,
+/// `auc`, `cases`. Values with 4 decimals; an undefined AUC is empty.
+pub fn metrics_table(summaries: &[(String, crate::metrics::Summary)], ks: &[usize]) -> Table {
+    let names = crate::metrics::metric_names(ks);
+    let mut header = vec!["scorer".to_string()];
+    header.extend(names.iter().cloned());
+    header.push("cases".into());
+    let mut t = Table {
+        header,
+        rows: Vec::new(),
+    };
+    for (scorer, s) in summaries {
+        let mut row = vec![scorer.clone()];
+        for n in &names {
+            row.push(s.metrics.get(n).map_or(String::new(), |v| format!("{v:.4}")));
+        }
+        row.push(s.cases.to_string());
+        t.push(row);
+    }
+    t
+}
+
+/// Metrics per scorer as one JSON object:
+/// `{"<scorer>": {"recall@3": ..., "mrr@3": ..., "ndcg@3": ..., ..., "auc": ..., "cases": N}}`
+/// (`auc` is null when no case had a negative).
+pub fn metrics_json(summaries: &[(String, crate::metrics::Summary)], ks: &[usize]) -> Value {
+    let mut all = Map::new();
+    for (scorer, s) in summaries {
+        let mut m = Map::new();
+        for n in crate::metrics::metric_names(ks) {
+            let v = s.metrics.get(&n).copied().map_or(Value::Null, Value::from);
+            m.insert(n, v);
+        }
+        m.insert("cases".into(), s.cases.into());
+        all.insert(scorer.clone(), Value::Object(m));
+    }
+    Value::Object(all)
+}

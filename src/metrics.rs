@@ -347,3 +347,4 @@ pub fn read_scores(path: &std::path::Path) -> Result<Vec<ScoreRecord>, crate::da
         out.push(parse_score_line(&line, path, line_no)?);
     }
     Ok(out)
+}

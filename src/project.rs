@@ -173,7 +173,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Project, ProjectError> {
     ron::from_str(text).map_err(|e| corrupt(path, &e))
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ProjectError + '_ {
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ProjectError + 'a {
     move |source| ProjectError::Io {
         action,
         path: path.to_path_buf(),

@@ -1,4 +1,16 @@
 //! Block segmentation of a user's history: by item count, or by token budget.
+//!
+//! - By count: blocks of `size` consecutive items, at most `max_blocks`; a longer
+//!   history keeps its `size * max_blocks` most recent items (the oldest are
+//!   counted in `dropped_oldest`) and is cut from its oldest kept item on, so only
+//!   the last block may be short. The paper: blocks of 5, at most 5 blocks.
+//! - By token budget: consecutive items are packed into a block while the block's
+//!   text (items joined by newlines) counts at most `budget_tokens`; an item
+//!   larger than the budget on its own gets a block of its own, flagged
+//!   `oversized`. Packing runs from the oldest item; when more than `max_blocks`
+//!   blocks result, the most recent `max_blocks` are kept.
+//!
+//! A `size` or `max_blocks` of 0 is taken as 1.
 
 use serde::{Deserialize, Serialize};
 

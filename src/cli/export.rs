@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::export::{self, ExportOptions, PlainRenderer, SftForm, TableFormat};
-use crate::metrics::ScoreRecord;
+use crate::metrics::TiePolicy;
 use crate::project::Project;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub enum ExportKind {
     Summaries,
     /// Scores from `--scores` files (JSONL or CSV).
     Scores,
+    /// Metrics per scorer from `--scores` files (CSV or Markdown), as `trsr eval` computes them.
+    Metrics,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,14 +60,27 @@ pub struct ExportArgs {
     /// Prepared dataset folder (items.jsonl + cases.jsonl); defaults to the project's.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
-    /// scores.jsonl files for `--kind scores`.
+    /// scores.jsonl files for `--kind scores` and `--kind metrics`.
     #[arg(long, num_args = 1..)]
     pub scores: Vec<PathBuf>,
+    /// Cut-offs for `--kind metrics`.
+    #[arg(long, value_delimiter = ',', default_value = "3,5,10")]
+    pub k: Vec<usize>,
+    /// Tie policy for `--kind metrics`.
+    #[arg(long, value_enum, default_value_t = TiePolicy::Pessimistic)]
+    pub ties: TiePolicy,
+}
+
+/// A value's command-line spelling (`prompt-completion`, not `PromptCompletion`).
+fn name<T: clap::ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn load_project(args: &ExportArgs) -> anyhow::Result<(PathBuf, Project)> {
     let Some(path) = &args.project else {
-        bail!("--kind {:?} needs --project FILE", args.kind);
+        bail!("--kind {} needs --project FILE", name(&args.kind));
     };
     let project = Project::load(path).with_context(|| "could not open the project".to_string())?;
     Ok((path.clone(), project))
@@ -92,8 +107,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 ExportFormat::PromptCompletion => SftForm::PromptCompletion,
                 ExportFormat::Messages => SftForm::Messages,
                 other => bail!(
-                    "--kind {:?} writes SFT data: use --format prompt-completion or messages, not {other:?}",
-                    args.kind
+                    "--kind {:?} writes SFT data: use --format prompt-completion or messages, not {}",
+                    name(&args.kind),
+                    name(&other)
                 ),
             };
             let (path, project) = load_project(&args)?;
@@ -144,7 +160,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 ExportFormat::Markdown => buf = export::summaries_table(&project.curation)
                     .render(TableFormat::Markdown)
                     .into_bytes(),
-                other => bail!("--kind summaries writes a table: use --format jsonl, csv or markdown, not {other:?}"),
+                other => bail!("--kind summaries writes a table: use --format jsonl, csv or markdown, not {}", name(&other)),
             }
             format!("{} summaries", project.curation.traces().count())
         }
@@ -152,25 +168,42 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             if args.scores.is_empty() {
                 bail!("--kind scores needs --scores FILE...");
             }
-            let mut records: Vec<ScoreRecord> = Vec::new();
-            for path in &args.scores {
-                records.extend(crate::metrics::read_scores(path)?);
-            }
+            let (records, _) = super::eval::read_all(&args.scores)?;
+            let table = || export::scores_table(&records);
             match args.format {
                 ExportFormat::Jsonl => export::write_scores_jsonl(&mut buf, &records)?,
-                ExportFormat::Csv => {
-                    buf = export::scores_table(&records)
-                        .render(TableFormat::Csv)
-                        .into_bytes()
-                }
-                ExportFormat::Markdown => {
-                    buf = export::scores_table(&records)
-                        .render(TableFormat::Markdown)
-                        .into_bytes()
-                }
-                other => bail!("--kind scores writes a table: use --format jsonl, csv or markdown, not {other:?}"),
+                ExportFormat::Csv => buf = table().render(TableFormat::Csv).into_bytes(),
+                ExportFormat::Markdown => buf = table().render(TableFormat::Markdown).into_bytes(),
+                other => bail!("--kind scores writes a table: use --format jsonl, csv or markdown, not {}", name(&other)),
             }
             format!("{} score records", records.len())
+        }
+        ExportKind::Metrics => {
+            if args.scores.is_empty() {
+                bail!("--kind metrics needs --scores FILE...");
+            }
+            if args.k.is_empty() || args.k.contains(&0) {
+                bail!("--k takes positive cut-offs such as 3,5,10");
+            }
+            let (records, order) = super::eval::read_all(&args.scores)?;
+            let summaries = crate::metrics::evaluate(&records, &args.k, args.ties);
+            let ordered: Vec<_> = order
+                .iter()
+                .filter_map(|s| summaries.get(s).map(|m| (s.clone(), m.clone())))
+                .collect();
+            let table = export::metrics_table(&ordered, &args.k);
+            buf = match args.format {
+                ExportFormat::Csv => table.render(TableFormat::Csv),
+                ExportFormat::Markdown => table.render(TableFormat::Markdown),
+                ExportFormat::Jsonl => {
+                    let mut s = serde_json::to_string(&export::metrics_json(&ordered, &args.k))?;
+                    s.push('\n');
+                    s
+                }
+                other => bail!("--kind metrics writes a table: use --format csv, markdown or jsonl, not {}", name(&other)),
+            }
+            .into_bytes();
+            format!("metrics of {} scorers", ordered.len())
         }
     };
     write_out(&args.out, &buf)?;
