@@ -210,7 +210,7 @@ fn render_item(
 
 /// Picks a case's negative: a function of (seed, case id) only, so the choice does
 /// not depend on export order or on which other cases are exported.
-fn pick_negative<'a>(case: &'a Case, seed: u64) -> Option<&'a str> {
+fn pick_negative(case: &Case, seed: u64) -> Option<&str> {
     if case.negatives.is_empty() {
         return None;
     }
@@ -227,7 +227,10 @@ fn pick_negative<'a>(case: &'a Case, seed: u64) -> Option<&'a str> {
 /// Summary provenance shared by both kinds of export.
 fn provenance(curation: &Curation, key: &Key, kind: &str, step: usize) -> Map<String, Value> {
     let ann = curation.annotation(key);
-    let model_text = curation.model_text(key).map(str::to_string).unwrap_or_default();
+    let model_text = curation
+        .model_text(key)
+        .map(str::to_string)
+        .unwrap_or_default();
     let model = curation
         .trace(&key.case, &key.method)
         .and_then(|t| t.model.clone());
@@ -237,13 +240,12 @@ fn provenance(curation: &Curation, key: &Key, kind: &str, step: usize) -> Map<St
     m.insert("kind".into(), kind.into());
     m.insert("step".into(), step.into());
     m.insert("status".into(), curation.status(key).name().into());
-    m.insert(
-        "edited".into(),
-        ann.is_some_and(|a| a.is_edited()).into(),
-    );
+    m.insert("edited".into(), ann.is_some_and(|a| a.is_edited()).into());
     m.insert(
         "model_text".into(),
-        ann.map(|a| a.model_text.clone()).unwrap_or(model_text).into(),
+        ann.map(|a| a.model_text.clone())
+            .unwrap_or(model_text)
+            .into(),
     );
     m.insert(
         "notes".into(),
@@ -251,9 +253,13 @@ fn provenance(curation: &Curation, key: &Key, kind: &str, step: usize) -> Map<St
     );
     m.insert(
         "annotated_at_ms".into(),
-        ann.map(|a| Value::from(a.updated_at_ms)).unwrap_or(Value::Null),
+        ann.map(|a| Value::from(a.updated_at_ms))
+            .unwrap_or(Value::Null),
     );
-    m.insert("model".into(), model.map(Value::from).unwrap_or(Value::Null));
+    m.insert(
+        "model".into(),
+        model.map(Value::from).unwrap_or(Value::Null),
+    );
     m
 }
 
@@ -530,7 +536,10 @@ impl Table {
     pub fn to_markdown(&self) -> String {
         let esc = |c: &String| c.replace('|', "\\|").replace('\n', " ");
         let line = |cells: &[String]| {
-            format!("| {} |", cells.iter().map(esc).collect::<Vec<_>>().join(" | "))
+            format!(
+                "| {} |",
+                cells.iter().map(esc).collect::<Vec<_>>().join(" | ")
+            )
         };
         let mut out = line(&self.header);
         out.push('\n');
@@ -606,7 +615,10 @@ fn summary_rows(curation: &Curation) -> Vec<Map<String, Value>> {
         m.insert("status".into(), curation.status(&key).name().into());
         m.insert(
             "edited".into(),
-            curation.annotation(&key).is_some_and(|a| a.is_edited()).into(),
+            curation
+                .annotation(&key)
+                .is_some_and(|a| a.is_edited())
+                .into(),
         );
         m.insert("stale".into(), stale.into());
         m.insert(
@@ -676,7 +688,11 @@ pub fn metrics_table(summaries: &[(String, crate::metrics::Summary)], ks: &[usiz
     for (scorer, s) in summaries {
         let mut row = vec![scorer.clone()];
         for n in &names {
-            row.push(s.metrics.get(n).map_or(String::new(), |v| format!("{v:.4}")));
+            row.push(
+                s.metrics
+                    .get(n)
+                    .map_or(String::new(), |v| format!("{v:.4}")),
+            );
         }
         row.push(s.cases.to_string());
         t.push(row);

@@ -173,7 +173,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Project, ProjectError> {
     ron::from_str(text).map_err(|e| corrupt(path, &e))
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ProjectError + 'a {
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ProjectError + 'a {
     move |source| ProjectError::Io {
         action,
         path: path.to_path_buf(),
@@ -240,7 +243,12 @@ impl Project {
         let text = String::from_utf8(bytes).map_err(|e| {
             let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |p| p + 1)
+                + 1;
             ProjectError::Corrupt {
                 path: path.to_path_buf(),
                 line,
@@ -255,8 +263,8 @@ impl Project {
     pub fn to_ron(&self) -> Result<String, ProjectError> {
         let mut cfg = ron::ser::PrettyConfig::new().indentor("  ".to_string());
         cfg = cfg.struct_names(false);
-        let mut text =
-            ron::ser::to_string_pretty(self, cfg).map_err(|e| ProjectError::Serialize(e.to_string()))?;
+        let mut text = ron::ser::to_string_pretty(self, cfg)
+            .map_err(|e| ProjectError::Serialize(e.to_string()))?;
         text.push('\n');
         Ok(text)
     }

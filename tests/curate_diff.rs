@@ -40,14 +40,20 @@ fn assert_reconstructs(a: &str, b: &str) {
 
 #[test]
 fn identical_texts_are_one_equal_run() {
-    assert_eq!(word_diff("likes tech news", "likes tech news"), vec![eq("likes tech news")]);
+    assert_eq!(
+        word_diff("likes tech news", "likes tech news"),
+        vec![eq("likes tech news")]
+    );
     assert_eq!(word_diff("", ""), Vec::<DiffOp>::new());
 }
 
 #[test]
 fn replaced_word_is_a_delete_and_an_insert() {
     assert_eq!(
-        word_diff("The user likes sports news.", "The user likes politics news."),
+        word_diff(
+            "The user likes sports news.",
+            "The user likes politics news."
+        ),
         vec![
             eq("The user likes "),
             del("sports"),
@@ -88,8 +94,10 @@ fn from_and_to_empty() {
 fn diffs_reconstruct_both_texts() {
     let cases = [
         ("a b c d e", "a x c y e"),
-        ("The user reads about U.S. politics, elections and the economy.",
-         "The user mostly reads about politics (US elections) and economics."),
+        (
+            "The user reads about U.S. politics, elections and the economy.",
+            "The user mostly reads about politics (US elections) and economics.",
+        ),
         ("naïve café — ünïcode words", "naive café – unicode words!"),
         ("  leading and trailing  ", "leading and trailing"),
         ("one\ntwo\nthree", "one\nthree\nfour"),

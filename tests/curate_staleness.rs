@@ -48,8 +48,12 @@ fn editing_a_recurrent_step_makes_every_later_step_and_the_scores_stale() {
     let mut c = Curation::new();
     recurrent(&mut c, "c1");
     c.record_scored("c1", "recurrent").unwrap();
-    c.apply_at(&Key::step("c1", "recurrent", 1), Edit::SetText(Some("s1 edited".into())), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::step("c1", "recurrent", 1),
+        Edit::SetText(Some("s1 edited".into())),
+        1,
+    )
+    .unwrap();
     let s = c.staleness("c1", "recurrent").unwrap();
     assert_eq!(s.steps, vec![2, 3]);
     assert!(s.final_stale);
@@ -64,7 +68,10 @@ fn editing_a_recurrent_step_makes_every_later_step_and_the_scores_stale() {
         }]
     );
     // The next step reads the edited text.
-    assert_eq!(c.step_inputs("c1", "recurrent", 2).unwrap(), vec!["s1 edited"]);
+    assert_eq!(
+        c.step_inputs("c1", "recurrent", 2).unwrap(),
+        vec!["s1 edited"]
+    );
 }
 
 #[test]
@@ -72,8 +79,12 @@ fn editing_a_hierarchical_block_makes_only_the_merge_stale() {
     let mut c = Curation::new();
     hierarchical(&mut c, "c1");
     c.record_scored("c1", "hierarchical").unwrap();
-    c.apply_at(&Key::step("c1", "hierarchical", 1), Edit::SetText(Some("b1 edited".into())), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::step("c1", "hierarchical", 1),
+        Edit::SetText(Some("b1 edited".into())),
+        1,
+    )
+    .unwrap();
     let s = c.staleness("c1", "hierarchical").unwrap();
     assert_eq!(s.steps, vec![3]);
     assert!(s.final_stale && s.scores_stale);
@@ -89,11 +100,19 @@ fn editing_the_final_summary_makes_only_the_scores_stale() {
     hierarchical(&mut c, "c1");
     recurrent(&mut c, "c2");
     c.record_scored("c1", "hierarchical").unwrap();
-    c.apply_at(&Key::final_of("c1", "hierarchical"), Edit::SetText(Some("better".into())), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::final_of("c1", "hierarchical"),
+        Edit::SetText(Some("better".into())),
+        1,
+    )
+    .unwrap();
     // c2 was never scored: an edit there has no scores to make stale.
-    c.apply_at(&Key::final_of("c2", "recurrent"), Edit::SetText(Some("better".into())), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::final_of("c2", "recurrent"),
+        Edit::SetText(Some("better".into())),
+        1,
+    )
+    .unwrap();
     assert_eq!(
         c.rerun_plan(),
         vec![RerunItem {
@@ -111,7 +130,8 @@ fn status_and_notes_changes_do_not_make_anything_stale() {
     recurrent(&mut c, "c1");
     c.record_scored("c1", "recurrent").unwrap();
     let k = Key::step("c1", "recurrent", 0);
-    c.apply_at(&k, Edit::SetStatus(trsr::curate::Status::Rejected), 1).unwrap();
+    c.apply_at(&k, Edit::SetStatus(trsr::curate::Status::Rejected), 1)
+        .unwrap();
     c.apply_at(&k, Edit::SetNotes("n".into()), 1).unwrap();
     assert!(c.rerun_plan().is_empty());
 }
@@ -121,8 +141,12 @@ fn undoing_the_edit_makes_the_downstream_fresh_again_and_redo_stale_again() {
     let mut c = Curation::new();
     recurrent(&mut c, "c1");
     c.record_scored("c1", "recurrent").unwrap();
-    c.apply_at(&Key::step("c1", "recurrent", 0), Edit::SetText(Some("x".into())), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::step("c1", "recurrent", 0),
+        Edit::SetText(Some("x".into())),
+        1,
+    )
+    .unwrap();
     assert_eq!(c.staleness("c1", "recurrent").unwrap().steps, vec![1, 2, 3]);
     c.undo();
     assert!(c.rerun_plan().is_empty());
@@ -135,8 +159,12 @@ fn rerunning_the_plan_step_by_step_clears_it() {
     let mut c = Curation::new();
     recurrent(&mut c, "c1");
     c.record_scored("c1", "recurrent").unwrap();
-    c.apply_at(&Key::step("c1", "recurrent", 1), Edit::SetText(Some("e".into())), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::step("c1", "recurrent", 1),
+        Edit::SetText(Some("e".into())),
+        1,
+    )
+    .unwrap();
     let plan = c.rerun_plan();
     assert_eq!(plan.len(), 1);
     for &step in &plan[0].steps {
@@ -161,11 +189,17 @@ fn rerunning_out_of_order_is_caught() {
     // once step 2 is re-run with a different output, step 3 is stale again.
     let mut c = Curation::new();
     recurrent(&mut c, "c1");
-    c.apply_at(&Key::step("c1", "recurrent", 1), Edit::SetText(Some("e".into())), 1)
+    c.apply_at(
+        &Key::step("c1", "recurrent", 1),
+        Edit::SetText(Some("e".into())),
+        1,
+    )
+    .unwrap();
+    c.record_step_output("c1", "recurrent", 3, "new s3".into())
         .unwrap();
-    c.record_step_output("c1", "recurrent", 3, "new s3".into()).unwrap();
     assert_eq!(c.staleness("c1", "recurrent").unwrap().steps, vec![2, 3]);
-    c.record_step_output("c1", "recurrent", 2, "new s2".into()).unwrap();
+    c.record_step_output("c1", "recurrent", 2, "new s2".into())
+        .unwrap();
     assert_eq!(c.staleness("c1", "recurrent").unwrap().steps, vec![3]);
 }
 
@@ -175,9 +209,14 @@ fn undoing_an_edit_after_its_rerun_makes_the_downstream_stale() {
     // changes their inputs back, so they must be re-run again.
     let mut c = Curation::new();
     hierarchical(&mut c, "c1");
-    c.apply_at(&Key::step("c1", "hierarchical", 0), Edit::SetText(Some("e".into())), 1)
+    c.apply_at(
+        &Key::step("c1", "hierarchical", 0),
+        Edit::SetText(Some("e".into())),
+        1,
+    )
+    .unwrap();
+    c.record_step_output("c1", "hierarchical", 3, "merged 2".into())
         .unwrap();
-    c.record_step_output("c1", "hierarchical", 3, "merged 2".into()).unwrap();
     assert!(c.rerun_plan().is_empty());
     c.undo();
     assert_eq!(c.staleness("c1", "hierarchical").unwrap().steps, vec![3]);

@@ -69,23 +69,46 @@ fn curation() -> Curation {
             case,
             "recurrent",
             vec![
-                (StepKind::Block, vec!["N1".into(), "N2".into(), "N3".into()], format!("{case} s0")),
-                (StepKind::Update, vec!["N4".into(), "N5".into(), "N6".into()], format!("{case} s1")),
+                (
+                    StepKind::Block,
+                    vec!["N1".into(), "N2".into(), "N3".into()],
+                    format!("{case} s0"),
+                ),
+                (
+                    StepKind::Update,
+                    vec!["N4".into(), "N5".into(), "N6".into()],
+                    format!("{case} s1"),
+                ),
             ],
             Some("SmolLM2".into()),
         )
         .unwrap();
     }
     let f1 = Key::final_of("c1", "recurrent");
-    c.apply_at(&f1, Edit::SetText(Some("c1 likes sports".into())), 10).unwrap();
-    c.apply_at(&f1, Edit::SetStatus(Status::Accepted), 11).unwrap();
-    c.apply_at(&f1, Edit::SetNotes("fixed topic".into()), 12).unwrap();
-    c.apply_at(&Key::final_of("c2", "recurrent"), Edit::SetStatus(Status::Rejected), 13)
+    c.apply_at(&f1, Edit::SetText(Some("c1 likes sports".into())), 10)
         .unwrap();
-    c.apply_at(&Key::step("c1", "recurrent", 0), Edit::SetStatus(Status::Accepted), 14)
+    c.apply_at(&f1, Edit::SetStatus(Status::Accepted), 11)
         .unwrap();
-    c.apply_at(&Key::step("c1", "recurrent", 1), Edit::SetStatus(Status::Flagged), 15)
+    c.apply_at(&f1, Edit::SetNotes("fixed topic".into()), 12)
         .unwrap();
+    c.apply_at(
+        &Key::final_of("c2", "recurrent"),
+        Edit::SetStatus(Status::Rejected),
+        13,
+    )
+    .unwrap();
+    c.apply_at(
+        &Key::step("c1", "recurrent", 0),
+        Edit::SetStatus(Status::Accepted),
+        14,
+    )
+    .unwrap();
+    c.apply_at(
+        &Key::step("c1", "recurrent", 1),
+        Edit::SetStatus(Status::Flagged),
+        15,
+    )
+    .unwrap();
     c
 }
 
@@ -143,9 +166,13 @@ fn include_unreviewed_widens_but_never_to_rejected_or_flagged() {
         include_unreviewed: true,
         ..opts()
     };
-    let (ex, report) = recommender_examples(&curation(), &cases(), &catalogue(), &Echo, &o).unwrap();
+    let (ex, report) =
+        recommender_examples(&curation(), &cases(), &catalogue(), &Echo, &o).unwrap();
     let cases: Vec<_> = ex.iter().map(|e| e.provenance["case"].clone()).collect();
-    assert_eq!(cases, vec![json!("c1"), json!("c1"), json!("c3"), json!("c3")]);
+    assert_eq!(
+        cases,
+        vec![json!("c1"), json!("c1"), json!("c3"), json!("c3")]
+    );
     assert_eq!(report.skipped.get("rejected"), Some(&1));
     // c3's summary is the model's own text.
     assert!(ex[2].prompt.starts_with("S=c3 s1 "), "{}", ex[2].prompt);
@@ -155,8 +182,12 @@ fn include_unreviewed_widens_but_never_to_rejected_or_flagged() {
 #[test]
 fn the_negative_depends_only_on_seed_and_case() {
     let mut c = curation();
-    c.apply_at(&Key::final_of("c2", "recurrent"), Edit::SetStatus(Status::Accepted), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::final_of("c2", "recurrent"),
+        Edit::SetStatus(Status::Accepted),
+        1,
+    )
+    .unwrap();
     let pick = |seed: u64, cs: &[Case]| {
         let o = ExportOptions { seed, ..opts() };
         let (ex, _) = recommender_examples(&c, cs, &catalogue(), &Echo, &o).unwrap();
@@ -168,10 +199,18 @@ fn the_negative_depends_only_on_seed_and_case() {
     let all = cases();
     let a = pick(42, &all);
     assert_eq!(a.len(), 1);
-    assert_eq!(a, pick(42, &all[1..2]), "other cases change the choice");
+    // Other cases' order and negatives do not change the choice.
+    let mut other = all.clone();
+    other.reverse();
+    other.iter_mut().find(|c| c.case == "c1").unwrap().negatives = vec!["N9".into(), "N8".into()];
+    assert_eq!(a, pick(42, &other), "other cases change the choice");
     let seen: std::collections::BTreeSet<String> =
         (0..32).map(|s| pick(s, &all)[0].to_string()).collect();
-    assert_eq!(seen.len(), 2, "both negatives get chosen across seeds: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "both negatives get chosen across seeds: {seen:?}"
+    );
 }
 
 #[test]
@@ -210,19 +249,32 @@ fn summarizer_data_uses_curated_inputs_and_texts() {
 #[test]
 fn an_edited_step_feeds_the_next_prompt_and_stale_outputs_are_held_back() {
     let mut c = curation();
-    c.apply_at(&Key::step("c3", "recurrent", 0), Edit::SetText(Some("c3 edited".into())), 1)
-        .unwrap();
-    c.apply_at(&Key::step("c3", "recurrent", 0), Edit::SetStatus(Status::Accepted), 1)
-        .unwrap();
-    c.apply_at(&Key::step("c3", "recurrent", 1), Edit::SetStatus(Status::Accepted), 1)
-        .unwrap();
+    c.apply_at(
+        &Key::step("c3", "recurrent", 0),
+        Edit::SetText(Some("c3 edited".into())),
+        1,
+    )
+    .unwrap();
+    c.apply_at(
+        &Key::step("c3", "recurrent", 0),
+        Edit::SetStatus(Status::Accepted),
+        1,
+    )
+    .unwrap();
+    c.apply_at(
+        &Key::step("c3", "recurrent", 1),
+        Edit::SetStatus(Status::Accepted),
+        1,
+    )
+    .unwrap();
     let (ex, report) = summarizer_examples(&c, &cases(), &catalogue(), &Echo, &opts()).unwrap();
     let c3: Vec<_> = ex.iter().filter(|e| e.provenance["case"] == "c3").collect();
     assert_eq!(c3.len(), 1);
     assert_eq!(c3[0].completion, "c3 edited");
     // c3 step 1 was generated from the old step 0: stale until re-run.
     assert_eq!(report.skipped.get("stale (re-run first)"), Some(&1));
-    c.record_step_output("c3", "recurrent", 1, "c3 new s1".into()).unwrap();
+    c.record_step_output("c3", "recurrent", 1, "c3 new s1".into())
+        .unwrap();
     let (ex, _) = summarizer_examples(&c, &cases(), &catalogue(), &Echo, &opts()).unwrap();
     let s1 = ex
         .iter()
@@ -234,8 +286,8 @@ fn an_edited_step_feeds_the_next_prompt_and_stale_outputs_are_held_back() {
 
 #[test]
 fn a_case_missing_from_the_dataset_is_a_clear_error() {
-    let err = recommender_examples(&curation(), &cases()[1..], &catalogue(), &Echo, &opts())
-        .unwrap_err();
+    let err =
+        recommender_examples(&curation(), &cases()[1..], &catalogue(), &Echo, &opts()).unwrap_err();
     assert!(err.to_string().contains("`c1`"), "{err}");
     let mut cat = Catalogue::new();
     cat.insert(Item {

@@ -1,7 +1,9 @@
 //! Result tables: scores and summaries as JSONL/CSV, tables as text/Markdown/CSV.
 
 use trsr::curate::{Curation, Edit, Key, Status, StepKind};
-use trsr::export::{scores_table, summaries_table, write_scores_jsonl, write_summaries_jsonl, Table, TableFormat};
+use trsr::export::{
+    scores_table, summaries_table, write_scores_jsonl, write_summaries_jsonl, Table, TableFormat,
+};
 use trsr::metrics::{ScoreRecord, ScoredCandidate};
 
 fn table() -> Table {
@@ -37,7 +39,10 @@ fn markdown_table_escapes_pipes_and_right_aligns_numbers() {
 fn csv_table_quotes_when_needed() {
     let mut t = Table::new(["a", "b"]);
     t.push(vec!["x, y".into(), "say \"hi\"".into()]);
-    assert_eq!(t.render(TableFormat::Csv), "a,b\n\"x, y\",\"say \"\"hi\"\"\"\n");
+    assert_eq!(
+        t.render(TableFormat::Csv),
+        "a,b\n\"x, y\",\"say \"\"hi\"\"\"\n"
+    );
 }
 
 #[test]
@@ -46,17 +51,36 @@ fn scores_table_has_one_row_per_candidate_with_ranks() {
         case: "c1".into(),
         scorer: "llm:m".into(),
         candidates: vec![
-            ScoredCandidate { id: "N9".into(), label: 1, score: 0.5 },
-            ScoredCandidate { id: "N3".into(), label: 0, score: 0.9 },
-            ScoredCandidate { id: "N4".into(), label: 0, score: 0.5 },
+            ScoredCandidate {
+                id: "N9".into(),
+                label: 1,
+                score: 0.5,
+            },
+            ScoredCandidate {
+                id: "N3".into(),
+                label: 0,
+                score: 0.9,
+            },
+            ScoredCandidate {
+                id: "N4".into(),
+                label: 0,
+                score: 0.5,
+            },
         ],
     };
     let t = scores_table(std::slice::from_ref(&r));
-    assert_eq!(t.header, ["case", "scorer", "candidate", "label", "score", "rank"]);
-    let ranks: Vec<(&str, &str)> = t.rows.iter().map(|r| (r[2].as_str(), r[5].as_str())).collect();
+    assert_eq!(
+        t.header,
+        ["case", "scorer", "candidate", "label", "score", "rank"]
+    );
+    let ranks: Vec<(&str, &str)> = t
+        .rows
+        .iter()
+        .map(|r| (r[2].as_str(), r[5].as_str()))
+        .collect();
     assert_eq!(ranks, vec![("N9", "2"), ("N3", "1"), ("N4", "2")]);
     let mut buf = Vec::new();
-    write_scores_jsonl(&mut buf, &[r.clone()]).unwrap();
+    write_scores_jsonl(&mut buf, std::slice::from_ref(&r)).unwrap();
     let back: ScoreRecord = serde_json::from_slice(buf.trim_ascii_end()).unwrap();
     assert_eq!(back, r);
 }
@@ -75,8 +99,10 @@ fn summaries_export_the_text_that_stands_beside_the_models() {
     )
     .unwrap();
     let k = Key::final_of("c1", "hierarchical");
-    c.apply_at(&k, Edit::SetText(Some("human summary".into())), 1).unwrap();
-    c.apply_at(&k, Edit::SetStatus(Status::Accepted), 1).unwrap();
+    c.apply_at(&k, Edit::SetText(Some("human summary".into())), 1)
+        .unwrap();
+    c.apply_at(&k, Edit::SetStatus(Status::Accepted), 1)
+        .unwrap();
     let mut buf = Vec::new();
     write_summaries_jsonl(&mut buf, &c).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();

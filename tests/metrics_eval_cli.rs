@@ -92,10 +92,27 @@ fn tables_in_text_markdown_and_csv() {
          --------  --------  ------  ------  ------  -----\n\
          llm:smol    0.5000  0.5000  0.5000  0.5000      2\n"
     );
-    let (ok, out, _) = eval(&["--scores", a.to_str().unwrap(), "--k", "1", "--format", "markdown"]);
+    let (ok, out, _) = eval(&[
+        "--scores",
+        a.to_str().unwrap(),
+        "--k",
+        "1",
+        "--format",
+        "markdown",
+    ]);
     assert!(ok);
-    assert!(out.starts_with("| scorer | recall@1 | mrr@1 | ndcg@1 | auc | cases |\n| --- |"), "{out}");
-    let (ok, out, _) = eval(&["--scores", a.to_str().unwrap(), "--k", "1", "--format", "csv"]);
+    assert!(
+        out.starts_with("| scorer | recall@1 | mrr@1 | ndcg@1 | auc | cases |\n| --- |"),
+        "{out}"
+    );
+    let (ok, out, _) = eval(&[
+        "--scores",
+        a.to_str().unwrap(),
+        "--k",
+        "1",
+        "--format",
+        "csv",
+    ]);
     assert!(ok);
     assert_eq!(
         out,
@@ -133,7 +150,10 @@ fn a_case_scored_twice_by_one_scorer_is_an_error_naming_both_places() {
     let a2 = write(dir.path(), "a2.jsonl", A);
     let (ok, _, err) = eval(&["--scores", a.to_str().unwrap(), a2.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("a2.jsonl:1") && err.contains("a.jsonl:1"), "{err}");
+    assert!(
+        err.contains("a2.jsonl:1") && err.contains("a.jsonl:1"),
+        "{err}"
+    );
 }
 
 #[test]

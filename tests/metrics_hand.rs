@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use trsr::metrics::{case_metrics, evaluate, metric_names, ScoreRecord, ScoredCandidate, TiePolicy};
+use trsr::metrics::{
+    case_metrics, evaluate, metric_names, ScoreRecord, ScoredCandidate, TiePolicy,
+};
 use TiePolicy::{Average, Optimistic, Pessimistic};
 
 const EPS: f64 = 1e-9;
@@ -28,7 +30,10 @@ fn m(list: &[(u8, f64)], ks: &[usize], ties: TiePolicy) -> BTreeMap<String, f64>
 
 fn close(got: &BTreeMap<String, f64>, name: &str, want: f64) {
     let g = got[name];
-    assert!((g - want).abs() < EPS, "{name}: got {g}, want {want}; all: {got:?}");
+    assert!(
+        (g - want).abs() < EPS,
+        "{name}: got {g}, want {want}; all: {got:?}"
+    );
 }
 
 #[test]
@@ -176,9 +181,17 @@ fn evaluate_averages_over_cases_per_scorer() {
     };
     let records = vec![
         // s1, c1: positive 3rd of 5 -> recall@3 1, MRR@3 1/3, AUC 0.5.
-        rec("c1", "s1", &[(0, 0.9), (0, 0.8), (1, 0.6), (0, 0.5), (0, 0.1)]),
+        rec(
+            "c1",
+            "s1",
+            &[(0, 0.9), (0, 0.8), (1, 0.6), (0, 0.5), (0, 0.1)],
+        ),
         // s1, c2: positives 2nd and 4th -> recall@3 1/2, MRR@3 1/2, AUC 0.5.
-        rec("c2", "s1", &[(0, 0.9), (1, 0.8), (0, 0.7), (1, 0.6), (0, 0.5)]),
+        rec(
+            "c2",
+            "s1",
+            &[(0, 0.9), (1, 0.8), (0, 0.7), (1, 0.6), (0, 0.5)],
+        ),
         // s1, c3: positive alone -> recall@3 1, MRR@3 1, no AUC.
         rec("c3", "s1", &[(1, 0.1)]),
         // s1, c4: no positive -> skipped.
@@ -198,6 +211,14 @@ fn evaluate_averages_over_cases_per_scorer() {
     assert!((s2.metrics["ndcg@3"] - 1.0).abs() < EPS);
     assert_eq!(
         metric_names(&[3, 10]),
-        ["recall@3", "mrr@3", "ndcg@3", "recall@10", "mrr@10", "ndcg@10", "auc"]
+        [
+            "recall@3",
+            "mrr@3",
+            "ndcg@3",
+            "recall@10",
+            "mrr@10",
+            "ndcg@10",
+            "auc"
+        ]
     );
 }

@@ -17,7 +17,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
         }
         for i in 0..k {
             heap(k - 1, a, out);
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 a.swap(i, k - 1);
             } else {
                 a.swap(0, k - 1);
@@ -76,9 +76,21 @@ fn average_is_the_mean_over_all_tie_orders() {
             let mean = vals.iter().sum::<f64>() / vals.len() as f64;
             let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min);
             let hi = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            assert!((avg[name] - mean).abs() < 1e-9, "{name} avg {} vs {mean}: {c:?}", avg[name]);
-            assert!((pes[name] - lo).abs() < 1e-9, "{name} pessimistic {} vs {lo}: {c:?}", pes[name]);
-            assert!((opt[name] - hi).abs() < 1e-9, "{name} optimistic {} vs {hi}: {c:?}", opt[name]);
+            assert!(
+                (avg[name] - mean).abs() < 1e-9,
+                "{name} avg {} vs {mean}: {c:?}",
+                avg[name]
+            );
+            assert!(
+                (pes[name] - lo).abs() < 1e-9,
+                "{name} pessimistic {} vs {lo}: {c:?}",
+                pes[name]
+            );
+            assert!(
+                (opt[name] - hi).abs() < 1e-9,
+                "{name} optimistic {} vs {hi}: {c:?}",
+                opt[name]
+            );
         }
     }
 }

@@ -19,16 +19,28 @@ fn sample() -> Project {
     };
     p.settings.sampling.temperature = 0.35;
     p.settings.k = vec![1, 5];
-    p.settings.extra.insert("plot.log_scale".into(), "true".into());
-    p.templates
-        .insert("summarizer.block".into(), "Summarize:\n{{ items }}\n\"quoted\"".into());
+    p.settings
+        .extra
+        .insert("plot.log_scale".into(), "true".into());
+    p.templates.insert(
+        "summarizer.block".into(),
+        "Summarize:\n{{ items }}\n\"quoted\"".into(),
+    );
     p.curation
         .register_trace(
             "c1",
             "recurrent",
             vec![
-                (StepKind::Block, vec!["N1".into(), "N2".into()], "likes tech".into()),
-                (StepKind::Update, vec!["N3".into()], "likes tech and sports".into()),
+                (
+                    StepKind::Block,
+                    vec!["N1".into(), "N2".into()],
+                    "likes tech".into(),
+                ),
+                (
+                    StepKind::Update,
+                    vec!["N3".into()],
+                    "likes tech and sports".into(),
+                ),
             ],
             Some("SmolLM2-135M-Instruct.Q4_1.gguf".into()),
         )
@@ -36,13 +48,21 @@ fn sample() -> Project {
     p.curation.record_scored("c1", "recurrent").unwrap();
     let k = Key::final_of("c1", "recurrent");
     p.curation
-        .apply_at(&k, Edit::SetText(Some("likes football, ünïcode ✓".into())), 1_700_000_000_000)
+        .apply_at(
+            &k,
+            Edit::SetText(Some("likes football, ünïcode ✓".into())),
+            1_700_000_000_000,
+        )
         .unwrap();
     p.curation
         .apply_at(&k, Edit::SetStatus(Status::Accepted), 1_700_000_000_500)
         .unwrap();
     p.curation
-        .apply_at(&Key::step("c1", "recurrent", 0), Edit::SetNotes("ok".into()), 1)
+        .apply_at(
+            &Key::step("c1", "recurrent", 0),
+            Edit::SetNotes("ok".into()),
+            1,
+        )
         .unwrap();
     p.cache.insert(
         "summaries:abc".into(),
@@ -123,7 +143,10 @@ fn a_truncated_file_is_a_clear_error_and_never_overwritten() {
     std::fs::write(&path, &cut).unwrap();
     let err = Project::load(&path).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ProjectError::Corrupt { line, .. } if line > 1), "{msg}");
+    assert!(
+        matches!(err, ProjectError::Corrupt { line, .. } if line > 1),
+        "{msg}"
+    );
     assert!(msg.contains("corrupt") && msg.contains("p.ron"), "{msg}");
     assert_untouched_and_refused(&path, &cut);
 }
@@ -157,7 +180,14 @@ fn a_file_from_a_newer_version_is_refused_and_never_overwritten() {
     std::fs::write(&path, &text).unwrap();
     let err = Project::load(&path).unwrap_err();
     assert!(
-        matches!(err, ProjectError::NewerVersion { found: 7, supported: 1, .. }),
+        matches!(
+            err,
+            ProjectError::NewerVersion {
+                found: 7,
+                supported: 1,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("newer"), "{err}");
@@ -176,8 +206,14 @@ fn a_missing_file_is_an_io_error_naming_it() {
 #[test]
 fn stored_relative_paths_resolve_against_the_project_folder() {
     let p = Path::new("/x/y/p.ron");
-    assert_eq!(Project::resolve(p, Path::new("data")), PathBuf::from("/x/y/data"));
-    assert_eq!(Project::resolve(p, Path::new("/abs")), PathBuf::from("/abs"));
+    assert_eq!(
+        Project::resolve(p, Path::new("data")),
+        PathBuf::from("/x/y/data")
+    );
+    assert_eq!(
+        Project::resolve(p, Path::new("/abs")),
+        PathBuf::from("/abs")
+    );
     assert_eq!(
         Project::resolve(Path::new("p.ron"), Path::new("data")),
         PathBuf::from("./data")
@@ -212,9 +248,10 @@ fn autosave_saves_during_steady_changes_after_max_wait() {
             saves.push(t + 100);
         }
     }
-    // First unsaved change at 0: due at 3000 (tick after the change at 2900);
-    // the next first change at 3000: due at 6000.
-    assert_eq!(saves, vec![3000, 6000]);
+    // Changes at 0, 200, ...; ticks 100 ms after each. First unsaved change at 0:
+    // the first tick at or past 3000 is 3100. The next first change is at 3200:
+    // the first tick at or past 6200 is 6300.
+    assert_eq!(saves, vec![3100, 6300]);
 }
 
 #[test]

@@ -25,7 +25,11 @@ fn project_at(g: u64) -> Project {
                 &case,
                 "hierarchical",
                 vec![
-                    (StepKind::Block, vec!["N1".into()], "block summary ".repeat(20)),
+                    (
+                        StepKind::Block,
+                        vec!["N1".into()],
+                        "block summary ".repeat(20),
+                    ),
                     (StepKind::Merge, vec![], "merged summary ".repeat(20)),
                 ],
                 None,
@@ -34,7 +38,10 @@ fn project_at(g: u64) -> Project {
         p.curation
             .apply_at(
                 &Key::final_of(&case, "hierarchical"),
-                Edit::SetText(Some(format!("generation {g}: {}", "edited text ".repeat(30)))),
+                Edit::SetText(Some(format!(
+                    "generation {g}: {}",
+                    "edited text ".repeat(30)
+                ))),
                 g,
             )
             .unwrap();
@@ -51,7 +58,10 @@ fn check(path: &Path) -> u64 {
     assert_eq!(finals.len(), CASES, "a partial project");
     let prefix = format!("generation {g}: ");
     for (k, a) in finals {
-        assert!(a.text().starts_with(&prefix), "{k} is from another generation");
+        assert!(
+            a.text().starts_with(&prefix),
+            "{k} is from another generation"
+        );
     }
     g
 }
@@ -102,6 +112,9 @@ fn kill_9_in_the_middle_of_saves_never_breaks_the_project() {
         }
     }
     // The kills landed while the child was saving, not only before it started.
-    assert!(advanced >= 10, "the child saved in only {advanced} of 40 runs");
+    assert!(
+        advanced >= 10,
+        "the child saved in only {advanced} of 40 runs"
+    );
     assert!(last >= 20, "only {last} saves in all");
 }

@@ -15,7 +15,10 @@ fn ids(n: usize) -> Vec<String> {
 fn items<'a>(ids: &'a [String], texts: &[String]) -> Vec<SegItem<'a>> {
     ids.iter()
         .zip(texts)
-        .map(|(id, t)| SegItem { id, text: t.clone() })
+        .map(|(id, t)| SegItem {
+            id,
+            text: t.clone(),
+        })
         .collect()
 }
 

@@ -40,9 +40,8 @@ pub fn read_all(paths: &[PathBuf]) -> anyhow::Result<(Vec<ScoreRecord>, Vec<Stri
         let before = records.len();
         for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
             let line_no = i as u64 + 1;
-            let line = line.with_context(|| {
-                format!("{}:{line_no}: not valid UTF-8 text", path.display())
-            })?;
+            let line = line
+                .with_context(|| format!("{}:{line_no}: not valid UTF-8 text", path.display()))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -87,7 +86,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string(&metrics_json(&ordered, &args.k))?);
+        println!(
+            "{}",
+            serde_json::to_string(&metrics_json(&ordered, &args.k))?
+        );
     } else {
         print!("{}", metrics_table(&ordered, &args.k).render(args.format));
     }

@@ -154,13 +154,20 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             let (_, project) = load_project(&args)?;
             match args.format {
                 ExportFormat::Jsonl => export::write_summaries_jsonl(&mut buf, &project.curation)?,
-                ExportFormat::Csv => buf = export::summaries_table(&project.curation)
-                    .render(TableFormat::Csv)
-                    .into_bytes(),
-                ExportFormat::Markdown => buf = export::summaries_table(&project.curation)
-                    .render(TableFormat::Markdown)
-                    .into_bytes(),
-                other => bail!("--kind summaries writes a table: use --format jsonl, csv or markdown, not {}", name(&other)),
+                ExportFormat::Csv => {
+                    buf = export::summaries_table(&project.curation)
+                        .render(TableFormat::Csv)
+                        .into_bytes()
+                }
+                ExportFormat::Markdown => {
+                    buf = export::summaries_table(&project.curation)
+                        .render(TableFormat::Markdown)
+                        .into_bytes()
+                }
+                other => bail!(
+                    "--kind summaries writes a table: use --format jsonl, csv or markdown, not {}",
+                    name(&other)
+                ),
             }
             format!("{} summaries", project.curation.traces().count())
         }
@@ -174,7 +181,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 ExportFormat::Jsonl => export::write_scores_jsonl(&mut buf, &records)?,
                 ExportFormat::Csv => buf = table().render(TableFormat::Csv).into_bytes(),
                 ExportFormat::Markdown => buf = table().render(TableFormat::Markdown).into_bytes(),
-                other => bail!("--kind scores writes a table: use --format jsonl, csv or markdown, not {}", name(&other)),
+                other => bail!(
+                    "--kind scores writes a table: use --format jsonl, csv or markdown, not {}",
+                    name(&other)
+                ),
             }
             format!("{} score records", records.len())
         }
@@ -200,7 +210,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                     s.push('\n');
                     s
                 }
-                other => bail!("--kind metrics writes a table: use --format csv, markdown or jsonl, not {}", name(&other)),
+                other => bail!(
+                    "--kind metrics writes a table: use --format csv, markdown or jsonl, not {}",
+                    name(&other)
+                ),
             }
             .into_bytes();
             format!("metrics of {} scorers", ordered.len())

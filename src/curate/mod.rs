@@ -75,7 +75,9 @@ impl fmt::Display for Key {
 }
 
 /// Review status of one summary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Status {
     #[default]
     Unreviewed,
@@ -463,10 +465,14 @@ impl Curation {
         for (i, (kind, _, _)) in steps.iter().enumerate() {
             match kind {
                 StepKind::Update if i == 0 => {
-                    return Err(invalid("step 0 is an update with no previous summary".into()))
+                    return Err(invalid(
+                        "step 0 is an update with no previous summary".into(),
+                    ))
                 }
                 StepKind::Merge if !steps[..i].iter().any(|s| s.0 == StepKind::Block) => {
-                    return Err(invalid(format!("step {i} merges but no block step precedes it")))
+                    return Err(invalid(format!(
+                        "step {i} merges but no block step precedes it"
+                    )))
                 }
                 _ => {}
             }
@@ -485,7 +491,11 @@ impl Curation {
             scored_sig: None,
         };
         for j in 0..rec.steps.len() {
-            let sig = signature(rec.deps(j).into_iter().map(|d| rec.steps[d].output.as_str()));
+            let sig = signature(
+                rec.deps(j)
+                    .into_iter()
+                    .map(|d| rec.steps[d].output.as_str()),
+            );
             rec.steps[j].input_sig = sig;
         }
         self.traces
@@ -583,7 +593,12 @@ impl Curation {
             .collect()
     }
 
-    fn current_input_sig(&self, case: &str, method: &str, step: usize) -> Result<String, CurateError> {
+    fn current_input_sig(
+        &self,
+        case: &str,
+        method: &str,
+        step: usize,
+    ) -> Result<String, CurateError> {
         Ok(signature(
             self.step_inputs(case, method, step)?
                 .iter()
@@ -616,10 +631,7 @@ impl Curation {
     /// Records that the case was scored with the final summary that stands now.
     pub fn record_scored(&mut self, case: &str, method: &str) -> Result<(), CurateError> {
         let sig = signature([self.final_text(case, method)?]);
-        if let Some(t) = self
-            .traces
-            .get_mut(&(case.to_string(), method.to_string()))
-        {
+        if let Some(t) = self.traces.get_mut(&(case.to_string(), method.to_string())) {
             t.scored_sig = Some(sig);
         }
         Ok(())
@@ -689,7 +701,12 @@ impl Curation {
     }
 
     /// The annotation an edit would produce, or `None` when it changes nothing.
-    fn edited(&self, key: &Key, edit: &Edit, now_ms: u64) -> Result<Option<Annotation>, CurateError> {
+    fn edited(
+        &self,
+        key: &Key,
+        edit: &Edit,
+        now_ms: u64,
+    ) -> Result<Option<Annotation>, CurateError> {
         let model = self.model_text(key)?.to_string();
         let mut a = self
             .annotations
@@ -725,7 +742,11 @@ impl Curation {
 
     /// Applies several edits as one undo step (e.g. "accept all shown").
     /// Nothing is applied if any key is unknown.
-    pub fn apply_many_at(&mut self, edits: &[(Key, Edit)], now_ms: u64) -> Result<bool, CurateError> {
+    pub fn apply_many_at(
+        &mut self,
+        edits: &[(Key, Edit)],
+        now_ms: u64,
+    ) -> Result<bool, CurateError> {
         for (key, _) in edits {
             self.check_target(key)?;
         }
