@@ -231,3 +231,83 @@ fn invalid_traces_are_refused() {
         .register_trace("c", "m", vec![(StepKind::Merge, vec![], "x".into())], None)
         .is_err());
 }
+
+#[test]
+fn next_and_previous_walk_the_filtered_keys_and_wrap() {
+    let mut c = curation();
+    let f1 = Key::final_of("c1", "hierarchical");
+    let f2 = Key::final_of("c2", "hierarchical");
+    assert_eq!(c.next_key(None, Scope::Finals, &[], true), Some(f1.clone()));
+    assert_eq!(
+        c.next_key(None, Scope::Finals, &[], false),
+        Some(f2.clone())
+    );
+    assert_eq!(
+        c.next_key(Some(&f1), Scope::Finals, &[], true),
+        Some(f2.clone())
+    );
+    assert_eq!(
+        c.next_key(Some(&f2), Scope::Finals, &[], true),
+        Some(f1.clone())
+    );
+    assert_eq!(
+        c.next_key(Some(&f1), Scope::Finals, &[], false),
+        Some(f2.clone())
+    );
+    // Accepting c1's final takes it out of the "unreviewed" filter; J from it still
+    // goes to its neighbour, c2, and K from it goes back to c2 too (wrapping).
+    c.apply_at(&f1, Edit::SetStatus(Status::Accepted), 1)
+        .unwrap();
+    let left = [Status::Unreviewed];
+    assert_eq!(
+        c.next_key(Some(&f1), Scope::Finals, &left, true),
+        Some(f2.clone())
+    );
+    assert_eq!(
+        c.next_key(Some(&f1), Scope::Finals, &left, false),
+        Some(f2.clone())
+    );
+    // Over all steps: after c1's merge (step 2) comes c1's final, then c2's step 0.
+    let s2 = Key::step("c1", "hierarchical", 2);
+    assert_eq!(
+        c.next_key(Some(&s2), Scope::All, &[], true),
+        Some(f1.clone())
+    );
+    assert_eq!(
+        c.next_key(Some(&f1), Scope::All, &[], true),
+        Some(Key::step("c2", "hierarchical", 0))
+    );
+    c.apply_at(&f2, Edit::SetStatus(Status::Rejected), 1)
+        .unwrap();
+    assert_eq!(c.next_key(Some(&f1), Scope::Finals, &left, true), None);
+}
+
+#[test]
+fn rescoring_keeps_the_scores_before_and_after() {
+    use trsr::metrics::ScoredCandidate;
+    let mut c = curation();
+    let cand = |s: f64| {
+        vec![
+            ScoredCandidate {
+                id: "N9".into(),
+                label: 1,
+                score: s,
+            },
+            ScoredCandidate {
+                id: "N3".into(),
+                label: 0,
+                score: 0.5,
+            },
+        ]
+    };
+    c.record_scores("c1", "hierarchical", cand(0.2)).unwrap();
+    let k = Key::final_of("c1", "hierarchical");
+    c.apply_at(&k, Edit::SetText(Some("better".into())), 1)
+        .unwrap();
+    assert!(c.staleness("c1", "hierarchical").unwrap().scores_stale);
+    c.record_scores("c1", "hierarchical", cand(0.9)).unwrap();
+    let t = c.trace("c1", "hierarchical").unwrap();
+    assert_eq!(t.scores_before.as_ref().unwrap()[0].score, 0.2);
+    assert_eq!(t.scores.as_ref().unwrap()[0].score, 0.9);
+    assert!(c.rerun_plan().is_empty());
+}

@@ -24,6 +24,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::metrics::ScoredCandidate;
+
 /// What part of a case's summary trace an annotation is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Target {
@@ -205,7 +207,7 @@ pub struct TraceStep {
 }
 
 /// What curation keeps of one (case, method) summary trace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceRecord {
     pub steps: Vec<TraceStep>,
     /// Model identity for provenance (e.g. the GGUF file name), when known.
@@ -215,6 +217,12 @@ pub struct TraceRecord {
     /// `None` when the case has not been scored with this summary method.
     #[serde(default)]
     pub scored_sig: Option<String>,
+    /// The latest scores of the case's candidates with this method's summary.
+    #[serde(default)]
+    pub scores: Option<Vec<ScoredCandidate>>,
+    /// The scores before the latest re-scoring (to show the ranking before and after).
+    #[serde(default)]
+    pub scores_before: Option<Vec<ScoredCandidate>>,
 }
 
 impl TraceRecord {
@@ -489,6 +497,8 @@ impl Curation {
                 .collect(),
             model,
             scored_sig: None,
+            scores: None,
+            scores_before: None,
         };
         for j in 0..rec.steps.len() {
             let sig = signature(
@@ -633,6 +643,22 @@ impl Curation {
         let sig = signature([self.final_text(case, method)?]);
         if let Some(t) = self.traces.get_mut(&(case.to_string(), method.to_string())) {
             t.scored_sig = Some(sig);
+        }
+        Ok(())
+    }
+
+    /// Records new scores of the case's candidates, made with the final summary
+    /// that stands now; the previous scores are kept as `scores_before`.
+    pub fn record_scores(
+        &mut self,
+        case: &str,
+        method: &str,
+        scores: Vec<ScoredCandidate>,
+    ) -> Result<(), CurateError> {
+        self.record_scored(case, method)?;
+        if let Some(t) = self.traces.get_mut(&(case.to_string(), method.to_string())) {
+            t.scores_before = t.scores.take();
+            t.scores = Some(scores);
         }
         Ok(())
     }
@@ -836,6 +862,38 @@ impl Curation {
             .into_iter()
             .filter(|k| statuses.is_empty() || statuses.contains(&self.status(k)))
             .collect()
+    }
+
+    /// The key after (or before, when `forward` is false) `from` among the keys in
+    /// scope with one of `statuses` (all when empty); wraps around. From `None`, or
+    /// from a key not in the list, it starts at the first (or last) one. `None`
+    /// when no key matches. (J/K navigation.)
+    pub fn next_key(
+        &self,
+        from: Option<&Key>,
+        scope: Scope,
+        statuses: &[Status],
+        forward: bool,
+    ) -> Option<Key> {
+        // Walk the full order from `from`, so a key whose status just changed (and
+        // left the filter) still moves to its neighbour.
+        let all = self.keys(scope);
+        let n = all.len();
+        if n == 0 {
+            return None;
+        }
+        let p = from.and_then(|k| all.iter().position(|x| x == k));
+        let matches = |k: &Key| statuses.is_empty() || statuses.contains(&self.status(k));
+        (1..=n)
+            .map(|off| match (p, forward) {
+                (Some(p), true) => (p + off) % n,
+                (Some(p), false) => (p + n - off % n) % n,
+                (None, true) => off - 1,
+                (None, false) => n - off,
+            })
+            .map(|i| &all[i])
+            .find(|k| matches(k))
+            .cloned()
     }
 
     pub fn counts(&self, scope: Scope) -> Counts {
