@@ -178,8 +178,21 @@ pub enum ExportError {
     Io(#[from] io::Error),
 }
 
-fn included(status: Status, opts: &ExportOptions, report: &mut ExportReport) -> bool {
-    match status {
+fn included(
+    curation: &Curation,
+    key: &Key,
+    opts: &ExportOptions,
+    report: &mut ExportReport,
+) -> bool {
+    if curation.review_outdated(key) {
+        // Reviewed against a model text that a re-run has since replaced.
+        if opts.include_unreviewed && curation.status(key) != Status::Rejected {
+            return true;
+        }
+        report.skip("changed since review");
+        return false;
+    }
+    match curation.status(key) {
         Status::Accepted => true,
         Status::Unreviewed if opts.include_unreviewed => true,
         s => {
@@ -293,7 +306,7 @@ pub fn recommender_examples(
         if !method_wanted(&key.method, opts) {
             continue;
         }
-        if !included(curation.status(&key), opts, &mut report) {
+        if !included(curation, &key, opts, &mut report) {
             continue;
         }
         if stale_unedited(curation, &key)? {
@@ -356,7 +369,7 @@ pub fn summarizer_examples(
     // Decide inclusion first, so the final can suppress its duplicate last step.
     let mut chosen: Vec<Key> = Vec::new();
     for key in curation.keys(Scope::All) {
-        if method_wanted(&key.method, opts) && included(curation.status(&key), opts, &mut report) {
+        if method_wanted(&key.method, opts) && included(curation, &key, opts, &mut report) {
             chosen.push(key);
         }
     }

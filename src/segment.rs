@@ -136,3 +136,25 @@ pub fn segment(
         }
     }
 }
+
+/// A history's items ready for [`segment`]: each id with its text rendered by
+/// `template`. Ids missing from the catalogue are left out and returned apart,
+/// in order, so the caller can report them.
+pub fn history_items<'a>(
+    history: &'a [String],
+    catalogue: &crate::data::Catalogue,
+    template: &crate::data::ItemTextTemplate,
+) -> (Vec<SegItem<'a>>, Vec<&'a str>) {
+    let mut items = Vec::with_capacity(history.len());
+    let mut missing = Vec::new();
+    for id in history {
+        match catalogue.get(id) {
+            Some(item) => items.push(SegItem {
+                id,
+                text: template.render(item),
+            }),
+            None => missing.push(id.as_str()),
+        }
+    }
+    (items, missing)
+}

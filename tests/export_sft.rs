@@ -275,6 +275,15 @@ fn an_edited_step_feeds_the_next_prompt_and_stale_outputs_are_held_back() {
     assert_eq!(report.skipped.get("stale (re-run first)"), Some(&1));
     c.record_step_output("c3", "recurrent", 1, "c3 new s1".into())
         .unwrap();
+    // The re-run replaced the text step 1 was accepted with: it needs a new review.
+    let (_, report) = summarizer_examples(&c, &cases(), &catalogue(), &Echo, &opts()).unwrap();
+    assert_eq!(report.skipped.get("changed since review"), Some(&1));
+    c.apply_at(
+        &Key::step("c3", "recurrent", 1),
+        Edit::SetStatus(Status::Accepted),
+        2,
+    )
+    .unwrap();
     let (ex, _) = summarizer_examples(&c, &cases(), &catalogue(), &Echo, &opts()).unwrap();
     let s1 = ex
         .iter()
@@ -448,4 +457,26 @@ fn trsr_export_writes_sft_jsonl_from_a_project_file() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("prompt-completion"));
     assert!(!out3.exists());
+}
+
+#[test]
+fn an_accepted_text_replaced_by_a_rerun_needs_a_new_review() {
+    let mut c = curation();
+    // c1's step 0 was accepted as "c1 s0"; a re-run replaces the model's text.
+    let k = Key::step("c1", "recurrent", 0);
+    assert!(!c.review_outdated(&k));
+    c.record_step_output("c1", "recurrent", 0, "c1 s0 again".into())
+        .unwrap();
+    assert!(c.review_outdated(&k));
+    let (ex, report) = summarizer_examples(&c, &cases(), &catalogue(), &Echo, &opts()).unwrap();
+    assert!(ex.iter().all(|e| e.completion != "c1 s0 again"));
+    assert_eq!(report.skipped.get("changed since review"), Some(&1));
+    // Accepting it again (a review of the new text) exports the new text.
+    assert!(c
+        .apply_at(&k, Edit::SetStatus(Status::Accepted), 3)
+        .unwrap());
+    assert_eq!(c.annotation(&k).unwrap().model_text, "c1 s0 again");
+    assert!(!c.review_outdated(&k));
+    let (ex, _) = summarizer_examples(&c, &cases(), &catalogue(), &Echo, &opts()).unwrap();
+    assert!(ex.iter().any(|e| e.completion == "c1 s0 again"));
 }

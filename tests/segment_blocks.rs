@@ -190,3 +190,30 @@ fn every_kept_item_appears_once_in_order() {
         }
     }
 }
+
+#[test]
+fn history_items_render_known_ids_and_report_unknown_ones() {
+    use trsr::data::{Catalogue, Item, ItemTextTemplate};
+    let mut cat = Catalogue::new();
+    for i in [1, 3] {
+        cat.insert(Item {
+            id: format!("N{i}"),
+            fields: vec![
+                ("title".into(), format!("Title {i}")),
+                ("category".into(), "news".into()),
+            ],
+        });
+    }
+    let history: Vec<String> = vec!["N1".into(), "N2".into(), "N3".into()];
+    let tpl = ItemTextTemplate::with_fields(&["title", "category"]);
+    let (items, missing) = trsr::segment::history_items(&history, &cat, &tpl);
+    assert_eq!(missing, vec!["N2"]);
+    let got: Vec<(&str, &str)> = items.iter().map(|i| (i.id, i.text.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("N1", "title: Title 1; category: news"),
+            ("N3", "title: Title 3; category: news")
+        ]
+    );
+}

@@ -718,6 +718,16 @@ impl Curation {
         self.annotations.iter()
     }
 
+    /// True when the key's annotation was made against a model text that has
+    /// since changed (a re-run) and was not edited by hand: its status no longer
+    /// speaks for the text that stands, which needs a fresh review.
+    pub fn review_outdated(&self, key: &Key) -> bool {
+        match (self.annotations.get(key), self.model_text(key)) {
+            (Some(a), Ok(current)) => a.edited_text.is_none() && a.model_text != current,
+            _ => false,
+        }
+    }
+
     /// The status at a key (`Unreviewed` when never annotated).
     pub fn status(&self, key: &Key) -> Status {
         self.annotations
@@ -741,7 +751,11 @@ impl Curation {
             .unwrap_or_else(|| Annotation::new(model.clone(), now_ms));
         let before = a.clone();
         match edit {
-            Edit::SetStatus(s) => a.status = *s,
+            Edit::SetStatus(s) => {
+                // A review is made against the model's current text.
+                a.status = *s;
+                a.model_text = model.clone();
+            }
             Edit::SetNotes(n) => a.notes = n.clone(),
             Edit::SetText(t) => {
                 // Editing means reviewing the current model text.
