@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::curate::Curation;
 use crate::data::ItemTextTemplate;
 use crate::lm::SamplingParams;
+use crate::metrics::TiePolicy;
 use crate::segment::BlockParams;
 
 /// The project file format version this build writes and reads (and all older ones).
@@ -47,8 +48,8 @@ pub struct Settings {
     pub item_text: ItemTextTemplate,
     /// Cut-offs for Recall/MRR/NDCG@K.
     pub k: Vec<usize>,
-    /// Tie policy name (`pessimistic`, `optimistic`, `average`).
-    pub ties: String,
+    /// Tie policy of the metrics.
+    pub ties: TiePolicy,
     /// Free-form settings of other panels.
     pub extra: BTreeMap<String, String>,
 }
@@ -62,7 +63,7 @@ impl Default for Settings {
             sampling: SamplingParams::default(),
             item_text: ItemTextTemplate::default(),
             k: vec![3, 5, 10],
-            ties: "pessimistic".into(),
+            ties: TiePolicy::Pessimistic,
             extra: BTreeMap::new(),
         }
     }

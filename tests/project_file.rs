@@ -19,6 +19,7 @@ fn sample() -> Project {
     };
     p.settings.sampling.temperature = 0.35;
     p.settings.k = vec![1, 5];
+    p.settings.ties = trsr::metrics::TiePolicy::Average;
     p.settings
         .extra
         .insert("plot.log_scale".into(), "true".into());
