@@ -97,15 +97,6 @@ pub fn metric_names(ks: &[usize]) -> Vec<String> {
     names
 }
 
-/// n choose r as f64.
-fn choose(n: usize, r: usize) -> f64 {
-    if r > n {
-        return 0.0;
-    }
-    let r = r.min(n - r);
-    (0..r).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
-}
-
 /// 1 / log2(p + 1): the discounted gain of a relevant item at 1-based rank `p`.
 fn gain(p: usize) -> f64 {
     1.0 / ((p + 1) as f64).log2()
@@ -161,11 +152,15 @@ pub fn case_metrics(
                         first_dist.push((first_slot, 1.0))
                     }
                     TiePolicy::Average => {
-                        // P(best positive at slot >= start + t) = C(g - t, m) / C(g, m).
-                        let total = choose(g, m);
+                        // P(best positive at slot start + t) = C(g-t-1, m-1) / C(g, m):
+                        // P(0) = m / g, P(t+1) / P(t) = (g-t-m) / (g-t-1). The
+                        // ratio form stays finite for any group size.
+                        let mut p = m as f64 / g as f64;
                         for t in 0..=(g - m) {
-                            let p = (choose(g - t, m) - choose(g - t - 1, m)) / total;
                             first_dist.push((start + t, p));
+                            if t + 1 < g {
+                                p *= (g - t - m) as f64 / (g - t - 1) as f64;
+                            }
                         }
                     }
                 }

@@ -222,3 +222,27 @@ fn evaluate_averages_over_cases_per_scorer() {
         ]
     );
 }
+
+#[test]
+fn a_huge_tie_group_stays_finite() {
+    // 3000 candidates with the same score, one positive, average ties: the
+    // positive's rank is uniform on 1..3000, so
+    // recall@10 = 10/3000, MRR@10 = (1/3000) * sum_{p=1..10} 1/p,
+    // NDCG@10 = (1/3000) * sum_{p=1..10} 1/log2(p+1), AUC = 0.5.
+    let mut list = vec![(0u8, 0.0); 3000];
+    list[17].0 = 1;
+    let r = m(&list, &[10], Average);
+    let h10: f64 = (1..=10).map(|p| 1.0 / p as f64).sum();
+    let d10: f64 = (1..=10).map(|p| 1.0 / ((p + 1) as f64).log2()).sum();
+    close(&r, "recall@10", 10.0 / 3000.0);
+    close(&r, "mrr@10", h10 / 3000.0);
+    close(&r, "ndcg@10", d10 / 3000.0);
+    close(&r, "auc", 0.5);
+    // 1500 positives among 3000 tied: the best positive is 1st with probability 1/2.
+    for x in list.iter_mut().take(1500) {
+        x.0 = 1;
+    }
+    let r = m(&list, &[1], Average);
+    close(&r, "mrr@1", 0.5);
+    assert!(r.values().all(|v| v.is_finite()), "{r:?}");
+}
