@@ -119,3 +119,48 @@ fn summaries_export_the_text_that_stands_beside_the_models() {
          c1,hierarchical,smol,2,accepted,true,false,human summary,\"model, summary\"\n"
     );
 }
+
+#[test]
+fn trsr_export_writes_metrics_and_score_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("s.jsonl");
+    // Positive 2nd of 3 -> recall@1 0, mrr@1 0; recall@3 1, mrr@3 0.5; AUC 0.5.
+    std::fs::write(
+        &scores,
+        "{\"case\": \"c1\", \"scorer\": \"s\", \"candidates\": [{\"id\": \"N9\", \"label\": 1, \"score\": 0.5}, {\"id\": \"N1\", \"label\": 0, \"score\": 0.9}, {\"id\": \"N2\", \"label\": 0, \"score\": 0.1}]}\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], out: &std::path::Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_trsr"))
+            .arg("export")
+            .args(args)
+            .args([
+                "--scores",
+                scores.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out).unwrap()
+    };
+    let md = run(
+        &["--kind", "metrics", "--format", "markdown", "--k", "1,3"],
+        &dir.path().join("m.md"),
+    );
+    assert_eq!(
+        md,
+        "| scorer | recall@1 | mrr@1 | ndcg@1 | recall@3 | mrr@3 | ndcg@3 | auc | cases |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n\
+         | s | 0.0000 | 0.0000 | 0.0000 | 1.0000 | 0.5000 | 0.6309 | 0.5000 | 1 |\n"
+    );
+    let csv = run(
+        &["--kind", "scores", "--format", "csv"],
+        &dir.path().join("s.csv"),
+    );
+    assert_eq!(
+        csv,
+        "case,scorer,candidate,label,score,rank\nc1,s,N9,1,0.5,2\nc1,s,N1,0,0.9,1\nc1,s,N2,0,0.1,3\n"
+    );
+}
