@@ -115,7 +115,7 @@ fn generate(dir: &Path, n_news: usize, n_rows: usize) -> std::io::Result<()> {
     w.flush()?;
 
     // MIND-large train: ~2.23M impressions of ~711k users (~3.1 rows per user).
-    let n_users = (n_rows as f64 / 3.14).ceil() as u64;
+    let n_users = (n_rows as f64 * 711.0 / 2232.0).ceil() as u64;
     let mut w =
         BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.join("behaviors.tsv"))?);
     for imp in 1..=n_rows {
