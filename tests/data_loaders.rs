@@ -236,11 +236,13 @@ fn progress_reaches_total_and_cancel_stops() {
     };
     load_dir(&sample("mind"), FormatChoice::Auto, &opts).unwrap();
     let seen = seen.into_inner().unwrap();
+    // news.tsv once, behaviors.tsv twice (two passes).
     let total = std::fs::metadata(sample("mind/news.tsv")).unwrap().len()
-        + std::fs::metadata(sample("mind/behaviors.tsv"))
+        + 2 * std::fs::metadata(sample("mind/behaviors.tsv"))
             .unwrap()
             .len();
     assert_eq!(seen.last().copied(), Some((total, total)));
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
 
     let cancel = trsr::lm::CancelToken::new();
     cancel.cancel();

@@ -278,8 +278,8 @@ fn read_sessions(
     let mut sequences = Vec::new();
     let mut session_no = 0u64;
     let resolve = |id: &str, catalogue: &mut Catalogue| -> Option<String> {
-        if let Some(p) = catalogue.position(id) {
-            return Some(catalogue.items()[p].id.clone());
+        if catalogue.contains(id) {
+            return Some(id.to_string());
         }
         if bare_items {
             catalogue.insert(Item {

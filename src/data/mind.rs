@@ -6,10 +6,10 @@
 //! shown-but-not-clicked items (`id-0`) are kept as an alternative negative source.
 //! History or impression ids absent from `news.tsv` are counted and left out.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::detect::required;
+use super::index::IdIndex;
 use super::read::{split_into, utf8, LineReader, Meter};
 use super::{Catalogue, DataError, Dataset, Format, Item, LoadOptions, LoadReport, Sequence};
 
@@ -34,7 +34,11 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     let behaviors = required(dir, "behaviors.tsv", Format::Mind)?;
     let news = dir.join("news.tsv");
     let has_news = news.is_file();
-    let meter = Meter::new(opts, &[news.as_path(), behaviors.as_path()]);
+    // behaviors.tsv is read twice (see `read_behaviors`).
+    let meter = Meter::new(
+        opts,
+        &[news.as_path(), behaviors.as_path(), behaviors.as_path()],
+    );
     let mut report = LoadReport::default();
     let mut catalogue = Catalogue::new();
     if has_news {
@@ -126,15 +130,15 @@ fn read_news(
     Ok(())
 }
 
-/// The chosen (earliest) impression row of one user.
-struct Chosen {
+/// The earliest impression row of one user (pass 1).
+struct Best {
     time_s: i64,
     line: u64,
-    seq: Sequence,
-    unresolved: u32,
-    unresolved_example: Option<String>,
 }
 
+/// Reads `behaviors.tsv` in two passes: the first finds each user's earliest row
+/// from the first three columns only; the second builds sequences for those rows
+/// alone, so no work or memory goes to rows that are not kept.
 fn read_behaviors(
     path: &Path,
     meter: &Meter,
@@ -145,10 +149,10 @@ fn read_behaviors(
     let mut lines = LineReader::open(path, meter)?;
     let mut buf = Vec::new();
     let mut cols = Vec::new();
-    let mut users: HashMap<String, usize> = HashMap::new();
-    let mut chosen: Vec<Chosen> = Vec::new();
-    let mut examples_kept = 0usize;
-    'rows: while lines.next_line(&mut buf)? {
+    let mut users = IdIndex::default();
+    let mut later_rows = 0u64;
+    let mut best: Vec<Best> = Vec::new();
+    while lines.next_line(&mut buf)? {
         let line = lines.line_no();
         if buf.is_empty() {
             continue;
@@ -197,31 +201,59 @@ fn read_behaviors(
             });
             continue;
         };
-        let history = col(3).trim_ascii();
-        if history.is_empty() {
+        if col(3).trim_ascii().is_empty() {
             report.skip("behaviors.tsv: empty history", || {
                 format!("{}:{line}: field `history`: empty", path.display())
             });
             continue;
         }
-        let slot = users.get(user).copied();
-        if let Some(i) = slot {
-            if (chosen[i].time_s, chosen[i].line) <= (time_s, line) {
-                report
-                    .skipped
-                    .entry("behaviors.tsv: later impression of a user (the first is kept)".into())
-                    .and_modify(|n| *n += 1)
-                    .or_insert(1);
-                continue;
+        match users.get(user) {
+            Some(i) => {
+                later_rows += 1;
+                if (time_s, line) < (best[i].time_s, best[i].line) {
+                    best[i] = Best { time_s, line };
+                }
+            }
+            None => {
+                users.insert(user, best.len());
+                best.push(Best { time_s, line });
             }
         }
-        // This row is the user's earliest so far: build its sequence.
+    }
+    drop(users);
+    if later_rows > 0 {
+        report.skipped.insert(
+            "behaviors.tsv: later impression of a user (the first is kept)".into(),
+            later_rows,
+        );
+    }
+    let mut keep: Vec<u64> = best.into_iter().map(|b| b.line).collect();
+    keep.sort_unstable();
+
+    // Pass 2: build the kept rows' sequences, in file order.
+    let mut lines = LineReader::open(path, meter)?;
+    let mut sequences = Vec::with_capacity(keep.len());
+    let mut next = keep.iter().copied().peekable();
+    'rows: while let Some(&want) = next.peek() {
+        if !lines.next_line(&mut buf)? {
+            break;
+        }
+        let line = lines.line_no();
+        if line != want {
+            continue;
+        }
+        next.next();
+        split_into(&buf, b'\t', &mut cols);
+        if cols.len() != BEHAVIOR_COLUMNS.len() {
+            return Err(DataError::file(path, "the file changed while it was read"));
+        }
+        let col = |i: usize| &buf[cols[i].0..cols[i].1];
         let mut seq = Sequence {
-            user: user.to_string(),
+            user: String::from_utf8_lossy(col(1)).trim().to_string(),
             ..Sequence::default()
         };
-        let mut unresolved = 0u32;
         let mut unresolved_example = None;
+        let mut unresolved = 0u64;
         for field in [3usize, 4] {
             let name = BEHAVIOR_COLUMNS[field];
             for tok in col(field).split(|&b| b == b' ') {
@@ -255,71 +287,41 @@ fn read_behaviors(
                         }
                     }
                 };
-                let resolved = match catalogue.position(id) {
-                    Some(p) => Some(catalogue.items()[p].id.clone()),
-                    None if bare_items => {
-                        catalogue.insert(Item {
-                            id: id.to_string(),
-                            fields: Vec::new(),
-                        });
-                        Some(id.to_string())
+                // The token equals the catalogue's id: copying it avoids reading the
+                // catalogue's scattered strings (a cache miss per id).
+                let known = catalogue.contains(id);
+                if !known && bare_items {
+                    catalogue.insert(Item {
+                        id: id.to_string(),
+                        fields: Vec::new(),
+                    });
+                }
+                if known || bare_items {
+                    if field == 3 {
+                        seq.items.push(id.to_string());
+                    } else {
+                        seq.shown_not_clicked.push(id.to_string());
                     }
-                    None => None,
-                };
-                match resolved {
-                    Some(id) if field == 3 => seq.items.push(id),
-                    Some(id) => seq.shown_not_clicked.push(id),
-                    None => {
-                        unresolved += 1;
-                        if unresolved_example.is_none()
-                            && examples_kept < super::EXAMPLES_PER_REASON as usize
-                        {
-                            examples_kept += 1;
-                            unresolved_example = Some(format!(
-                                "{}:{line}: field `{name}`: id `{id}` is not in news.tsv (left out)",
-                                path.display()
-                            ));
-                        }
+                } else {
+                    unresolved += 1;
+                    if unresolved_example.is_none() {
+                        unresolved_example = Some(format!(
+                            "{}:{line}: field `{name}`: id `{id}` is not in news.tsv (left out)",
+                            path.display()
+                        ));
                     }
                 }
             }
         }
-        seq.items.shrink_to_fit();
-        seq.shown_not_clicked.shrink_to_fit();
-        let row = Chosen {
-            time_s,
-            line,
-            seq,
-            unresolved,
-            unresolved_example,
-        };
-        match slot {
-            Some(i) => {
-                report
-                    .skipped
-                    .entry("behaviors.tsv: later impression of a user (the first is kept)".into())
-                    .and_modify(|n| *n += 1)
-                    .or_insert(1);
-                chosen[i] = row;
-            }
-            None => {
-                users.insert(user.to_string(), chosen.len());
-                chosen.push(row);
-            }
-        }
-    }
-    drop(users);
-    chosen.sort_by_key(|c| c.line);
-    let mut sequences = Vec::with_capacity(chosen.len());
-    for c in chosen {
-        report.unresolved_ids += u64::from(c.unresolved);
-        if let Some(e) = c.unresolved_example {
-            if report.examples.len() < super::MAX_REPORT_EXAMPLES {
+        report.unresolved_ids += unresolved;
+        if let Some(e) = unresolved_example {
+            if report.unresolved_ids - unresolved < super::EXAMPLES_PER_REASON
+                && report.examples.len() < super::MAX_REPORT_EXAMPLES
+            {
                 report.examples.push(e);
             }
         }
-        if c.seq.items.is_empty() {
-            let line = c.line;
+        if seq.items.is_empty() {
             report.skip("behaviors.tsv: no history id resolves in news.tsv", || {
                 format!(
                     "{}:{line}: field `history`: none of its ids is in news.tsv",
@@ -328,8 +330,14 @@ fn read_behaviors(
             });
             continue;
         }
-        sequences.push(c.seq);
+        seq.items.shrink_to_fit();
+        seq.shown_not_clicked.shrink_to_fit();
+        sequences.push(seq);
     }
+    if next.peek().is_some() {
+        return Err(DataError::file(path, "the file changed while it was read"));
+    }
+    lines.finish()?;
     Ok(sequences)
 }
 

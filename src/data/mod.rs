@@ -4,6 +4,7 @@
 
 pub mod amazon_m2;
 mod detect;
+mod index;
 pub mod jsonl;
 pub mod mind;
 pub mod prepare;
@@ -14,7 +15,7 @@ pub mod text;
 pub use detect::{detect_format, load_dir, FormatChoice, LoadOptions, ProgressFn};
 pub use text::ItemTextTemplate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,7 @@ impl Item {
 #[derive(Clone, Debug, Default)]
 pub struct Catalogue {
     items: Vec<Item>,
-    index: HashMap<String, usize>,
+    index: index::IdIndex,
 }
 
 impl Catalogue {
@@ -51,13 +52,12 @@ impl Catalogue {
     /// Adds an item; a later item with the same id replaces the earlier one.
     /// Returns `true` if the id was new.
     pub fn insert(&mut self, item: Item) -> bool {
-        match self.index.get(&item.id) {
-            Some(&i) => {
+        match self.index.insert(&item.id, self.items.len()) {
+            Some(i) => {
                 self.items[i] = item;
                 false
             }
             None => {
-                self.index.insert(item.id.clone(), self.items.len());
                 self.items.push(item);
                 true
             }
@@ -65,15 +65,15 @@ impl Catalogue {
     }
 
     pub fn get(&self, id: &str) -> Option<&Item> {
-        self.index.get(id).map(|&i| &self.items[i])
+        self.index.get(id).map(|i| &self.items[i])
     }
 
     pub fn position(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
+        self.index.get(id)
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.index.contains_key(id)
+        self.index.get(id).is_some()
     }
 
     pub fn items(&self) -> &[Item] {

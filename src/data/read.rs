@@ -57,6 +57,7 @@ pub(crate) struct LineReader<'m, 'o, 'a> {
     inner: BufReader<File>,
     line_no: u64,
     bytes: u64,
+    len: u64,
     last_tick: u64,
     finished: bool,
     meter: &'m Meter<'o, 'a>,
@@ -75,6 +76,7 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
             inner: BufReader::with_capacity(1 << 20, file),
             line_no: 0,
             bytes: 0,
+            len,
             last_tick: 0,
             finished: false,
             meter,
@@ -88,6 +90,15 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
     /// Number of the line last read (1-based).
     pub fn line_no(&self) -> u64 {
         self.line_no
+    }
+
+    /// Stops reading before the end: the progress counts the whole file as read.
+    pub fn finish(mut self) -> Result<(), DataError> {
+        if !self.finished {
+            self.finished = true;
+            self.meter.finish_file(self.len.max(self.bytes))?;
+        }
+        Ok(())
     }
 
     /// Reads the next line into `buf` (cleared first), without `\n` / `\r\n`.

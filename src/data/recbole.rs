@@ -4,10 +4,10 @@
 //! there is no timestamp column, or between equal timestamps). Item fields are the
 //! `.item` columns other than `item_id`, named without their type.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::detect::files_matching;
+use super::index::IdIndex;
 use super::read::{field_name, split_into, utf8, LineReader, Meter};
 use super::{Catalogue, DataError, Dataset, Format, Item, LoadOptions, LoadReport, Sequence};
 
@@ -224,7 +224,7 @@ fn read_inter(
     let ts_col = header.iter().position(|c| c.name == "timestamp");
     let names: Vec<String> = header.iter().map(|c| c.name.clone()).collect();
     let label = format!("{}", path.file_name().unwrap_or_default().to_string_lossy());
-    let mut users: HashMap<String, usize> = HashMap::new();
+    let mut users = IdIndex::default();
     // Per user: (timestamp, catalogue position) in file order.
     let mut events: Vec<(String, Vec<(f64, u32)>)> = Vec::new();
     let mut cols = Vec::new();
@@ -304,9 +304,9 @@ fn read_inter(
             return Err(DataError::file(path, "more than 4 billion items"));
         };
         let slot = match users.get(user) {
-            Some(&s) => s,
+            Some(s) => s,
             None => {
-                users.insert(user.to_string(), events.len());
+                users.insert(user, events.len());
                 events.push((user.to_string(), Vec::new()));
                 events.len() - 1
             }
