@@ -47,9 +47,11 @@ echo "== generating $NEWS news + $ROWS behaviour rows in $DIR"
 ls -l "$DIR"
 
 echo "== trsr (best of $REPEAT)"
-OURS=$("$BIN" --load "$DIR" --repeat "$REPEAT" | tee /dev/stderr | grep '^RESULT')
+OUT=$("$BIN" --load "$DIR" --repeat "$REPEAT"); echo "$OUT"
+OURS=$(echo "$OUT" | grep '^RESULT')
 echo "== pandas (best of $REPEAT)"
-THEIRS=$("$VENV/bin/python" scripts/bench_pandas.py "$DIR" "$REPEAT" | tee /dev/stderr | grep '^RESULT')
+OUT=$("$VENV/bin/python" scripts/bench_pandas.py "$DIR" "$REPEAT"); echo "$OUT"
+THEIRS=$(echo "$OUT" | grep '^RESULT')
 
 get() { echo "$1" | tr ' ' '\n' | grep "^$2=" | cut -d= -f2; }
 "$VENV/bin/python" - "$(get "$OURS" best_s)" "$(get "$THEIRS" best_s)" \

@@ -337,3 +337,24 @@ fn cli_prepare_on_bad_input_fails_cleanly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn mind_without_news_keeps_bare_items_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = behaviors_row(1, "U1", "N7 N8") + &behaviors_row(2, "U2", "N8 N9");
+    write(dir.path(), "behaviors.tsv", rows.as_bytes());
+    let ds = load(dir.path()).unwrap();
+    assert_eq!(ds.sequences.len(), 2);
+    assert_eq!(ds.sequences[1].items, vec!["N8", "N9"]);
+    // History ids and the shown-not-clicked N1 become items without text.
+    let mut ids: Vec<&str> = ds.catalogue.items().iter().map(|i| i.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["N1", "N7", "N8", "N9"]);
+    assert!(ds.catalogue.items().iter().all(|i| i.fields.is_empty()));
+    assert!(ds
+        .report
+        .notes
+        .iter()
+        .any(|n| n.contains("news.tsv is missing")));
+    assert_eq!(ds.report.unresolved_ids, 0);
+}

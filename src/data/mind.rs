@@ -230,115 +230,190 @@ fn read_behaviors(
     let mut keep: Vec<u64> = best.into_iter().map(|b| b.line).collect();
     keep.sort_unstable();
 
-    // Pass 2: build the kept rows' sequences, in file order.
+    // Pass 2: build the kept rows' sequences, in file order, in parallel batches.
     let mut lines = LineReader::open(path, meter)?;
     let mut sequences = Vec::with_capacity(keep.len());
     let mut next = keep.iter().copied().peekable();
-    'rows: while let Some(&want) = next.peek() {
-        if !lines.next_line(&mut buf)? {
+    let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(BATCH_ROWS);
+    loop {
+        let more = match next.peek() {
+            Some(&want) => {
+                if !lines.next_line(&mut buf)? {
+                    return Err(DataError::file(path, "the file changed while it was read"));
+                }
+                if lines.line_no() == want {
+                    next.next();
+                    batch.push((want, std::mem::take(&mut buf)));
+                }
+                true
+            }
+            None => false,
+        };
+        if batch.len() == BATCH_ROWS || (!more && !batch.is_empty()) {
+            let rows: Vec<Row> = {
+                use rayon::prelude::*;
+                let cat: &Catalogue = catalogue;
+                batch
+                    .par_iter()
+                    .map(|(line, bytes)| build_row(bytes, *line, path, cat, bare_items))
+                    .collect()
+            };
+            batch.clear();
+            for row in rows {
+                apply_row(row, path, report, catalogue, bare_items, &mut sequences)?;
+            }
+        }
+        if !more {
             break;
         }
-        let line = lines.line_no();
-        if line != want {
-            continue;
-        }
-        next.next();
-        split_into(&buf, b'\t', &mut cols);
-        if cols.len() != BEHAVIOR_COLUMNS.len() {
-            return Err(DataError::file(path, "the file changed while it was read"));
-        }
-        let col = |i: usize| &buf[cols[i].0..cols[i].1];
-        let mut seq = Sequence {
-            user: String::from_utf8_lossy(col(1)).trim().to_string(),
-            ..Sequence::default()
-        };
-        let mut unresolved_example = None;
-        let mut unresolved = 0u64;
-        for field in [3usize, 4] {
-            let name = BEHAVIOR_COLUMNS[field];
-            for tok in col(field).split(|&b| b == b' ') {
-                if tok.is_empty() {
-                    continue;
-                }
-                let tok = match utf8(tok, path, line, name) {
-                    Ok(t) => t,
-                    Err(msg) => {
-                        report.skip("behaviors.tsv: not valid UTF-8", || msg);
-                        continue 'rows;
-                    }
-                };
-                let id = if field == 3 {
-                    tok
-                } else {
-                    match tok.rsplit_once('-') {
-                        Some((id, "0")) if !id.is_empty() => id,
-                        Some((id, "1")) if !id.is_empty() => continue,
-                        _ => {
-                            report.skip(
-                                "behaviors.tsv: impression token without -0/-1 label (token left out)",
-                                || {
-                                    format!(
-                                        "{}:{line}: field `impressions`: token `{tok}`",
-                                        path.display()
-                                    )
-                                },
-                            );
-                            continue;
-                        }
-                    }
-                };
-                // The token equals the catalogue's id: copying it avoids reading the
-                // catalogue's scattered strings (a cache miss per id).
-                let known = catalogue.contains(id);
-                if !known && bare_items {
-                    catalogue.insert(Item {
-                        id: id.to_string(),
-                        fields: Vec::new(),
-                    });
-                }
-                if known || bare_items {
-                    if field == 3 {
-                        seq.items.push(id.to_string());
-                    } else {
-                        seq.shown_not_clicked.push(id.to_string());
-                    }
-                } else {
-                    unresolved += 1;
-                    if unresolved_example.is_none() {
-                        unresolved_example = Some(format!(
-                            "{}:{line}: field `{name}`: id `{id}` is not in news.tsv (left out)",
-                            path.display()
-                        ));
-                    }
-                }
-            }
-        }
-        report.unresolved_ids += unresolved;
-        if let Some(e) = unresolved_example {
-            if report.unresolved_ids - unresolved < super::EXAMPLES_PER_REASON
-                && report.examples.len() < super::MAX_REPORT_EXAMPLES
-            {
-                report.examples.push(e);
-            }
-        }
-        if seq.items.is_empty() {
-            report.skip("behaviors.tsv: no history id resolves in news.tsv", || {
-                format!(
-                    "{}:{line}: field `history`: none of its ids is in news.tsv",
-                    path.display()
-                )
-            });
-            continue;
-        }
-        seq.items.shrink_to_fit();
-        seq.shown_not_clicked.shrink_to_fit();
-        sequences.push(seq);
-    }
-    if next.peek().is_some() {
-        return Err(DataError::file(path, "the file changed while it was read"));
     }
     lines.finish()?;
     Ok(sequences)
+}
+
+const BATCH_ROWS: usize = 4096;
+
+/// What pass 2 made of one kept row.
+struct Row {
+    line: u64,
+    seq: Option<Sequence>,
+    /// Skipped tokens or the skipped row: (reason, example).
+    skips: Vec<(&'static str, String)>,
+    unresolved: u64,
+    unresolved_example: Option<String>,
+}
+
+/// Builds one kept row's sequence (pure: runs on any thread). With `bare_items`,
+/// ids absent from the catalogue are kept (and added by [`apply_row`]).
+fn build_row(bytes: &[u8], line: u64, path: &Path, catalogue: &Catalogue, bare_items: bool) -> Row {
+    let mut row = Row {
+        line,
+        seq: None,
+        skips: Vec::new(),
+        unresolved: 0,
+        unresolved_example: None,
+    };
+    let mut cols = Vec::with_capacity(5);
+    split_into(bytes, b'\t', &mut cols);
+    if cols.len() != BEHAVIOR_COLUMNS.len() {
+        row.skips.push((
+            "behaviors.tsv: changed while it was read",
+            format!(
+                "{}:{line}: the row changed between the two passes",
+                path.display()
+            ),
+        ));
+        return row;
+    }
+    let col = |i: usize| &bytes[cols[i].0..cols[i].1];
+    let mut seq = Sequence {
+        user: String::from_utf8_lossy(col(1)).trim().to_string(),
+        ..Sequence::default()
+    };
+    for field in [3usize, 4] {
+        let name = BEHAVIOR_COLUMNS[field];
+        for tok in col(field).split(|&b| b == b' ') {
+            if tok.is_empty() {
+                continue;
+            }
+            let tok = match utf8(tok, path, line, name) {
+                Ok(t) => t,
+                Err(msg) => {
+                    row.skips.push(("behaviors.tsv: not valid UTF-8", msg));
+                    return row;
+                }
+            };
+            let id = if field == 3 {
+                tok
+            } else {
+                match tok.rsplit_once('-') {
+                    Some((id, "0")) if !id.is_empty() => id,
+                    Some((id, "1")) if !id.is_empty() => continue,
+                    _ => {
+                        row.skips.push((
+                            "behaviors.tsv: impression token without -0/-1 label (token left out)",
+                            format!(
+                                "{}:{line}: field `impressions`: token `{tok}`",
+                                path.display()
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            };
+            // Copy the token (it equals the catalogue's id) rather than the
+            // catalogue's own string: that would be a cache miss per id.
+            if bare_items || catalogue.contains(id) {
+                if field == 3 {
+                    seq.items.push(id.to_string());
+                } else {
+                    seq.shown_not_clicked.push(id.to_string());
+                }
+            } else {
+                row.unresolved += 1;
+                if row.unresolved_example.is_none() {
+                    row.unresolved_example = Some(format!(
+                        "{}:{line}: field `{name}`: id `{id}` is not in news.tsv (left out)",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    seq.items.shrink_to_fit();
+    seq.shown_not_clicked.shrink_to_fit();
+    row.seq = Some(seq);
+    row
+}
+
+/// Counts one built row into the report and keeps its sequence.
+fn apply_row(
+    row: Row,
+    path: &Path,
+    report: &mut LoadReport,
+    catalogue: &mut Catalogue,
+    bare_items: bool,
+    sequences: &mut Vec<Sequence>,
+) -> Result<(), DataError> {
+    for (reason, example) in row.skips {
+        if reason == "behaviors.tsv: changed while it was read" {
+            return Err(DataError::file(path, "the file changed while it was read"));
+        }
+        report.skip(reason, || example);
+    }
+    if let Some(e) = row.unresolved_example {
+        if report.unresolved_ids < super::EXAMPLES_PER_REASON
+            && report.examples.len() < super::MAX_REPORT_EXAMPLES
+        {
+            report.examples.push(e);
+        }
+    }
+    report.unresolved_ids += row.unresolved;
+    let Some(seq) = row.seq else {
+        return Ok(());
+    };
+    if bare_items {
+        for id in seq.items.iter().chain(&seq.shown_not_clicked) {
+            if !catalogue.contains(id) {
+                catalogue.insert(Item {
+                    id: id.clone(),
+                    fields: Vec::new(),
+                });
+            }
+        }
+    }
+    if seq.items.is_empty() {
+        let line = row.line;
+        report.skip("behaviors.tsv: no history id resolves in news.tsv", || {
+            format!(
+                "{}:{line}: field `history`: none of its ids is in news.tsv",
+                path.display()
+            )
+        });
+        return Ok(());
+    }
+    sequences.push(seq);
+    Ok(())
 }
 
 /// Parses MIND's `M/D/YYYY h:mm:ss AM|PM` into seconds (an ordering key).
