@@ -231,6 +231,208 @@ fn smollm2_chat_template_renders_what_jinja2_renders() {
     );
 }
 
+fn ids_of(case: &serde_json::Value) -> Vec<u32> {
+    case["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Recordings of the SmolLM2 vocabulary under other llama.cpp pre-tokenizers
+/// (`record_tokenizer_ids.py --pre NAME`): tests/data, plus `$TRSR_TOKENIZER_IDS_DIR` for
+/// ad-hoc checks.
+fn pre_recordings() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data"
+    ))];
+    if let Some(extra) = std::env::var_os("TRSR_TOKENIZER_IDS_DIR") {
+        dirs.push(PathBuf::from(extra));
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("tokenizer_ids_smollm2_pre_") && name.ends_with(".json") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn other_pre_tokenizers_split_like_llama_cpp() {
+    let Some((_, content, data)) = smollm2() else {
+        return;
+    };
+    let recordings = pre_recordings();
+    assert!(recordings.len() >= 3, "{recordings:?}");
+    let mut content = content;
+    let mut failures = Vec::new();
+    for path in recordings {
+        let rec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            rec["source_model_sha256"],
+            data["model_sha256"],
+            "{}",
+            path.display()
+        );
+        let pre = rec["pre"].as_str().unwrap();
+        content
+            .metadata
+            .insert("tokenizer.ggml.pre".into(), Value::String(pre.into()));
+        let tok = Tokenizer::from_gguf(&content).unwrap();
+        let cases = rec["cases"].as_array().unwrap();
+        eprintln!("{}: pre {pre}, {} strings", path.display(), cases.len());
+        for case in cases {
+            let text = case["text"].as_str().unwrap();
+            let got = tok.encode(text, true).unwrap();
+            if got != ids_of(case) {
+                failures.push(format!(
+                    "[{pre}] {text:?}\n  llama.cpp: {:?}\n  ours:      {got:?}",
+                    ids_of(case)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} strings differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn sentencepiece_ids_equal_llama_cpp_on_a_handmade_vocabulary() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/tokenizer_ids_spm_handmade.json"
+    );
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let vocab = &rec["vocab"];
+    let v = SpmVocab {
+        tokens: vocab["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect(),
+        scores: vocab["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect(),
+        types: vocab["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap() as i32)
+            .collect(),
+    };
+    let variants = rec["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for variant in variants {
+        let prefix = variant["add_space_prefix"].as_bool().unwrap();
+        let tok = Tokenizer::from_gguf(&spm_content(
+            &v,
+            &[("tokenizer.ggml.add_space_prefix", Value::Bool(prefix))],
+        ))
+        .unwrap();
+        for case in variant["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let got = tok.encode(text, true).unwrap();
+            checked += 1;
+            if got != ids_of(case) {
+                failures.push(format!(
+                    "[prefix {prefix}] {text:?}\n  llama.cpp: {:?}\n  ours:      {got:?}",
+                    ids_of(case)
+                ));
+            }
+        }
+    }
+    assert!(checked > 500);
+    assert!(
+        failures.is_empty(),
+        "{} strings differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn smollm2_tokenizer_json_reads_back_with_the_same_ids() {
+    let Some((tok, _, data)) = smollm2() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tokenizer.json");
+    tok.inner().save(&json, false).unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        r#"{"bos_token": "<|im_start|>", "eos_token": {"content": "<|im_end|>"}, "add_bos_token": false,
+            "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"}"#,
+    )
+    .unwrap();
+    let from_json = Tokenizer::from_file(&json).unwrap();
+    assert_eq!(from_json.kind(), VocabKind::ByteLevelBpe);
+    assert_eq!(from_json.vocab_size(), tok.vocab_size());
+    assert_eq!(from_json.bos_id(), tok.bos_id());
+    assert_eq!(from_json.eos_ids(), tok.eos_ids());
+    assert!(!from_json.add_bos_by_default());
+    for case in data["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids = from_json.encode(text, true).unwrap();
+        assert_eq!(ids, ids_of(case), "{text:?}");
+        assert_eq!(from_json.decode(&ids).unwrap(), text);
+    }
+    let tmpl =
+        ChatTemplate::from_tokenizer_config(&dir.path().join("tokenizer_config.json"), &from_json)
+            .unwrap()
+            .unwrap();
+    assert_eq!(tmpl.eos_token(), "<|im_end|>");
+    assert_eq!(
+        tmpl.render(&[ChatMessage::user("hi")], false).unwrap(),
+        "<|im_start|>user\nhi<|im_end|>\n"
+    );
+    assert!(matches!(
+        Tokenizer::from_file(&dir.path().join("none.json")),
+        Err(LlmError::NotFound(_))
+    ));
+}
+
+#[test]
+fn sentencepiece_tokenizer_json_reads_back_with_the_same_ids_and_prefix_handling() {
+    let v = spm_vocab();
+    let tok = Tokenizer::from_gguf(&spm_content(&v, &[])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tokenizer.json");
+    tok.inner().save(&json, false).unwrap();
+    let from_json = Tokenizer::from_file(&json).unwrap();
+    assert_eq!(from_json.kind(), VocabKind::SentencePiece);
+    // Without a tokenizer_config.json: BOS found by name; the saved file adds none itself.
+    assert_eq!(from_json.bos_id(), tok.bos_id());
+    for text in ["hello world", " hello", "hi\né", "<s>hi</s>", ""] {
+        let ids = from_json.encode(text, false).unwrap();
+        assert_eq!(ids, tok.encode(text, false).unwrap(), "{text:?}");
+        assert_eq!(
+            from_json.decode(&ids).unwrap(),
+            tok.decode(&ids).unwrap(),
+            "{text:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Small GGUF files written by the tests.
 
