@@ -132,6 +132,10 @@ fn smollm2_special_ids_and_answer_words() {
     assert_eq!(tok.eos_ids()[0], im_end);
     // SmolLM2 does not ask for BOS, so encode(.., true) adds none (as llama.cpp).
     assert!(!tok.add_bos_by_default());
+    assert_eq!(
+        tok.encode_prompt("hi").unwrap(),
+        tok.encode("hi", false).unwrap()
+    );
     assert!(tok.is_special(im_end));
     assert!(!tok.is_special(tok.token_id("yes").unwrap()));
 
@@ -593,6 +597,19 @@ fn sentencepiece_known_segmentations() {
     assert_eq!(
         tok.encode("<s>hi</s>", false).unwrap(),
         spm_ids(&tok, &["<s>", "▁hi", "</s>"])
+    );
+    // A prompt that already starts with BOS (a chat template wrote it) gets no second one.
+    assert_eq!(
+        tok.encode_prompt("<s>hi").unwrap(),
+        spm_ids(&tok, &["<s>", "▁hi"])
+    );
+    assert_eq!(
+        tok.encode_prompt("hi").unwrap(),
+        spm_ids(&tok, &["<s>", "▁hi"])
+    );
+    assert_eq!(
+        tok.encode("<s>hi", true).unwrap(),
+        spm_ids(&tok, &["<s>", "<s>", "▁hi"])
     );
     assert_eq!(tok.encode("", false).unwrap(), Vec::<u32>::new());
 }

@@ -902,6 +902,22 @@ impl Tokenizer {
         }
     }
 
+    /// Ids of a whole prompt: BOS first if the model asks for one and the text does not
+    /// already start with it (chat templates of Llama 2/3 write `bos_token` themselves; llama.cpp
+    /// would send two BOS then).
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        let ids = self.encode_plain(text)?;
+        match self.bos {
+            Some(bos) if self.add_bos && ids.first() != Some(&bos) => {
+                let mut out = Vec::with_capacity(ids.len() + 1);
+                out.push(bos);
+                out.extend(ids);
+                Ok(out)
+            }
+            _ => Ok(ids),
+        }
+    }
+
     fn raw_bytes(&self, ids: &[u32]) -> Result<Vec<u8>, LlmError> {
         let mut out = Vec::new();
         for &id in ids {
@@ -1033,6 +1049,10 @@ fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>, LlmErr
 
 /// Streaming detokenizer: push ids, get text deltas that never split a multi-byte character;
 /// `finish()` flushes the tail.
+///
+/// The concatenated deltas equal [`Tokenizer::decode`] of the pushed ids: special tokens come
+/// out as their text (stop before pushing an end-of-turn id), and for SentencePiece
+/// vocabularies with a space prefix the first token loses its leading space.
 pub struct TokenStream<'a> {
     tok: &'a Tokenizer,
     pending: Vec<u8>,
