@@ -6,6 +6,8 @@
 # Usage: scripts/bench_engine.sh [MODEL.gguf] [THREADS]
 # Env:   BENCH_VENV  virtual environment to use/create (default: target/bench-venv);
 #        building llama-cpp-python from source takes ~10 minutes on 2 cores.
+#        BENCH_PROFILE cargo profile (default: bench, i.e. release; `dev` reuses a dev build,
+#        whose dependencies are optimized too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +32,4 @@ if ! "$VENV/bin/python" -c "import llama_cpp, numpy" 2>/dev/null; then
 fi
 
 export TRSR_BENCH_MODEL="$MODEL" TRSR_BENCH_THREADS="$THREADS" TRSR_BENCH_PYTHON="$VENV/bin/python"
-exec cargo bench --bench engine
+exec cargo bench --profile "${BENCH_PROFILE:-bench}" --bench engine

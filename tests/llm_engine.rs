@@ -101,7 +101,7 @@ fn real_model_prefix_reuse_equals_full_recompute() {
     }
     let via_trait = e.score_yes_no(&prefix_text, &cands.map(String::from)).unwrap();
     for (a, b) in via_trait.iter().zip(&batched) {
-        assert!((a - b).abs() < 1e-4);
+        assert!((a - b).abs() < 1e-4, "trait {a} vs ids {b}");
     }
 }
 

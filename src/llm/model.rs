@@ -19,8 +19,6 @@ use candle_core::{DType, Device, Module, Tensor, D};
 
 use super::LlmError;
 
-/// Rows at or above which a projection uses the dense f32 weights (when kept).
-const DENSE_MIN_ROWS: usize = 4;
 /// Models with more parameters than this keep only the quantized weights.
 const DENSE_MAX_PARAMS: u64 = 1_500_000_000;
 
@@ -111,11 +109,12 @@ struct Proj {
 }
 
 impl Proj {
-    /// `x: [n, in]` -> `[n, sum out_i]`.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let rows = x.dim(0)?;
+    /// `x: [n, in]` -> `[n, sum out_i]`. Batched work (`batch`) uses the dense form when
+    /// held, so that prompt and scoring results do not depend on how tokens were chunked;
+    /// decode uses the quantized form.
+    fn forward(&self, x: &Tensor, batch: bool) -> candle_core::Result<Tensor> {
         let y = match (&self.quant, &self.dense) {
-            (Some(_), Some(d)) if rows >= DENSE_MIN_ROWS => dense_matmul(x, d)?,
+            (Some(_), Some(d)) if batch => dense_matmul(x, d)?,
             (Some(QuantParts::One(q)), _) => q.forward(x)?,
             (Some(QuantParts::Parts(ps)), _) => {
                 let outs = ps.iter().map(|p| p.forward(x)).collect::<candle_core::Result<Vec<_>>>()?;
@@ -146,11 +145,11 @@ struct Layer {
 }
 
 impl Layer {
-    fn mlp(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.gate_up.forward(x)?;
+    fn mlp(&self, x: &Tensor, batch: bool) -> candle_core::Result<Tensor> {
+        let y = self.gate_up.forward(x, batch)?;
         let g = y.narrow(1, 0, self.ff)?;
         let u = y.narrow(1, self.ff, self.ff)?;
-        self.down.forward(&(candle_nn::ops::silu(&g)? * u)?)
+        self.down.forward(&(candle_nn::ops::silu(&g)? * u)?, batch)
     }
 }
 
@@ -801,7 +800,7 @@ impl Model {
         let mut x = self.embed(tokens)?;
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            let (q, k, v) = self.split_qkv(&layer.qkv.forward(&h)?)?;
+            let (q, k, v) = self.split_qkv(&layer.qkv.forward(&h, true)?)?;
             // [b*l, heads*hd] -> [b, heads, l, hd]
             let q = q.reshape((b, l, c.n_head, hd))?.transpose(1, 2)?.contiguous()?;
             let k = k.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
@@ -854,9 +853,9 @@ impl Model {
                 cache.k[li].slice_set(&ks, 1, p)?;
                 cache.v[li].slice_set(&vs, 1, p)?;
             }
-            let x1 = (layer.wo.forward(&out)? + &x)?;
+            let x1 = (layer.wo.forward(&out, true)? + &x)?;
             let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps)?;
-            let m = layer.mlp(&h)?;
+            let m = layer.mlp(&h, true)?;
             x = (m + x1)?;
         }
         if write_cache {
@@ -877,7 +876,7 @@ impl Model {
         let mut x = self.embed(&[token])?;
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            let (q, k, v) = self.split_qkv(&layer.qkv.forward(&h)?)?;
+            let (q, k, v) = self.split_qkv(&layer.qkv.forward(&h, false)?)?;
             let q = self.head_norm(&q.reshape((1, c.n_head, 1, hd))?, &layer.q_norm)?;
             let k = self.head_norm(&k.reshape((1, nkv, 1, hd))?, &layer.k_norm)?;
             let q = self.rope(&q, p, 1, true)?;
@@ -889,19 +888,19 @@ impl Model {
             let att = q.reshape((nkv, g, hd))?.matmul(&kc.t()?)?;
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let out = att.matmul(&vc)?.reshape((1, c.n_head * hd))?;
-            let x1 = (layer.wo.forward(&out)? + &x)?;
+            let x1 = (layer.wo.forward(&out, false)? + &x)?;
             let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps)?;
-            let m = layer.mlp(&h)?;
+            let m = layer.mlp(&h, false)?;
             x = (m + x1)?;
         }
         cache.len = p + 1;
         let h = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps)?;
-        self.head.forward(&h)?.squeeze(0)
+        self.head.forward(&h, false)?.squeeze(0)
     }
 
     /// Logits over the vocabulary for hidden states `[n, hidden]` (already normed).
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        self.head.forward(hidden)
+        self.head.forward(hidden, false)
     }
 
     /// Prefills `tokens` into `cache` in chunks (bounding attention memory) and returns the
