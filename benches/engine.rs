@@ -5,7 +5,7 @@
 //! (without TRSR_BENCH_PYTHON only our figures are printed).
 //!
 //! Workload (DESIGN.md's prompt shape): a ~300-token prompt for prefill; greedy decode of
-//! 64 tokens after it; 3 users x 21 candidates, each user a ~300-token shared prefix and
+//! 64 tokens after an open-ended prompt; 3 users x 21 candidates, each user a ~300-token shared prefix and
 //! ~40 tokens per candidate, the prefix reused by both engines. Both engines get the same
 //! token ids.
 
@@ -52,6 +52,7 @@ fn item(i: usize) -> String {
 
 struct Workload {
     prefill: Vec<u32>,
+    decode_prompt: Vec<u32>,
     users: Vec<(Vec<u32>, Vec<Vec<u32>>)>,
 }
 
@@ -85,7 +86,9 @@ fn workload(e: &Engine) -> anyhow::Result<Workload> {
     }
     let mut prefill = users[0].0.clone();
     prefill.extend_from_slice(&users[0].1[0]);
-    Ok(Workload { prefill, users })
+    let story = e.render_chat(&[ChatMessage::user("Write a long, detailed story about a dragon who learns to cook, with many characters.")])?;
+    let decode_prompt = e.encode_prompt(&story)?;
+    Ok(Workload { prefill, decode_prompt, users })
 }
 
 struct Figures {
@@ -106,7 +109,7 @@ fn ours(e: &mut Engine, w: &Workload) -> anyhow::Result<Figures> {
     }
     let prefill_tps = w.prefill.len() as f64 / (best / 1000.0);
 
-    let mut g = e.start_ids(w.prefill.clone(), &SamplingParams::greedy(DECODE_TOKENS))?;
+    let mut g = e.start_ids(w.decode_prompt.clone(), &SamplingParams::greedy(DECODE_TOKENS))?;
     let t0 = Instant::now();
     let mut decoded = Vec::new();
     while let Some(d) = e.next_token(&mut g)? {
@@ -137,6 +140,7 @@ fn llama_cpp(python: &str, model: &PathBuf, threads: usize, w: &Workload, e: &En
         "repeats": REPEATS,
         "prefill": w.prefill,
         "decode_tokens": DECODE_TOKENS,
+        "decode_prompt": w.decode_prompt,
         "users": users,
         "yes_id": yes_id,
         "no_id": no_id,

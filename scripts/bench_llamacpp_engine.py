@@ -36,8 +36,12 @@ def main():
         verbose=False,
     )
 
+    n_vocab = llm.n_vocab()
+
     def last_logits():
-        return np.asarray(llm.scores[llm.n_tokens - 1])
+        # With logits_all=False llama-cpp-python does not fill llm.scores; read the
+        # last token's logits from the context.
+        return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
 
     # Warm-up.
     llm.reset()
@@ -52,9 +56,9 @@ def main():
         times.append(time.perf_counter() - t0)
     prefill_tps = len(w["prefill"]) / min(times)
 
-    # Decode: greedy, after the prefill.
+    # Decode: greedy, after an open-ended prompt.
     llm.reset()
-    llm.eval(w["prefill"])
+    llm.eval(w["decode_prompt"])
     tok = int(np.argmax(last_logits()))
     t0 = time.perf_counter()
     decoded = []

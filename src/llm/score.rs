@@ -12,7 +12,7 @@ use candle_core::{Tensor, D};
 use super::{Engine, LlmError};
 
 /// Upper bound on `batch * padded_len` rows per forward pass.
-const MAX_BATCH_ROWS: usize = 1024;
+const MAX_BATCH_ROWS: usize = 2048;
 /// Spare room kept in the prefix cache for tokens shared by all suffixes.
 const PREFIX_SLACK: usize = 64;
 
@@ -83,10 +83,15 @@ impl Engine {
         };
         // Longest first, so batches hold similar lengths.
         order.sort_by_key(|&i| std::cmp::Reverse(suffixes[i].len()));
+        // Batches of even size, each within MAX_BATCH_ROWS padded rows.
+        let longest = suffixes[order[0]].len() - common;
+        let per_batch = (MAX_BATCH_ROWS / longest).max(1);
+        let n_batches = order.len().div_ceil(per_batch);
+        let even = order.len().div_ceil(n_batches);
         let mut at = 0;
         while at < order.len() {
             let l = suffixes[order[at]].len() - common;
-            let b = (MAX_BATCH_ROWS / l).max(1).min(order.len() - at);
+            let b = even.min(order.len() - at);
             let batch = &order[at..at + b];
             let mut tokens = Vec::with_capacity(b * l);
             let mut last_rows = Vec::with_capacity(b);
