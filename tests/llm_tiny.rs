@@ -91,33 +91,39 @@ fn write_tiny(path: &Path, o: &TinyOpts) {
     }
     let vocab = tokens.len();
     let template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-    let md: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String(o.arch.into())),
-        ("general.name", Value::String("tiny".into())),
-        ("llama.attention.head_count", Value::U32(N_HEAD as u32)),
-        ("llama.attention.head_count_kv", Value::U32(N_KV as u32)),
-        ("llama.embedding_length", Value::U32(HIDDEN as u32)),
-        ("llama.block_count", Value::U32(N_LAYER as u32)),
-        ("llama.context_length", Value::U32(CONTEXT)),
-        ("llama.feed_forward_length", Value::U32(FF as u32)),
-        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
-        ("llama.rope.freq_base", Value::F32(10000.0)),
-        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+    // Hyper-parameter keys are prefixed by the architecture (unknown ones use llama's).
+    let key_arch = if o.arch == "falcon" { "llama" } else { o.arch };
+    let key = |k: &str| format!("{key_arch}.{k}");
+    let md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(o.arch.into())),
+        ("general.name".into(), Value::String("tiny".into())),
+        (key("attention.head_count"), Value::U32(N_HEAD as u32)),
+        (key("attention.head_count_kv"), Value::U32(N_KV as u32)),
+        (key("embedding_length"), Value::U32(HIDDEN as u32)),
+        (key("block_count"), Value::U32(N_LAYER as u32)),
+        (key("context_length"), Value::U32(CONTEXT)),
+        (key("feed_forward_length"), Value::U32(FF as u32)),
+        (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+        (key("rope.freq_base"), Value::F32(10000.0)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         (
-            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.tokens".into(),
             Value::Array(tokens.into_iter().map(Value::String).collect()),
         ),
         (
-            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.token_type".into(),
             Value::Array(types.into_iter().map(Value::I32).collect()),
         ),
         (
-            "tokenizer.ggml.merges",
+            "tokenizer.ggml.merges".into(),
             Value::Array(merge_strs.into_iter().map(Value::String).collect()),
         ),
-        ("tokenizer.ggml.bos_token_id", Value::U32(1)),
-        ("tokenizer.ggml.eos_token_id", Value::U32(0)),
-        ("tokenizer.chat_template", Value::String(template.into())),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(0)),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(template.into()),
+        ),
     ];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let q = |t: Tensor| QTensor::quantize(&t, GgmlDType::Q8_0).unwrap();
@@ -167,8 +173,20 @@ fn write_tiny(path: &Path, o: &TinyOpts) {
             format!("{p}.ffn_down.weight"),
             q(tensor(&mut rng, HIDDEN, FF, 0.3)),
         ));
+        if o.arch == "qwen2" {
+            for (name, n) in [("q", N_HEAD * hd), ("k", N_KV * hd), ("v", N_KV * hd)] {
+                let b = tensor(&mut rng, 1, n, 0.5).reshape(n).unwrap();
+                tensors.push((format!("{p}.attn_{name}.bias"), f(b)));
+            }
+        }
+        if o.arch == "qwen3" {
+            for name in ["q", "k"] {
+                let w = (tensor(&mut rng, 1, hd, 0.5).reshape(hd).unwrap() + 1.0).unwrap();
+                tensors.push((format!("{p}.attn_{name}_norm.weight"), f(w)));
+            }
+        }
     }
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut file = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut file, &md_refs, &t_refs).unwrap();
@@ -539,5 +557,42 @@ fn unsupported_architecture_is_a_clear_error() {
     match err.downcast_ref::<LlmError>() {
         Some(LlmError::UnsupportedArch { arch, .. }) => assert_eq!(arch, "falcon"),
         _ => panic!("expected UnsupportedArch, got {err:#}"),
+    }
+}
+
+#[test]
+fn qwen2_and_qwen3_variants_generate_and_score_consistently() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["qwen2", "qwen3"] {
+        let mut e = load(&tiny(
+            &dir,
+            &format!("{arch}.gguf"),
+            &TinyOpts {
+                arch,
+                ..TinyOpts::default()
+            },
+        ));
+        assert_eq!(e.info().identity.architecture, arch);
+        let g = gen_text(&mut e, "the yes", &SamplingParams::greedy(6));
+        assert!(g.new_tokens >= 1);
+        let prefix = e.encode_prompt("the no yes the").unwrap();
+        let suffixes: Vec<Vec<u32>> = ["yes the", "no", "the the no"]
+            .iter()
+            .map(|t| e.tokenizer().encode(t, false).unwrap())
+            .collect();
+        let batched = e.score_ids(&prefix, &suffixes).unwrap();
+        for (i, s) in suffixes.iter().enumerate() {
+            let full = e.score_full_recompute(&prefix, s).unwrap();
+            assert!(
+                (batched[i] - full).abs() < 1e-3,
+                "{arch} suffix {i}: {} vs {full}",
+                batched[i]
+            );
+        }
+        // Decode runs on the quantized weights, the cache written step by step.
+        let mut st = e.start("the no yes", &SamplingParams::greedy(4)).unwrap();
+        while e.next_token(&mut st).unwrap().is_some() {}
+        let done = e.finish(st);
+        assert!(done.new_tokens >= 1);
     }
 }
