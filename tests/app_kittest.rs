@@ -146,19 +146,24 @@ fn open_data_select_a_user_and_block_size_changes_the_block_count() {
     let dir = sample_dir();
     let mut h = harness(dir.path(), slow_loader(), None);
     step_until(&mut h, "the dataset", 30, |a| a.wb.data.is_some());
-    h.get_by_label_contains("3 users");
+    h.get_by_label_contains("items · 3 users");
     // Select U3 (20 items): 5 per block, at most 5 blocks -> 4 blocks.
     h.get_by_label_contains("U3  (20 items)").click();
     h.run_steps(3);
     assert_eq!(h.state().wb.selected, Some(2));
     h.get_by_label_contains("20 history items · 4 blocks");
     // Block size 3 -> 7 blocks, capped at 5.
-    h.get_by_label("block size").set_value_accesskit(3.0);
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "block size")
+        .set_value_accesskit(3.0);
     h.run_steps(3);
     h.get_by_label_contains("20 history items · 5 blocks");
     h.get_by_label_contains("5 oldest left out");
     // Search by item text narrows the list.
-    h.get_by_label("Search").type_text("story 33");
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Search")
+        .click();
+    h.run_steps(2);
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Search")
+        .type_text("story 33");
     h.run_steps(3);
     h.get_by_label_contains("1 of 3 users");
 }
@@ -172,14 +177,14 @@ fn a_running_summary_streams_and_cancel_stops_it() {
     });
     h.get_by_label("Summaries").click();
     h.run_steps(2);
-    h.get_by_label("▶ Run summary").click();
+    h.get_by_label("Run summary").click();
     step_until(&mut h, "streamed words", 30, |a| {
         a.wb.summary
             .as_ref()
             .is_some_and(|s| s.steps.first().is_some_and(|st| st.text.contains("word")))
     });
     h.get_by_label_contains("word word");
-    h.get_by_label("⏹ Cancel").click();
+    h.get_by_label("Cancel").click();
     step_until(&mut h, "the cancel", 30, |a| {
         a.wb.summary.as_ref().is_some_and(|s| !s.is_running())
     });

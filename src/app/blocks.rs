@@ -48,7 +48,7 @@ pub fn block_controls_ui(ui: &mut egui::Ui, settings: &mut Settings) {
         }
         ui.add(egui::Slider::new(&mut b.max_blocks, 1..=20).text("max blocks"));
         if ui
-            .button("Paper (5 × 5)")
+            .button("Paper (5 x 5)")
             .on_hover_text("5 items per block, at most 5 blocks")
             .clicked()
         {

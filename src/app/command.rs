@@ -112,7 +112,7 @@ pub fn menu_bar_ui(
 ) {
     egui::MenuBar::new().ui(ui, |ui| {
         ui.menu_button("File", |ui| {
-            if ui.button("Open dataset folder…").clicked() {
+            if ui.button("Open dataset folder...").clicked() {
                 cmds.push(Command::OpenDatasetDialog);
             }
             ui.menu_button("Recent", |ui| {
@@ -126,7 +126,7 @@ pub fn menu_bar_ui(
                 }
             });
             if ui
-                .button("Load results (scores.jsonl / metrics.json)…")
+                .button("Load results (scores.jsonl / metrics.json)...")
                 .clicked()
             {
                 cmds.push(Command::LoadResultsDialog);

@@ -104,7 +104,7 @@ pub fn dataset_ui(
     ui.horizontal(|ui| {
         ui.heading("Dataset");
         if ui
-            .button("Open…")
+            .button("Open...")
             .on_hover_text(format!(
                 "Open a dataset folder ({}); or drop one on the window",
                 super::command::shortcut_text(ui.ctx(), Command::OpenDatasetDialog)
@@ -172,13 +172,13 @@ pub fn dataset_ui(
         ui.label("History length");
         ui.add(
             egui::DragValue::new(&mut panel.min_len)
-                .prefix("≥ ")
+                .prefix(">= ")
                 .range(0..=10_000),
         )
         .on_hover_text("minimum history length");
         ui.add(
             egui::DragValue::new(&mut panel.max_len)
-                .prefix("≤ ")
+                .prefix("<= ")
                 .range(0..=10_000),
         )
         .on_hover_text("maximum history length (0 = any)");

@@ -247,7 +247,7 @@ pub fn plots_ui(
             }
         }
         if ui
-            .button("Load results…")
+            .button("Load results...")
             .on_hover_text("scores.jsonl or a sweep's metrics.json")
             .clicked()
         {

@@ -59,7 +59,7 @@ pub fn ranking_ui(
         }
         if busy {
             ui.spinner();
-            ui.label("scoring…");
+            ui.label("scoring...");
         }
         ui.separator();
         ui.label("Prompt holds:");
@@ -157,7 +157,7 @@ pub fn ranking_ui(
                         };
                         ui.add(bar);
                         if target {
-                            ui.strong(format!("★ {}", c.id));
+                            ui.strong(format!("target {}", c.id));
                         } else {
                             ui.monospace(&c.id);
                         }

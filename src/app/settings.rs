@@ -150,7 +150,7 @@ pub fn model_ui(
                 ui.add(egui::TextEdit::singleline(&mut settings.model.model).desired_width(360.0))
                     .labelled_by(l.id)
                     .on_hover_text("`default`, a GGUF/safetensors path, or a Hugging Face repo (`owner/repo:file.gguf`)");
-                if ui.button("Browse…").on_hover_text("Pick a GGUF or safetensors file").clicked() {
+                if ui.button("Browse...").on_hover_text("Pick a GGUF or safetensors file").clicked() {
                     cmds.push(Command::PickModelFile);
                 }
             });
@@ -179,7 +179,7 @@ pub fn model_ui(
                 }
                 ModelStatus::Loading(s) => {
                     ui.spinner();
-                    ui.label(format!("loading {}…", s.model));
+                    ui.label(format!("loading {}...", s.model));
                 }
                 ModelStatus::Loaded(m) => {
                     ui.label(format!(

@@ -41,7 +41,7 @@ fn step_text_ui(ui: &mut egui::Ui, step: &StepView, color_by_prob: bool) {
     } else if step.text.is_empty() && !step.done {
         ui.horizontal(|ui| {
             ui.spinner();
-            ui.weak("reading the prompt…");
+            ui.weak("reading the prompt...");
         });
     } else {
         ui.label(&step.text);
@@ -135,7 +135,7 @@ pub fn summaries_ui(
         ui.separator();
         let ready = wb.selected_case().is_some() && wb.context_len().is_some();
         if ui
-            .add_enabled(ready && !running, egui::Button::new("▶ Run summary"))
+            .add_enabled(ready && !running, egui::Button::new("Run summary"))
             .on_hover_text(format!(
                 "Summarize the selected user ({})",
                 super::command::shortcut_text(ui.ctx(), Command::RunSummary)
@@ -146,7 +146,7 @@ pub fn summaries_ui(
             cmds.push(Command::RunSummary);
         }
         if ui
-            .add_enabled(running, egui::Button::new("⏹ Cancel"))
+            .add_enabled(running, egui::Button::new("Cancel"))
             .on_hover_text(format!(
                 "Cancel ({})",
                 super::command::shortcut_text(ui.ctx(), Command::Cancel)
@@ -201,14 +201,14 @@ pub fn summaries_ui(
                     .enumerate()
                     .filter(|(_, st)| st.kind == StepKind::Merge)
                 {
-                    ui.vertical_centered(|ui| ui.label("⬇ merge ⬇"));
+                    ui.vertical_centered(|ui| ui.label("merge"));
                     step_card(ui, i, st, running, settings, panel, cmds);
                 }
             }
             Method::Recurrent => {
                 for (i, st) in s.steps.iter().enumerate() {
                     if i > 0 {
-                        ui.vertical_centered(|ui| ui.label("⬇"));
+                        ui.vertical_centered(|ui| ui.label("then"));
                     }
                     step_card(ui, i, st, running, settings, panel, cmds);
                 }
