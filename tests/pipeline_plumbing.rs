@@ -72,10 +72,9 @@ fn fnv(s: &str, seed: u64) -> u64 {
 fn ids_in(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for w in text.split(|c: char| !c.is_alphanumeric()) {
-        if w.len() > 1 && w.starts_with('N') && w[1..].chars().all(|c| c.is_ascii_digit()) {
-            if !out.iter().any(|o| o == w) {
-                out.push(w.to_string());
-            }
+        let is_id = w.len() > 1 && w.starts_with('N') && w[1..].chars().all(|c| c.is_ascii_digit());
+        if is_id && !out.iter().any(|o| o == w) {
+            out.push(w.to_string());
         }
     }
     out
