@@ -1,8 +1,123 @@
-//! `trsr generate`.
+//! `trsr generate`: stream a model's continuation of a prompt to stdout.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::llm::source::ModelRef;
+use crate::llm::{DevicePref, Engine, LoadOptions};
+use crate::lm::{CancelToken, ChatMessage, LanguageModel, SamplingParams};
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct GenerateArgs {}
+pub struct GenerateArgs {
+    /// Model: `default`, a path to a GGUF file, or `hf:owner/repo/file.gguf`.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// The prompt text.
+    #[arg(long)]
+    pub prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// With --chat: use the paper's raw `### User:` / `### Assistant:` form instead.
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(long, default_value_t = 150)]
+    pub max_new_tokens: usize,
+    /// 0 means greedy.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+    /// Stop when the output contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Force the CPU even when a GPU is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
 
-pub fn run(_args: GenerateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`trsr generate` is not built yet")
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let model: ModelRef = args
+        .model
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--model {}: {e}", args.model))?;
+    let opts = LoadOptions {
+        device: if args.cpu { DevicePref::Cpu } else { DevicePref::Auto },
+        threads: args.threads,
+        raw_prompt: args.raw,
+        ..LoadOptions::default()
+    };
+    let mut engine = Engine::load(&model, &opts).with_context(|| format!("loading model {}", args.model))?;
+    let info = engine.info();
+    eprintln!(
+        "model {} ({}, {:.0}M params, {}) on {}, loaded in {:.0} ms",
+        info.identity.name,
+        info.identity.architecture,
+        info.n_params as f64 / 1e6,
+        info.weight_form,
+        info.device,
+        info.load_ms
+    );
+    let prompt = if args.chat {
+        engine.render_chat(&[ChatMessage::user(args.prompt.clone())])?
+    } else {
+        args.prompt.clone()
+    };
+    let defaults = SamplingParams::default();
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k.or(if args.temperature > 0.0 { defaults.top_k } else { None }),
+        top_p: args.top_p.or(if args.temperature > 0.0 { defaults.top_p } else { None }),
+        repeat_penalty: args.repeat_penalty,
+        seed: args.seed,
+        max_new_tokens: args.max_new_tokens,
+        stop: args.stop.clone(),
+        ..defaults
+    };
+    let cancel = CancelToken::new();
+    {
+        let c = cancel.clone();
+        // Ctrl-C stops the generation at the next token; a handler may already exist.
+        let _ = ctrlc::set_handler(move || c.cancel());
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut write_err = None;
+    let generated = engine.generate(&prompt, &params, &cancel, &mut |d| {
+        if write_err.is_none() {
+            if let Err(e) = out.write_all(d.text.as_bytes()).and_then(|_| out.flush()) {
+                write_err = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e).context("writing to stdout");
+    }
+    writeln!(out).context("writing to stdout")?;
+    let prefill_tps = if generated.prefill_ms > 0.0 {
+        generated.prompt_tokens as f64 / (generated.prefill_ms / 1000.0)
+    } else {
+        0.0
+    };
+    eprintln!(
+        "prompt {} tokens in {:.0} ms ({:.1} tokens/s); generated {} tokens in {:.0} ms ({:.1} tokens/s); stop: {:?}",
+        generated.prompt_tokens,
+        generated.prefill_ms,
+        prefill_tps,
+        generated.new_tokens,
+        generated.decode_ms,
+        generated.decode_tokens_per_sec(),
+        generated.stop
+    );
+    Ok(())
 }

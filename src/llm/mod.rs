@@ -1,1 +1,318 @@
 //! Inference on candle: model loading, tokenizer, generation, yes/no scoring. Only this module knows candle.
+//!
+//! [`Engine`] owns the weights ([`model::Model`]), the tokenizer, the chat template and the
+//! explicit KV caches. Generation is a step API ([`Engine::start`], [`Engine::next_token`],
+//! [`Engine::finish`]); scoring computes a user's shared prefix once and evaluates the
+//! candidate suffixes from it in batches ([`Engine::score_yes_no`]).
+
+pub mod chat;
+pub mod device;
+pub mod error;
+pub mod fetch;
+pub mod generate;
+pub mod model;
+pub mod score;
+pub mod source;
+pub mod tokenizer;
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::Tensor;
+
+pub use error::LlmError;
+pub use generate::Generation;
+
+use crate::lm::{
+    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, TokenDelta,
+};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DevicePref {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LoadOptions {
+    pub device: DevicePref,
+    /// CPU threads for candle's kernels (process-wide; `None`: all cores).
+    pub threads: Option<usize>,
+    /// Render prompts in the paper's raw `### User:` form instead of the chat template.
+    pub raw_prompt: bool,
+    pub yes_word: String,
+    pub no_word: String,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: DevicePref::Auto,
+            threads: None,
+            raw_prompt: false,
+            yes_word: "yes".into(),
+            no_word: "no".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub identity: ModelIdentity,
+    pub device: String,
+    pub n_params: u64,
+    pub weight_form: String,
+    pub load_ms: f64,
+}
+
+/// The yes/no answer tokens and their rows of the output matrix.
+pub(crate) struct AnswerHead {
+    pub yes_id: u32,
+    pub no_id: u32,
+    /// `[2, hidden]`: row 0 yes, row 1 no.
+    pub rows: Tensor,
+    /// Notes for the user (e.g. a word that is not a single token).
+    pub notes: Vec<String>,
+}
+
+pub struct Engine {
+    pub(crate) model: model::Model,
+    pub(crate) tokenizer: tokenizer::Tokenizer,
+    pub(crate) chat: Option<chat::ChatTemplate>,
+    pub(crate) info: ModelInfo,
+    pub(crate) opts: LoadOptions,
+    pub(crate) add_bos: bool,
+    pub(crate) answer: AnswerHead,
+    /// The last scoring prefix (token ids) and its keys/values.
+    pub(crate) prefix: Option<(Vec<u32>, model::KvCache)>,
+}
+
+impl Engine {
+    /// Loads the model a reference names (resolving `default` and hub references first).
+    pub fn load(model: &source::ModelRef, opts: &LoadOptions) -> anyhow::Result<Engine> {
+        let path = model.resolve()?;
+        Self::load_path(&path, opts)
+    }
+
+    /// Loads a GGUF file, or Hugging Face weights: a folder (or a `.safetensors` file in
+    /// it) with `config.json`, `tokenizer.json` and optionally `tokenizer_config.json`.
+    pub fn load_path(path: &Path, opts: &LoadOptions) -> anyhow::Result<Engine> {
+        let t0 = Instant::now();
+        device::set_threads(opts.threads);
+        let device = device::select(&opts.device)?;
+        let is_st = path.is_dir() || path.extension().is_some_and(|e| e == "safetensors");
+        let (model, tokenizer, chat, add_bos, sha256) = if is_st {
+            let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+            Self::parts_safetensors(dir, &device)?
+        } else {
+            Self::parts_gguf(path, &device)?
+        };
+        let answer = answer_head(&model, &tokenizer, &opts.yes_word, &opts.no_word)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let info = ModelInfo {
+            identity: ModelIdentity {
+                name,
+                sha256,
+                architecture: model.config.arch.name().to_string(),
+                context_len: model.config.context_len,
+            },
+            device: device::describe(model.device()),
+            n_params: model.n_params,
+            weight_form: model.form.describe().to_string(),
+            load_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        };
+        Ok(Engine { model, tokenizer, chat, info, opts: opts.clone(), add_bos, answer, prefix: None })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn parts_gguf(
+        path: &Path,
+        device: &candle_core::Device,
+    ) -> anyhow::Result<(model::Model, tokenizer::Tokenizer, Option<chat::ChatTemplate>, bool, String)> {
+        let (content, mut file) = model::read_gguf(path)?;
+        let model = model::Model::from_gguf(&content, &mut file, path, device)?;
+        let tokenizer = tokenizer::Tokenizer::from_gguf(&content)
+            .with_context(|| format!("building the tokenizer of {}", path.display()))?;
+        let chat = chat::ChatTemplate::from_gguf(&content, &tokenizer)
+            .with_context(|| format!("reading the chat template of {}", path.display()))?;
+        let tok_model = content
+            .metadata
+            .get("tokenizer.ggml.model")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        let add_bos = content
+            .metadata
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(tok_model == "llama");
+        let sha256 = source::file_sha256(path).with_context(|| format!("hashing {}", path.display()))?;
+        Ok((model, tokenizer, chat, add_bos, sha256))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn parts_safetensors(
+        dir: &Path,
+        device: &candle_core::Device,
+    ) -> anyhow::Result<(model::Model, tokenizer::Tokenizer, Option<chat::ChatTemplate>, bool, String)> {
+        let model = model::Model::from_safetensors(dir, device)?;
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = tokenizer::Tokenizer::from_file(&tok_path)
+            .with_context(|| format!("reading {}", tok_path.display()))?;
+        let cfg_path = dir.join("tokenizer_config.json");
+        let cfg: serde_json::Value = match std::fs::read_to_string(&cfg_path) {
+            Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}: invalid JSON", cfg_path.display()))?,
+            Err(_) => serde_json::Value::Null,
+        };
+        let special = |k: &str| -> String {
+            match cfg.get(k) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string(),
+                None => String::new(),
+            }
+        };
+        let chat = match cfg.get("chat_template").and_then(|v| v.as_str()) {
+            Some(t) => Some(
+                chat::ChatTemplate::from_str(t, &special("bos_token"), &special("eos_token"))
+                    .with_context(|| format!("chat template in {}", cfg_path.display()))?,
+            ),
+            None => None,
+        };
+        let add_bos = cfg
+            .get("add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(model.config.arch == model::Arch::Llama);
+        let mut hashes = String::new();
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors" || x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            hashes.push_str(&source::file_sha256(&f).with_context(|| format!("hashing {}", f.display()))?);
+        }
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(hashes.as_bytes()))
+        };
+        Ok((model, tokenizer, chat, add_bos, sha256))
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn tokenizer(&self) -> &tokenizer::Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &model::Config {
+        &self.model.config
+    }
+
+    /// Notes about the answer words (e.g. "`yes` is not a single token; using its first").
+    pub fn answer_notes(&self) -> &[String] {
+        &self.answer.notes
+    }
+
+    /// The yes and no token ids scoring compares.
+    pub fn answer_ids(&self) -> (u32, u32) {
+        (self.answer.yes_id, self.answer.no_id)
+    }
+
+    /// Drops the held scoring prefix (its keys and values).
+    pub fn clear_prefix_cache(&mut self) {
+        self.prefix = None;
+    }
+
+    /// Token ids of a prompt as the engine feeds it (BOS added when the model wants it).
+    pub fn encode_prompt(&self, prompt: &str) -> anyhow::Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(prompt, self.add_bos)?)
+    }
+}
+
+fn answer_head(
+    model: &model::Model,
+    tok: &tokenizer::Tokenizer,
+    yes: &str,
+    no: &str,
+) -> anyhow::Result<AnswerHead> {
+    let mut notes = Vec::new();
+    let mut id = |word: &str| -> anyhow::Result<u32> {
+        let (id, single) = tok
+            .answer_token(word)
+            .with_context(|| format!("tokenizing the answer word `{word}`"))?;
+        if !single {
+            notes.push(format!(
+                "answer word `{word}` is not a single token; scoring uses its first token"
+            ));
+        }
+        Ok(id)
+    };
+    let yes_id = id(yes)?;
+    let no_id = id(no)?;
+    if yes_id == no_id {
+        anyhow::bail!("the answer words `{yes}` and `{no}` start with the same token");
+    }
+    let rows = model.head_rows(&[yes_id, no_id])?;
+    Ok(AnswerHead { yes_id, no_id, rows, notes })
+}
+
+impl LanguageModel for Engine {
+    fn identity(&self) -> ModelIdentity {
+        self.info.identity.clone()
+    }
+
+    fn context_len(&self) -> usize {
+        self.model.config.context_len
+    }
+
+    fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
+        Ok(self.tokenizer.encode(text, false)?.len())
+    }
+
+    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
+        match (&self.chat, self.opts.raw_prompt) {
+            (Some(t), false) => Ok(t.render(messages, true)?),
+            _ => Ok(chat::render_raw(messages)),
+        }
+    }
+
+    fn generate(
+        &mut self,
+        prompt: &str,
+        params: &SamplingParams,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(&TokenDelta),
+    ) -> anyhow::Result<Generated> {
+        let mut g = self.start(prompt, params)?;
+        loop {
+            if cancel.is_cancelled() {
+                g.cancel();
+                break;
+            }
+            match self.next_token(&mut g)? {
+                Some(d) => on_token(&d),
+                None => break,
+            }
+        }
+        Ok(self.finish(g))
+    }
+
+    fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
+        let prefix_ids = self.encode_prompt(prefix)?;
+        let suffix_ids = suffixes
+            .iter()
+            .map(|s| self.tokenizer.encode(s, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.score_ids(&prefix_ids, &suffix_ids)
+    }
+}
