@@ -3,7 +3,7 @@
 //! UI flows that need no model run with a fake model (plumbing only); the summary and
 //! ranking flows run the real default model and skip with a note when it is absent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use eframe::egui;
@@ -190,4 +190,74 @@ fn a_running_summary_streams_and_cancel_stops_it() {
     });
     h.get_by_label("cancelled");
     assert!(h.state().wb.summary.as_ref().unwrap().cancelled);
+}
+
+fn default_model() -> Option<PathBuf> {
+    let p = trsr::llm::fetch::default_model_path();
+    if p.is_file() {
+        return Some(p);
+    }
+    let tmp = PathBuf::from("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    tmp.is_file().then_some(tmp)
+}
+
+#[test]
+fn real_model_summary_text_appears_and_candidates_are_ranked() {
+    let Some(model) = default_model() else {
+        eprintln!(
+            "note: skipping: the default model is absent (trsr fetch-model puts it in place)"
+        );
+        return;
+    };
+    let dir = sample_dir();
+    // A fresh results cache, so the summary is computed, not reused.
+    let cache = tempfile::tempdir().unwrap();
+    std::env::set_var("TRSR_CACHE_DIR", cache.path());
+    let mut h = harness(
+        dir.path(),
+        trsr::app::engine_loader(),
+        Some(model.display().to_string()),
+    );
+    step_until(&mut h, "data and model", 120, |a| {
+        a.wb.data.is_some() && a.wb.context_len().is_some()
+    });
+    // Short generations keep the test quick on 2 cores.
+    h.state_mut().settings.sampling.max_new_tokens = 12;
+    h.get_by_label_contains("U2  (7 items)").click();
+    h.run_steps(2);
+    h.get_by_label("Summaries").click();
+    h.run_steps(2);
+    h.get_by_label("Run summary").click();
+    step_until(&mut h, "the summary", 300, |a| {
+        a.wb.summary
+            .as_ref()
+            .is_some_and(|s| s.result.is_some() || s.error.is_some())
+    });
+    let s = h.state().wb.summary.clone().unwrap();
+    assert_eq!(s.error, None);
+    let r = s.result.unwrap();
+    assert_eq!(r.steps.len(), 3, "7 items: 2 blocks + merge");
+    assert!(
+        r.steps.iter().all(|st| !st.output.trim().is_empty()),
+        "empty step output"
+    );
+    h.get_by_label_contains(r.steps[0].output.lines().next().unwrap().trim());
+    h.get_by_label("Ranking").click();
+    h.run_steps(2);
+    h.get_by_label("Rank candidates").click();
+    step_until(&mut h, "the ranking", 300, |a| {
+        a.wb.rank
+            .as_ref()
+            .is_some_and(|r| r.record.is_some() || r.error.is_some())
+    });
+    let rank = h.state().wb.rank.clone().unwrap();
+    assert_eq!(rank.error, None);
+    let rec = rank.record.unwrap();
+    assert_eq!(rec.candidates.len(), 4);
+    assert!(rec
+        .candidates
+        .iter()
+        .all(|c| (0.0..=1.0).contains(&c.score)));
+    assert!(rank.used_summary);
+    h.get_by_label_contains("Target rank:");
 }

@@ -11,6 +11,7 @@ use trsr::lm::{
     CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
     TokenDelta,
 };
+use trsr::prompt::Templates;
 use trsr::segment::BlockParams;
 use trsr::worker::jobs::{Method, RecommendOptions, ScoreJob, SummarizeJob};
 use trsr::worker::{
@@ -143,7 +144,9 @@ fn summarize_job(method: Method) -> JobSpec {
         },
         method,
         sampling: SamplingParams::default(),
+        templates: Templates::news(),
         resume: None,
+        use_cache: false,
     }))
 }
 
@@ -443,6 +446,7 @@ fn scoring_sends_scores_with_the_target_labelled() {
         case,
         catalogue,
         text_template: ItemTextTemplate::default(),
+        templates: Templates::news(),
         summary: Some("likes news".into()),
         options: RecommendOptions::default(),
     })));

@@ -61,6 +61,8 @@ pub struct Settings {
     pub text_template: ItemTextTemplate,
     pub method: Method,
     pub recommend: RecommendOptions,
+    /// Prompt templates (the pipeline's; news wording by default).
+    pub templates: crate::prompt::Templates,
     pub recent_dirs: Vec<PathBuf>,
     pub dark: bool,
     pub color_by_prob: bool,
@@ -77,6 +79,7 @@ impl Default for Settings {
             text_template: ItemTextTemplate::default(),
             method: Method::Hierarchical,
             recommend: RecommendOptions::default(),
+            templates: crate::prompt::Templates::news(),
             recent_dirs: Vec::new(),
             dark: true,
             color_by_prob: false,

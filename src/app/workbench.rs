@@ -360,7 +360,9 @@ impl Workbench {
             block_params: params.clone(),
             method: settings.method,
             sampling: settings.sampling.clone(),
+            templates: settings.templates.clone(),
             resume: resume.clone(),
+            use_cache: true,
         };
         let id = self.worker.submit(JobSpec::Summarize(Box::new(job)));
         let mut view = SummaryView {
@@ -414,6 +416,7 @@ impl Workbench {
             case: case.clone(),
             catalogue,
             text_template: settings.text_template.clone(),
+            templates: settings.templates.clone(),
             summary,
             options: settings.recommend.clone(),
         };
@@ -446,6 +449,7 @@ impl Workbench {
             block_params: settings.blocks.params(),
             method: settings.method,
             sampling: settings.sampling.clone(),
+            templates: settings.templates.clone(),
             summarize: settings.batch_summarize,
             options: RecommendOptions {
                 use_summary: settings.batch_summarize,
@@ -543,6 +547,7 @@ impl Workbench {
                 step,
                 output,
                 ms,
+                prompt_tokens,
                 ..
             } => {
                 if let Some(s) = self.summary_for(job) {
@@ -550,6 +555,7 @@ impl Workbench {
                         v.done = true;
                         v.ms = ms;
                         v.text = output;
+                        v.prompt_tokens = prompt_tokens;
                     }
                 }
             }

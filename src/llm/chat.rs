@@ -14,7 +14,10 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    pub fn from_gguf(content: &gguf_file::Content, tok: &Tokenizer) -> Result<Option<Self>, LlmError> {
+    pub fn from_gguf(
+        content: &gguf_file::Content,
+        tok: &Tokenizer,
+    ) -> Result<Option<Self>, LlmError> {
         let Some(t) = content.metadata.get("tokenizer.chat_template") else {
             return Ok(None);
         };
@@ -34,11 +37,22 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_template_owned("chat", template.to_string())
             .map_err(|e| LlmError::Template(e.to_string()))?;
-        Ok(Self { env, bos: bos.to_string(), eos: eos.to_string() })
+        Ok(Self {
+            env,
+            bos: bos.to_string(),
+            eos: eos.to_string(),
+        })
     }
 
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, LlmError> {
-        let t = self.env.get_template("chat").map_err(|e| LlmError::Template(e.to_string()))?;
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, LlmError> {
+        let t = self
+            .env
+            .get_template("chat")
+            .map_err(|e| LlmError::Template(e.to_string()))?;
         t.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,

@@ -12,7 +12,11 @@ pub enum LlmError {
     #[error("unsupported architecture `{arch}` in {path} (supported: llama, qwen2, qwen3)")]
     UnsupportedArch { arch: String, path: PathBuf },
     #[error("prompt has {prompt_tokens} tokens but the model's context is {context_len} (with {max_new_tokens} new tokens requested); shorten the prompt")]
-    PromptTooLong { prompt_tokens: usize, context_len: usize, max_new_tokens: usize },
+    PromptTooLong {
+        prompt_tokens: usize,
+        context_len: usize,
+        max_new_tokens: usize,
+    },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("chat template: {0}")]

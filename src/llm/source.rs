@@ -8,7 +8,11 @@ use std::str::FromStr;
 pub enum ModelRef {
     Default,
     Path(PathBuf),
-    Hub { repo: String, file: String, revision: Option<String> },
+    Hub {
+        repo: String,
+        file: String,
+        revision: Option<String>,
+    },
 }
 
 impl FromStr for ModelRef {
@@ -44,7 +48,9 @@ impl ModelRef {
                 }
             }
             ModelRef::Hub { repo, file, .. } => {
-                anyhow::bail!("Hugging Face references ({repo} {file}) are not supported in this build")
+                anyhow::bail!(
+                    "Hugging Face references ({repo} {file}) are not supported in this build"
+                )
             }
         }
     }

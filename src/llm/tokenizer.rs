@@ -45,18 +45,27 @@ impl Tokenizer {
                 .iter()
                 .map(|v| {
                     let s = v.to_string()?;
-                    let (a, b) = s.split_once(' ').ok_or_else(|| tok_err(format!("bad merge `{s}`")))?;
+                    let (a, b) = s
+                        .split_once(' ')
+                        .ok_or_else(|| tok_err(format!("bad merge `{s}`")))?;
                     Ok((a.to_string(), b.to_string()))
                 })
                 .collect::<Result<_, LlmError>>()?,
             None => Vec::new(),
         };
         let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
-            Some(t) => t.to_vec()?.iter().map(|v| v.to_i32()).collect::<Result<_, _>>()?,
+            Some(t) => t
+                .to_vec()?
+                .iter()
+                .map(|v| v.to_i32())
+                .collect::<Result<_, _>>()?,
             None => vec![1; tokens.len()],
         };
-        let vocab: tokenizers::models::bpe::Vocab =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
@@ -95,7 +104,9 @@ impl Tokenizer {
                 eos.push(id);
             }
         }
-        let bos = ["<s>", "<|begin_of_text|>"].iter().find_map(|t| inner.token_to_id(t));
+        let bos = ["<s>", "<|begin_of_text|>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t));
         Ok(Self { inner, bos, eos })
     }
 
@@ -149,7 +160,11 @@ pub struct TokenStream<'a> {
 
 impl<'a> TokenStream<'a> {
     pub fn new(tok: &'a Tokenizer) -> Self {
-        Self { tok, ids: Vec::new(), emitted: 0 }
+        Self {
+            tok,
+            ids: Vec::new(),
+            emitted: 0,
+        }
     }
 
     pub fn push(&mut self, id: u32) -> Result<String, LlmError> {

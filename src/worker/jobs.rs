@@ -1,38 +1,24 @@
 //! What the worker does for each job: summarize, score, batch-evaluate, count tokens.
 //!
-//! Until the pipeline (`summarize`, `rank`, `prompt`) lands, the prompts here follow the
-//! paper's structure with our own wording; the job shapes and events stay the same when
-//! these calls move to the pipeline functions.
+//! The method lives in the pipeline (`summarize`, `rank`, `prompt`); this file turns
+//! its callbacks into worker events and reuses cached traces (`cache`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context as _;
 
-use super::{Emitter, Event, JobId, JobSpec, StepKind};
+use super::{Emitter, Event, JobId, JobSpec};
 use crate::data::{Case, Catalogue, ItemTextTemplate};
-use crate::lm::{CancelToken, ChatMessage, LanguageModel, SamplingParams};
-use crate::metrics::{ScoreRecord, ScoredCandidate};
+use crate::lm::{CancelToken, LanguageModel, SamplingParams};
+use crate::metrics::ScoreRecord;
+use crate::prompt::Templates;
 use crate::segment::{segment, BlockParams, SegItem, Segmentation};
+use crate::summarize::{SummarizeEvent, SummarizeRequest};
 
-/// Hierarchical (each block alone, then one merge) or recurrent (a chain of updates).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum Method {
-    #[default]
-    Hierarchical,
-    Recurrent,
-}
-
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Hierarchical => "hierarchical",
-            Method::Recurrent => "recurrent",
-        }
-    }
-}
+pub use crate::rank::RecommendOptions;
+pub use crate::summarize::{
+    Method, StepKind, StepTrace as StepResult, SummaryTrace as SummaryResult,
+};
 
 /// Summarize one case's history.
 #[derive(Clone, Debug)]
@@ -43,8 +29,11 @@ pub struct SummarizeJob {
     pub block_params: BlockParams,
     pub method: Method,
     pub sampling: SamplingParams,
+    pub templates: Templates,
     /// Re-run from step `from` on, keeping the earlier steps of `prior`.
     pub resume: Option<(SummaryResult, usize)>,
+    /// Look for a cached trace (from the CLI or an earlier run) before computing.
+    pub use_cache: bool,
 }
 
 /// Score a case's candidates (target first, then negatives).
@@ -53,6 +42,7 @@ pub struct ScoreJob {
     pub case: Case,
     pub catalogue: Arc<Catalogue>,
     pub text_template: ItemTextTemplate,
+    pub templates: Templates,
     pub summary: Option<String>,
     pub options: RecommendOptions,
 }
@@ -66,50 +56,10 @@ pub struct BatchJob {
     pub block_params: BlockParams,
     pub method: Method,
     pub sampling: SamplingParams,
+    pub templates: Templates,
     /// Summarize each case first (slow); otherwise score from recent items only.
     pub summarize: bool,
     pub options: RecommendOptions,
-}
-
-/// Which parts the recommender prompt holds (the ablation toggles).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RecommendOptions {
-    pub recent: usize,
-    pub use_summary: bool,
-    pub use_recent: bool,
-}
-
-impl Default for RecommendOptions {
-    fn default() -> Self {
-        Self {
-            recent: 5,
-            use_summary: true,
-            use_recent: true,
-        }
-    }
-}
-
-/// One finished summarization step.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepResult {
-    pub kind: StepKind,
-    pub blocks: Vec<usize>,
-    pub prompt: String,
-    pub output: String,
-    pub prompt_tokens: usize,
-    pub output_tokens: usize,
-    pub ms: f64,
-    pub token_logprobs: Vec<f32>,
-}
-
-/// A finished summary with all its steps.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SummaryResult {
-    pub case: String,
-    pub method: Method,
-    pub blocks: Vec<Vec<String>>,
-    pub steps: Vec<StepResult>,
-    pub final_summary: String,
 }
 
 /// What a finished job hands back.
@@ -137,6 +87,7 @@ pub fn run_job(
         JobSpec::Score(j) => {
             let (record, prompt) = score(
                 lm,
+                &j.templates,
                 &j.case,
                 &j.catalogue,
                 &j.text_template,
@@ -187,37 +138,6 @@ pub fn segment_case(
     segment(&items, params, count_tokens)
 }
 
-const BLOCK_INSTRUCTION: &str = "Here is a list of items a user interacted with, oldest first. \
-Summarize the user's preferences in a short paragraph: topics, styles and interests that recur.";
-const UPDATE_INSTRUCTION: &str = "Here is a summary of a user's preferences so far, followed by \
-the items the user interacted with next. Write an updated, self-contained summary of the user's \
-preferences in a short paragraph.";
-const MERGE_INSTRUCTION: &str = "Here are summaries of a user's preferences over consecutive \
-periods, oldest first. Merge them into one short paragraph describing the user's preferences.";
-
-fn step_prompt(
-    lm: &dyn LanguageModel,
-    kind: StepKind,
-    block_text: &str,
-    prior: &[&str],
-) -> anyhow::Result<String> {
-    let user = match kind {
-        StepKind::Block => format!("{BLOCK_INSTRUCTION}\n\nItems:\n{block_text}"),
-        StepKind::Update => format!(
-            "{UPDATE_INSTRUCTION}\n\nSummary so far:\n{}\n\nNew items:\n{block_text}",
-            prior.first().copied().unwrap_or("")
-        ),
-        StepKind::Merge => {
-            let mut s = format!("{MERGE_INSTRUCTION}\n");
-            for (i, p) in prior.iter().enumerate() {
-                s.push_str(&format!("\nPeriod {}:\n{}\n", i + 1, p.trim()));
-            }
-            s
-        }
-    };
-    lm.render_chat(&[ChatMessage::user(user)])
-}
-
 fn summarize(
     lm: &mut dyn LanguageModel,
     id: JobId,
@@ -225,205 +145,111 @@ fn summarize(
     cancel: &CancelToken,
     em: &mut Emitter,
 ) -> anyhow::Result<SummaryResult> {
-    let seg = {
-        let lm_ref: &dyn LanguageModel = lm;
-        segment_case(
-            &job.case,
-            &job.catalogue,
-            &job.text_template,
-            &job.block_params,
-            &|t| lm_ref.count_tokens(t).unwrap_or(t.len() / 4),
-        )
+    let req = SummarizeRequest {
+        case: &job.case,
+        catalogue: &job.catalogue,
+        text_template: &job.text_template,
+        block_params: job.block_params.clone(),
+        method: job.method,
+        templates: &job.templates,
+        sampling: job.sampling.clone(),
     };
-    anyhow::ensure!(
-        !seg.blocks.is_empty(),
-        "case {}: the history is empty, nothing to summarize",
-        job.case.case
-    );
-    // The plan: (kind, blocks covered).
-    let mut plan: Vec<(StepKind, Vec<usize>)> = Vec::new();
-    match job.method {
-        Method::Hierarchical => {
-            for b in 0..seg.blocks.len() {
-                plan.push((StepKind::Block, vec![b]));
-            }
-            if seg.blocks.len() > 1 {
-                plan.push((StepKind::Merge, (0..seg.blocks.len()).collect()));
-            }
-        }
-        Method::Recurrent => {
-            plan.push((StepKind::Block, vec![0]));
-            for b in 1..seg.blocks.len() {
-                plan.push((StepKind::Update, vec![b]));
-            }
-        }
-    }
-    let (mut steps, from) = match &job.resume {
-        Some((prior, from)) if prior.steps.len() == plan.len() && *from < plan.len() => {
-            (prior.steps[..*from].to_vec(), *from)
-        }
-        _ => (Vec::new(), 0),
+    let cache = if job.use_cache && job.resume.is_none() {
+        crate::cache::Cache::open(&crate::cache::Cache::default_dir()).ok()
+    } else {
+        None
     };
-    // A hierarchical re-run of one block step only redoes that block and the merge.
-    let only_block = job.method == Method::Hierarchical
-        && job.resume.is_some()
-        && from < seg.blocks.len()
-        && !steps.is_empty();
-    for (i, (kind, blocks)) in plan.iter().enumerate().skip(from) {
-        if cancel.is_cancelled() {
-            break;
-        }
-        if only_block && i > from && *kind == StepKind::Block {
-            if let Some((prior, _)) = &job.resume {
-                steps.push(prior.steps[i].clone());
-                continue;
-            }
-        }
-        let prior: Vec<&str> = match kind {
-            StepKind::Block => Vec::new(),
-            StepKind::Update => steps
-                .last()
-                .map(|s: &StepResult| s.output.as_str())
-                .into_iter()
-                .collect(),
-            StepKind::Merge => steps.iter().map(|s| s.output.as_str()).collect(),
-        };
-        let block_text = blocks
-            .first()
-            .map(|&b| seg.blocks[b].text.as_str())
-            .unwrap_or("");
-        let prompt = step_prompt(lm, *kind, block_text, &prior)?;
-        let prompt_tokens = lm.count_tokens(&prompt).unwrap_or(0);
-        if em
-            .send(Event::StepStarted {
+    let key = crate::cache::trace_key(&req, &lm.identity());
+    if let Some(trace) = cache.as_ref().and_then(|c| c.get_trace(&key)) {
+        for (i, st) in trace.steps.iter().enumerate() {
+            let _ = em.send(Event::StepStarted {
                 job: id,
                 step: i,
-                kind: *kind,
-                blocks: blocks.clone(),
-                prompt: prompt.clone(),
-                prompt_tokens,
-            })
-            .is_err()
-        {
-            cancel.cancel();
-            break;
+                kind: st.kind,
+                blocks: st.blocks.clone(),
+                prompt: st.prompt.clone(),
+                prompt_tokens: st.prompt_tokens,
+            });
+            let _ = em.send(Event::StepFinished {
+                job: id,
+                step: i,
+                output: st.output.clone(),
+                output_tokens: st.output_tokens,
+                prompt_tokens: st.prompt_tokens,
+                ms: st.ms,
+            });
         }
-        let start = Instant::now();
-        let mut logprobs = Vec::new();
-        let generated = lm
-            .generate(&prompt, &job.sampling, cancel, &mut |d| {
-                logprobs.push(d.logprob);
-                if em.token(id, i, d.clone()).is_err() {
-                    cancel.cancel();
-                }
-            })
-            .with_context(|| format!("case {}: step {} ({kind:?})", job.case.case, i + 1))?;
-        let _ = em.flush();
-        let step = StepResult {
-            kind: *kind,
-            blocks: blocks.clone(),
-            prompt,
-            output: generated.text.trim().to_string(),
-            prompt_tokens: generated.prompt_tokens,
-            output_tokens: generated.new_tokens,
-            ms: start.elapsed().as_secs_f64() * 1000.0,
-            token_logprobs: logprobs,
+        let mut trace = trace;
+        trace.notes.push("reused from the results cache".into());
+        return Ok(trace);
+    }
+    let mut on_event = |ev: SummarizeEvent| {
+        let sent = match ev {
+            SummarizeEvent::StepStarted {
+                step,
+                kind,
+                blocks,
+                prompt,
+            } => em.send(Event::StepStarted {
+                job: id,
+                step,
+                kind,
+                blocks,
+                prompt,
+                prompt_tokens: 0,
+            }),
+            SummarizeEvent::Token { step, delta } => em.token(id, step, delta),
+            SummarizeEvent::StepFinished { step, trace } => em.send(Event::StepFinished {
+                job: id,
+                step,
+                output: trace.output,
+                output_tokens: trace.output_tokens,
+                prompt_tokens: trace.prompt_tokens,
+                ms: trace.ms,
+            }),
         };
-        let _ = em.send(Event::StepFinished {
-            job: id,
-            step: i,
-            output: step.output.clone(),
-            output_tokens: step.output_tokens,
-            ms: step.ms,
-        });
-        steps.push(step);
-    }
-    let final_summary = steps.last().map(|s| s.output.clone()).unwrap_or_default();
-    Ok(SummaryResult {
-        case: job.case.case.clone(),
-        method: job.method,
-        blocks: seg.blocks.iter().map(|b| b.item_ids.clone()).collect(),
-        steps,
-        final_summary,
-    })
-}
-
-const RECOMMEND_INSTRUCTION: &str = "You are a recommender. The preference summary describes the \
-user's long-term interests; the recent items show short-term interests. Decide whether the user \
-will interact with the candidate item. Answer yes or no.";
-const CANDIDATE_MARK: &str = "\u{1}CANDIDATE\u{1}";
-
-/// Builds the recommender prompt split around the candidate: (shared prefix, suffix per
-/// candidate, target first).
-pub fn recommend_prompt(
-    lm: &dyn LanguageModel,
-    case: &Case,
-    catalogue: &Catalogue,
-    text: &ItemTextTemplate,
-    summary: Option<&str>,
-    opts: &RecommendOptions,
-) -> anyhow::Result<(String, Vec<String>)> {
-    let render = |id: &str| {
-        catalogue
-            .get(id)
-            .map(|it| text.render(it))
-            .unwrap_or_else(|| format!("id: {id}"))
+        if sent.is_err() {
+            // The UI is gone: stop the generation.
+            cancel.cancel();
+        }
     };
-    let mut user = format!("{RECOMMEND_INSTRUCTION}\n");
-    if opts.use_summary {
-        if let Some(s) = summary.filter(|s| !s.trim().is_empty()) {
-            user.push_str(&format!("\nPreference summary:\n{}\n", s.trim()));
+    let trace = match &job.resume {
+        Some((prior, from)) => {
+            crate::summarize::resume(lm, &req, prior, *from, cancel, &mut on_event)?
+        }
+        None => crate::summarize::summarize(lm, &req, cancel, &mut on_event)?,
+    };
+    if let Some(c) = &cache {
+        if let Err(e) = c.put_trace(&key, &trace) {
+            eprintln!(
+                "note: could not cache the trace of {}: {e:#}",
+                job.case.case
+            );
         }
     }
-    if opts.use_recent && opts.recent > 0 {
-        user.push_str("\nRecent items:\n");
-        let start = case.history.len().saturating_sub(opts.recent);
-        for id in &case.history[start..] {
-            user.push_str(&format!("- {}\n", render(id)));
-        }
-    }
-    user.push_str(&format!("\nCandidate item:\n{CANDIDATE_MARK}\n\nWill the user interact with the candidate? Answer yes or no."));
-    let full = lm.render_chat(&[ChatMessage::user(user)])?;
-    let (prefix, rest) = full
-        .split_once(CANDIDATE_MARK)
-        .context("chat template dropped the candidate placeholder")?;
-    let suffixes = case
-        .candidates()
-        .iter()
-        .map(|id| format!("{}{rest}", render(id)))
-        .collect();
-    Ok((prefix.to_string(), suffixes))
+    Ok(trace)
 }
 
-/// Scores a case's candidates with the LLM recommender: (record, shared prefix).
+/// Scores a case's candidates with the LLM recommender: (record, the exact shared prefix).
 pub fn score(
     lm: &mut dyn LanguageModel,
+    templates: &Templates,
     case: &Case,
     catalogue: &Catalogue,
     text: &ItemTextTemplate,
     summary: Option<&str>,
     opts: &RecommendOptions,
 ) -> anyhow::Result<(ScoreRecord, String)> {
-    let (prefix, suffixes) = recommend_prompt(lm, case, catalogue, text, summary, opts)?;
-    let scores = lm
-        .score_yes_no(&prefix, &suffixes)
-        .with_context(|| format!("case {}: scoring {} candidates", case.case, suffixes.len()))?;
-    let candidates = case
-        .candidates()
-        .iter()
-        .zip(scores)
-        .enumerate()
-        .map(|(i, (id, s))| ScoredCandidate {
-            id: id.to_string(),
-            label: u8::from(i == 0),
-            score: f64::from(s),
-        })
-        .collect();
-    let record = ScoreRecord {
-        case: case.case.clone(),
-        scorer: format!("llm:{}", lm.identity().name),
-        candidates,
-    };
+    let ((prefix, _), _) =
+        crate::rank::recommend_chat_prompt(&*lm, templates, case, catalogue, text, summary, opts)?;
+    let record = crate::rank::score_llm(lm, templates, case, catalogue, text, summary, opts)
+        .with_context(|| {
+            format!(
+                "case {}: scoring {} candidates",
+                case.case,
+                case.candidates().len()
+            )
+        })?;
     Ok((record, prefix))
 }
 
@@ -454,7 +280,9 @@ fn batch(
                 block_params: job.block_params.clone(),
                 method: job.method,
                 sampling: job.sampling.clone(),
+                templates: job.templates.clone(),
                 resume: None,
+                use_cache: true,
             };
             Some(summarize(lm, id, &sj, cancel, em)?.final_summary)
         } else {
@@ -465,6 +293,7 @@ fn batch(
         }
         let (rec, _) = score(
             lm,
+            &job.templates,
             case,
             &job.catalogue,
             &job.text_template,

@@ -118,13 +118,7 @@ pub enum JobKind {
     CountTokens,
 }
 
-/// The kind of one summarization step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum StepKind {
-    Block,
-    Update,
-    Merge,
-}
+pub use crate::summarize::StepKind;
 
 /// Worker -> UI.
 #[derive(Clone, Debug)]
@@ -160,6 +154,7 @@ pub enum Event {
         step: usize,
         output: String,
         output_tokens: usize,
+        prompt_tokens: usize,
         ms: f64,
     },
     ScoresReady {
@@ -536,9 +531,35 @@ fn run(mut loader: Loader, rx: Receiver<Request>, mut em: Emitter) {
 /// The real loader: the candle engine (`llm::Engine`).
 pub fn engine_loader() -> Loader {
     Box::new(|spec: &ModelSpec| {
-        anyhow::bail!(
-            "cannot load {}: the candle engine is not part of this build yet",
-            spec.model
-        )
+        let model: crate::llm::source::ModelRef = spec
+            .model
+            .parse()
+            .map_err(|e| anyhow::anyhow!("model `{}`: {e}", spec.model))?;
+        let opts = crate::llm::LoadOptions {
+            device: parse_device(&spec.device)?,
+            raw_prompt: spec.raw_prompt,
+            ..crate::llm::LoadOptions::default()
+        };
+        let engine = crate::llm::Engine::load(&model, &opts)?;
+        let device = engine.info().device.clone();
+        Ok(LoadedModel {
+            model: Box::new(engine),
+            device,
+        })
+    })
+}
+
+/// `auto`, `cpu`, `cuda` / `cuda:N`, `metal`.
+pub fn parse_device(s: &str) -> anyhow::Result<crate::llm::DevicePref> {
+    use crate::llm::DevicePref;
+    Ok(match s.trim() {
+        "" | "auto" => DevicePref::Auto,
+        "cpu" => DevicePref::Cpu,
+        "metal" => DevicePref::Metal,
+        "cuda" => DevicePref::Cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => DevicePref::Cuda(n),
+            None => anyhow::bail!("device `{other}`: expected auto, cpu, cuda:N or metal"),
+        },
     })
 }
