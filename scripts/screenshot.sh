@@ -4,7 +4,7 @@
 #   scripts/screenshot.sh [DATA_DIR] [MODEL]
 #
 # DATA_DIR defaults to sample_data/jsonl, MODEL to `default` (the SmolLM2 GGUF).
-# Env: WAIT_SECS (seconds between the window opening and the shot; default 25),
+# Env: WAIT_SECS (seconds between the window opening and the shot; default 40),
 #      OUT (default docs/screenshot.png).
 # Installs xvfb, imagemagick and a software GL/Vulkan driver when missing (Debian/Ubuntu).
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 DATA="${1:-sample_data/jsonl}"
 MODEL="${2:-default}"
-WAIT_SECS="${WAIT_SECS:-25}"
+WAIT_SECS="${WAIT_SECS:-40}"
 OUT="${OUT:-docs/screenshot.png}"
 
 need=()
@@ -28,15 +28,17 @@ fi
 cargo build --bin trsr
 BIN="${CARGO_TARGET_DIR:-target}/debug/trsr"
 
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 DISPLAY_NUM=":${DISPLAY_NUM:-97}"
-Xvfb "$DISPLAY_NUM" -screen 0 1600x1000x24 -nolisten tcp &
+Xvfb "$DISPLAY_NUM" -screen 0 1400x900x24 -nolisten tcp &
 XVFB_PID=$!
-SETTINGS="$(mktemp --suffix=.ron)"
+SETTINGS_DIR="$(mktemp -d)"
+SETTINGS="$SETTINGS_DIR/settings.ron"
 APP_PID=""
 cleanup() {
     [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null || true
     kill "$XVFB_PID" 2>/dev/null || true
-    rm -f "$SETTINGS"
+    rm -rf "$SETTINGS_DIR"
 }
 trap cleanup EXIT
 sleep 2

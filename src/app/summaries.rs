@@ -48,11 +48,14 @@ fn step_text_ui(ui: &mut egui::Ui, step: &StepView, color_by_prob: bool) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn step_card(
     ui: &mut egui::Ui,
     i: usize,
     step: &StepView,
+    block_items: &[Vec<String>],
     running: bool,
+    pending: bool,
     settings: &Settings,
     panel: &mut SummariesPanel,
     cmds: &mut Vec<Command>,
@@ -75,16 +78,37 @@ fn step_card(
                 }
             };
             ui.strong(title);
-            if !step.done {
+            if !step.done && !pending {
                 ui.spinner();
             }
         });
-        step_text_ui(ui, step, settings.color_by_prob);
+        if step.kind != StepKind::Merge {
+            if let Some(items) = block_items.get(step.blocks[0]) {
+                egui::CollapsingHeader::new(format!("{} items", items.len()))
+                    .id_salt(("step_items", i))
+                    .show(ui, |ui| {
+                        for t in items {
+                            ui.add(
+                                egui::Label::new(egui::RichText::new(t).small().weak()).truncate(),
+                            );
+                        }
+                    });
+            }
+        }
+        if pending {
+            ui.weak("waiting");
+        } else {
+            step_text_ui(ui, step, settings.color_by_prob);
+        }
         ui.horizontal(|ui| {
             let out_tokens = step.tokens.len();
+            let prompt_tokens = if step.prompt_tokens > 0 {
+                format!("prompt {} tokens · ", step.prompt_tokens)
+            } else {
+                String::new()
+            };
             ui.weak(format!(
-                "prompt {} tokens · output {} tokens{}",
-                step.prompt_tokens,
+                "{prompt_tokens}output {} tokens{}",
                 out_tokens,
                 if step.done {
                     format!(" · {:.0} ms", step.ms)
@@ -178,9 +202,67 @@ pub fn summaries_ui(
             ui.colored_label(ui.visuals().error_fg_color, e);
         }
     });
+    // Each block's item texts (with the settings the run used).
+    let block_items: Vec<Vec<String>> = wb
+        .data
+        .as_ref()
+        .filter(|_| wb.selected_case().is_some_and(|c| c.case == s.case))
+        .and_then(|d| {
+            let case = wb.selected_case()?;
+            let seg = crate::worker::jobs::segment_case(
+                case,
+                &d.catalogue,
+                &settings.text_template,
+                &s.block_params,
+                &|t| wb.count_tokens(t).0,
+            );
+            Some(
+                seg.blocks
+                    .iter()
+                    .map(|b| b.text.split('\n').map(String::from).collect())
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    // Steps not started yet are drawn as waiting cards, so the whole tree or chain shows.
+    let mut steps = s.steps.clone();
+    if running {
+        let n = block_items.len();
+        let plan: Vec<(StepKind, Vec<usize>)> = match s.method {
+            Method::Hierarchical => (0..n)
+                .map(|b| (StepKind::Block, vec![b]))
+                .chain((n > 1).then(|| (StepKind::Merge, (0..n).collect())))
+                .collect(),
+            Method::Recurrent => (0..n)
+                .map(|b| {
+                    (
+                        if b == 0 {
+                            StepKind::Block
+                        } else {
+                            StepKind::Update
+                        },
+                        vec![b],
+                    )
+                })
+                .collect(),
+        };
+        for (kind, blocks) in plan.into_iter().skip(steps.len()) {
+            steps.push(StepView {
+                kind,
+                blocks,
+                prompt: String::new(),
+                prompt_tokens: 0,
+                tokens: Vec::new(),
+                text: String::new(),
+                done: false,
+                ms: 0.0,
+                started: s.started,
+            });
+        }
+    }
+    let waiting = s.steps.len();
     egui::ScrollArea::vertical()
         .auto_shrink([false, false])
-        .stick_to_bottom(running)
         .show(ui, |ui| match s.method {
             Method::Hierarchical => {
                 // The block summaries side by side, the merge below them.
@@ -191,7 +273,17 @@ pub fn summaries_ui(
                 for row in blocks.chunks(cols) {
                     ui.columns(cols, |uis| {
                         for (c, &i) in row.iter().enumerate() {
-                            step_card(&mut uis[c], i, &s.steps[i], running, settings, panel, cmds);
+                            step_card(
+                                &mut uis[c],
+                                i,
+                                &steps[i],
+                                &block_items,
+                                running,
+                                i >= waiting,
+                                settings,
+                                panel,
+                                cmds,
+                            );
                         }
                     });
                 }
@@ -202,15 +294,35 @@ pub fn summaries_ui(
                     .filter(|(_, st)| st.kind == StepKind::Merge)
                 {
                     ui.vertical_centered(|ui| ui.label("merge"));
-                    step_card(ui, i, st, running, settings, panel, cmds);
+                    step_card(
+                        ui,
+                        i,
+                        st,
+                        &block_items,
+                        running,
+                        i >= waiting,
+                        settings,
+                        panel,
+                        cmds,
+                    );
                 }
             }
             Method::Recurrent => {
-                for (i, st) in s.steps.iter().enumerate() {
+                for (i, st) in steps.iter().enumerate() {
                     if i > 0 {
                         ui.vertical_centered(|ui| ui.label("then"));
                     }
-                    step_card(ui, i, st, running, settings, panel, cmds);
+                    step_card(
+                        ui,
+                        i,
+                        st,
+                        &block_items,
+                        running,
+                        i >= waiting,
+                        settings,
+                        panel,
+                        cmds,
+                    );
                 }
             }
         });

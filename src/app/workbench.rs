@@ -54,6 +54,8 @@ pub struct SummaryView {
     pub from_cache: bool,
     pub started: Instant,
     pub streamed_tokens: usize,
+    /// When the first token arrived (decode speed is measured from here).
+    pub first_token_at: Option<Instant>,
     pub finished_at: Option<Instant>,
 }
 
@@ -68,8 +70,10 @@ impl SummaryView {
             return None;
         }
         let end = self.finished_at.unwrap_or_else(Instant::now);
-        let secs = end.duration_since(self.started).as_secs_f64();
-        (secs > 0.0).then(|| self.streamed_tokens as f64 / secs)
+        let secs = end
+            .duration_since(self.first_token_at.unwrap_or(self.started))
+            .as_secs_f64();
+        (secs > 0.05).then(|| self.streamed_tokens as f64 / secs)
     }
 }
 
@@ -377,6 +381,7 @@ impl Workbench {
             from_cache: false,
             started: Instant::now(),
             streamed_tokens: 0,
+            first_token_at: None,
             finished_at: None,
         };
         if let Some((prior, from)) = &resume {
@@ -533,6 +538,7 @@ impl Workbench {
             }
             Event::Tokens { job, step, deltas } => {
                 if let Some(s) = self.summary_for(job) {
+                    s.first_token_at.get_or_insert_with(Instant::now);
                     s.streamed_tokens += deltas.len();
                     if let Some(v) = s.steps.get_mut(step) {
                         for TokenDelta { text, logprob, .. } in deltas {
@@ -625,6 +631,7 @@ impl Workbench {
     fn finish_job(&mut self, job: JobId, output: JobOutput) {
         match output {
             JobOutput::Summary(result) => {
+                let result = *result;
                 let key = self.summary_for(job).map(|s| {
                     s.job = None;
                     s.finished_at = Some(Instant::now());
@@ -693,6 +700,7 @@ pub fn view_from_trace(t: &SummaryResult, params: BlockParams, from_cache: bool)
         from_cache,
         started: now,
         streamed_tokens: 0,
+        first_token_at: None,
         finished_at: Some(now),
     }
 }

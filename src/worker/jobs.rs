@@ -65,7 +65,7 @@ pub struct BatchJob {
 /// What a finished job hands back.
 #[derive(Clone, Debug)]
 pub enum JobOutput {
-    Summary(SummaryResult),
+    Summary(Box<SummaryResult>),
     Scores(ScoreRecord),
     Batch {
         records: Vec<ScoreRecord>,
@@ -83,7 +83,7 @@ pub fn run_job(
     em: &mut Emitter,
 ) -> anyhow::Result<JobOutput> {
     match job {
-        JobSpec::Summarize(j) => summarize(lm, id, &j, cancel, em).map(JobOutput::Summary),
+        JobSpec::Summarize(j) => summarize(lm, id, &j, cancel, em).map(|s| JobOutput::Summary(Box::new(s))),
         JobSpec::Score(j) => {
             let (record, prompt) = score(
                 lm,
