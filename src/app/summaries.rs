@@ -97,9 +97,9 @@ fn step_card(
         }
         if pending {
             ui.weak("waiting");
-        } else {
-            step_text_ui(ui, step, settings.color_by_prob);
+            return;
         }
+        step_text_ui(ui, step, settings.color_by_prob);
         ui.horizontal(|ui| {
             let out_tokens = step.tokens.len();
             let prompt_tokens = if step.prompt_tokens > 0 {
@@ -266,8 +266,8 @@ pub fn summaries_ui(
         .show(ui, |ui| match s.method {
             Method::Hierarchical => {
                 // The block summaries side by side, the merge below them.
-                let blocks: Vec<usize> = (0..s.steps.len())
-                    .filter(|&i| s.steps[i].kind != StepKind::Merge)
+                let blocks: Vec<usize> = (0..steps.len())
+                    .filter(|&i| steps[i].kind != StepKind::Merge)
                     .collect();
                 let cols = blocks.len().clamp(1, 3);
                 for row in blocks.chunks(cols) {
@@ -287,8 +287,7 @@ pub fn summaries_ui(
                         }
                     });
                 }
-                for (i, st) in s
-                    .steps
+                for (i, st) in steps
                     .iter()
                     .enumerate()
                     .filter(|(_, st)| st.kind == StepKind::Merge)

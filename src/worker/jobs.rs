@@ -83,7 +83,9 @@ pub fn run_job(
     em: &mut Emitter,
 ) -> anyhow::Result<JobOutput> {
     match job {
-        JobSpec::Summarize(j) => summarize(lm, id, &j, cancel, em).map(|s| JobOutput::Summary(Box::new(s))),
+        JobSpec::Summarize(j) => {
+            summarize(lm, id, &j, cancel, em).map(|s| JobOutput::Summary(Box::new(s)))
+        }
         JobSpec::Score(j) => {
             let (record, prompt) = score(
                 lm,
