@@ -192,6 +192,24 @@ fn a_running_summary_streams_and_cancel_stops_it() {
     assert!(h.state().wb.summary.as_ref().unwrap().cancelled);
 }
 
+#[test]
+fn f1_shows_the_shortcuts_and_alt_down_selects_the_next_user() {
+    let dir = sample_dir();
+    let mut h = harness(dir.path(), slow_loader(), None);
+    step_until(&mut h, "the dataset", 30, |a| a.wb.data.is_some());
+    assert_eq!(h.state().wb.selected, Some(0));
+    h.key_press(egui::Key::F1);
+    h.run_steps(3);
+    h.get_by_label("Keyboard shortcuts");
+    h.get_by_label("Next user");
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowDown);
+    h.run_steps(3);
+    assert_eq!(h.state().wb.selected, Some(1));
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowUp);
+    h.run_steps(3);
+    assert_eq!(h.state().wb.selected, Some(0));
+}
+
 fn default_model() -> Option<PathBuf> {
     let p = trsr::llm::fetch::default_model_path();
     if p.is_file() {

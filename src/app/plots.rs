@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot};
 
-use super::ranking::popularity_record;
+use super::ranking::baseline_records;
 use super::workbench::target_rank;
 use super::{BlockControls, Command, Settings, Workbench};
 use crate::metrics::{evaluate, metric_names, ScoreRecord, TiePolicy};
@@ -70,16 +70,19 @@ impl PlotsPanel {
         self.cache_key = Some(key);
         let mut records: Vec<ScoreRecord> = wb.batch.records.clone();
         records.extend(self.loaded.iter().cloned());
-        // The popularity baseline over the same cases.
+        // The baselines over the same cases.
         if let Some(data) = &wb.data {
             let by_id: std::collections::HashMap<&str, &crate::data::Case> =
                 data.cases.iter().map(|c| (c.case.as_str(), c)).collect();
+            let have: std::collections::HashSet<String> =
+                records.iter().map(|r| r.scorer.clone()).collect();
             let mut seen = std::collections::HashSet::new();
             let base: Vec<ScoreRecord> = records
                 .iter()
                 .filter(|r| seen.insert(r.case.clone()))
                 .filter_map(|r| by_id.get(r.case.as_str()))
-                .map(|c| popularity_record(c, &data.popularity))
+                .flat_map(|c| baseline_records(c, data))
+                .filter(|r| !have.contains(&r.scorer))
                 .collect();
             if !records.is_empty() {
                 records.extend(base);

@@ -4,32 +4,18 @@ use super::workbench::target_rank;
 use super::{Command, Settings, Workbench};
 use crate::data::Case;
 use crate::metrics::{ScoreRecord, ScoredCandidate};
+use crate::rank::{score_baseline, Baseline};
 use eframe::egui;
 
-/// Popularity baseline: how often each candidate occurs in histories and targets.
-pub fn popularity_record(
+/// The baselines' records of a case (random, popularity, BM25), as the CLI computes them.
+pub fn baseline_records(
     case: &Case,
-    popularity: &std::collections::HashMap<String, u32>,
-) -> ScoreRecord {
-    ScoreRecord {
-        case: case.case.clone(),
-        scorer: "popularity".into(),
-        candidates: case
-            .candidates()
-            .iter()
-            .enumerate()
-            .map(|(i, id)| ScoredCandidate {
-                id: id.to_string(),
-                label: u8::from(i == 0),
-                score: f64::from(popularity.get(*id).copied().unwrap_or(0)),
-            })
-            .collect(),
-    }
-}
-
-/// Random baseline: the expected rank of the target among n candidates.
-pub fn random_expected_rank(n: usize) -> f64 {
-    (n as f64 + 1.0) / 2.0
+    data: &crate::worker::dataset::LoadedData,
+) -> Vec<ScoreRecord> {
+    [Baseline::Random, Baseline::Popularity, Baseline::Bm25]
+        .into_iter()
+        .map(|b| score_baseline(b, &data.baselines, case, &data.catalogue, 42))
+        .collect()
 }
 
 pub fn ranking_ui(
@@ -119,11 +105,13 @@ pub fn ranking_ui(
         }
     });
     if let Some(data) = &wb.data {
-        let pop = popularity_record(case, &data.popularity);
+        let ranks: Vec<String> = baseline_records(case, data)
+            .iter()
+            .map(|r| format!("{} {}", r.scorer, target_rank(r)))
+            .collect();
         ui.label(format!(
-            "Baselines: popularity rank {} · random expected rank {:.1} · LLM rank {tr} (summary {}, recent {})",
-            target_rank(&pop),
-            random_expected_rank(n),
+            "Target rank by baseline: {} · LLM {tr} (summary {}, recent {})",
+            ranks.join(" · "),
             if rank.used_summary { "on" } else { "off" },
             if rank.options.use_recent { "on" } else { "off" },
         ));

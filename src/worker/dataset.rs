@@ -3,7 +3,6 @@
 //! The UI starts a load with [`spawn_load`] and polls the returned [`DatasetLoad`] each
 //! frame; the thread wakes the UI after every message.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,8 +22,8 @@ pub struct LoadedData {
     pub report: LoadReport,
     /// Lower-cased rendered text of each catalogue item (by catalogue position), for search.
     pub item_text_lower: Arc<Vec<String>>,
-    /// How often each item occurs in histories and targets (the popularity baseline).
-    pub popularity: Arc<HashMap<String, u32>>,
+    /// Popularity counts and the BM25 index of the baselines.
+    pub baselines: Arc<crate::rank::BaselineStats>,
 }
 
 impl LoadedData {
@@ -42,12 +41,7 @@ impl LoadedData {
             .iter()
             .map(|it| text.render(it).to_lowercase())
             .collect();
-        let mut popularity: HashMap<String, u32> = HashMap::new();
-        for c in &cases {
-            for id in c.history.iter().chain(std::iter::once(&c.target)) {
-                *popularity.entry(id.clone()).or_default() += 1;
-            }
-        }
+        let baselines = crate::rank::BaselineStats::build(&cases, &catalogue, &text);
         Self {
             dir,
             format,
@@ -55,7 +49,7 @@ impl LoadedData {
             cases: Arc::new(cases),
             report,
             item_text_lower: Arc::new(item_text_lower),
-            popularity: Arc::new(popularity),
+            baselines: Arc::new(baselines),
         }
     }
 }
