@@ -238,7 +238,7 @@ impl Workbench {
     }
 
     /// Takes the dataset loader's messages; may return a follow-up command.
-    pub fn poll_dataset(&mut self, _settings: &mut Settings) -> Option<Command> {
+    pub fn poll_dataset(&mut self, settings: &mut Settings) -> Option<Command> {
         let mut follow = None;
         while let Some(load) = &self.loading {
             let Some(msg) = load.poll() else { break };
@@ -246,6 +246,7 @@ impl Workbench {
                 LoadMsg::Progress { stage, fraction } => self.load_progress = (stage, fraction),
                 LoadMsg::Done(data) => {
                     self.loading = None;
+                    settings.text_template = data.text_template.clone();
                     self.data = Some(*data);
                     self.selected = None;
                     self.summary = None;

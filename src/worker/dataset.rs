@@ -22,6 +22,8 @@ pub struct LoadedData {
     pub report: LoadReport,
     /// Lower-cased rendered text of each catalogue item (by catalogue position), for search.
     pub item_text_lower: Arc<Vec<String>>,
+    /// The format's usual item text template.
+    pub text_template: crate::data::ItemTextTemplate,
     /// Popularity counts and the BM25 index of the baselines.
     pub baselines: Arc<crate::rank::BaselineStats>,
 }
@@ -50,6 +52,7 @@ impl LoadedData {
             report,
             item_text_lower: Arc::new(item_text_lower),
             baselines: Arc::new(baselines),
+            text_template: crate::data::ItemTextTemplate::default(),
         }
     }
 }
@@ -122,23 +125,51 @@ pub fn spawn_load(dir: PathBuf, wake: Wake) -> std::io::Result<DatasetLoad> {
     Ok(DatasetLoad { dir, rx })
 }
 
-/// Loads a folder: a prepared folder (`items.jsonl` + `cases.jsonl`).
-pub fn load(dir: &Path, progress: &dyn Fn(&str, f32)) -> anyhow::Result<LoadedData> {
+/// Loads a folder of any supported format (detected), then prepares evaluation cases
+/// as `trsr prepare` does (a prepared folder keeps its cases).
+pub fn load(dir: &Path, progress: &(dyn Fn(&str, f32) + Sync)) -> anyhow::Result<LoadedData> {
+    use crate::data::prepare::{prepare, PrepareOptions};
     anyhow::ensure!(dir.is_dir(), "not a folder: {}", dir.display());
-    let prepared = crate::data::jsonl::load_prepared(dir)?;
-    progress("indexing", 0.8);
-    let report = LoadReport {
-        files: vec![dir.join("items.jsonl"), dir.join("cases.jsonl")],
-        rows_read: (prepared.catalogue.len() + prepared.cases.len()) as u64,
-        items: prepared.catalogue.len() as u64,
-        sequences: prepared.cases.len() as u64,
-        ..LoadReport::default()
+    let on_bytes = |done: u64, total: u64| {
+        let f = if total > 0 {
+            done as f32 / total as f32
+        } else {
+            0.0
+        };
+        progress(
+            &format!("reading {} MB", done / 1_000_000),
+            0.1 + 0.6 * f.min(1.0),
+        );
     };
-    Ok(LoadedData::new(
+    let opts = crate::data::LoadOptions {
+        progress: Some(&on_bytes),
+        ..crate::data::LoadOptions::default()
+    };
+    let ds = crate::data::load_dir(dir, crate::data::FormatChoice::Auto, &opts)?;
+    progress("preparing cases", 0.75);
+    let (cases, prep) = prepare(&ds, &PrepareOptions::for_format(ds.format))?;
+    progress("indexing", 0.9);
+    let mut report = ds.report.clone();
+    for (why, n) in &prep.dropped {
+        *report
+            .skipped
+            .entry(format!("users dropped: {why}"))
+            .or_default() += n;
+    }
+    if prep.truncated > 0 {
+        report.examples.push(format!(
+            "{} histories cut to their most recent items",
+            prep.truncated
+        ));
+    }
+    let format = ds.format;
+    let mut data = LoadedData::new(
         dir.to_path_buf(),
-        "jsonl".into(),
-        prepared.catalogue,
-        prepared.cases,
+        format.name().to_string(),
+        ds.catalogue,
+        cases,
         report,
-    ))
+    );
+    data.text_template = format.default_text_template();
+    Ok(data)
 }
