@@ -26,6 +26,11 @@ pub enum Command {
     PickModelFile,
     LoadModel,
     RequestTokenCounts(Vec<String>),
+    /// Save the plot drawn in `rect` (points) as a PNG.
+    ExportPlot {
+        name: String,
+        rect: egui::Rect,
+    },
     SetTab(Tab),
     ToggleHelp,
     ToggleTheme,
@@ -239,6 +244,31 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
         }
         Command::LoadModel => wb.load_model(settings),
         Command::RequestTokenCounts(texts) => wb.request_token_counts(texts),
+        Command::ExportPlot { name, rect } => {
+            if let Some(path) = rfd::FileDialog::new()
+                .set_title("Export the plot as PNG")
+                .set_file_name(format!("{name}.png"))
+                .add_filter("PNG", &["png"])
+                .save_file()
+            {
+                let ppp = ctx.pixels_per_point();
+                let notices = wb.async_notices.clone();
+                let repaint = ctx.clone();
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
+                    egui::ScreenshotCallback::new(move |image| {
+                        let msg =
+                            match super::plots::write_png(&image.region(&rect, Some(ppp)), &path) {
+                                Ok(()) => format!("plot saved to {}", path.display()),
+                                Err(e) => format!("could not save the plot: {e:#}"),
+                            };
+                        if let Ok(mut n) = notices.lock() {
+                            n.push(msg);
+                        }
+                        repaint.request_repaint();
+                    }),
+                ));
+            }
+        }
         Command::SetTab(t) => ui.tab = Some(t),
         Command::ToggleHelp => ui.show_help = !ui.show_help,
         Command::ToggleTheme => {

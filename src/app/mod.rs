@@ -9,7 +9,7 @@
 mod blocks;
 mod command;
 mod dataset;
-mod plots;
+pub mod plots;
 mod ranking;
 mod settings;
 mod summaries;
@@ -166,6 +166,15 @@ impl WorkbenchApp {
         let events = self.wb.worker.drain(DRAIN_BUDGET);
         for ev in events {
             self.wb.apply_event(ev, &self.settings);
+        }
+        let late: Vec<String> = self
+            .wb
+            .async_notices
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default();
+        for n in late {
+            self.wb.notify(n);
         }
         if self.wb.worker.has_pending() {
             ctx.request_repaint();

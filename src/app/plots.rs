@@ -134,6 +134,45 @@ impl PlotsPanel {
     }
 }
 
+/// Writes an RGBA image as PNG.
+pub fn write_png(image: &egui::ColorImage, path: &Path) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let [w, h] = image.size;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc
+        .write_header()
+        .with_context(|| format!("writing {}", path.display()))?;
+    let bytes: Vec<u8> = image
+        .pixels
+        .iter()
+        .flat_map(|c| c.to_srgba_unmultiplied())
+        .collect();
+    writer
+        .write_image_data(&bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writer
+        .finish()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// An "Export PNG" button for the plot drawn at `rect`.
+fn export_button(ui: &mut egui::Ui, name: &str, rect: egui::Rect, cmds: &mut Vec<Command>) {
+    if ui
+        .small_button("Export PNG")
+        .on_hover_text(format!("Save the {name} plot as a PNG"))
+        .clicked()
+    {
+        cmds.push(Command::ExportPlot {
+            name: name.to_string(),
+            rect,
+        });
+    }
+}
+
 /// Reads score records from a `scores.jsonl` file.
 pub fn read_scores(path: &Path) -> anyhow::Result<Vec<ScoreRecord>> {
     let text =
@@ -175,17 +214,22 @@ pub fn read_sweep(path: &Path) -> anyhow::Result<Vec<SweepPoint>> {
         let o = row
             .as_object()
             .with_context(|| format!("{}: row {}: expected an object", path.display(), i + 1))?;
-        let size = o
-            .get("block_size")
-            .or_else(|| o.get("size"))
-            .and_then(|s| s.as_f64())
-            .with_context(|| {
+        // `null`: a scorer without blocks (baselines), drawn as a horizontal line.
+        let size = match o.get("block_size").or_else(|| o.get("size")) {
+            Some(serde_json::Value::Null) => f64::NAN,
+            Some(v) => v.as_f64().with_context(|| {
                 format!(
-                    "{}: row {}: field `block_size` missing",
+                    "{}: row {}: field `block_size` is not a number",
                     path.display(),
                     i + 1
                 )
-            })?;
+            })?,
+            None => anyhow::bail!(
+                "{}: row {}: field `block_size` missing",
+                path.display(),
+                i + 1
+            ),
+        };
         let label = ["method", "scorer"]
             .iter()
             .filter_map(|k| o.get(*k).and_then(|v| v.as_str()))
@@ -296,7 +340,7 @@ pub fn plots_ui(
                     })
                     .collect();
                 let names_fmt = names.clone();
-                Plot::new("metrics_plot")
+                let r = Plot::new("metrics_plot")
                     .height(h)
                     .legend(Legend::default())
                     .x_axis_formatter(move |mark, _| {
@@ -311,7 +355,10 @@ pub fn plots_ui(
                         for c in charts {
                             p.bar_chart(c);
                         }
-                    });
+                    })
+                    .response
+                    .rect;
+                export_button(&mut cols[0], "metrics", r, cmds);
                 cols[1].strong("Target rank distribution");
                 let ranks: Vec<BarChart> = panel
                     .ranks
@@ -325,7 +372,7 @@ pub fn plots_ui(
                         BarChart::new(scorer.clone(), bars)
                     })
                     .collect();
-                Plot::new("rank_plot")
+                let r = Plot::new("rank_plot")
                     .height(h)
                     .legend(Legend::default())
                     .x_axis_label("target rank")
@@ -334,7 +381,10 @@ pub fn plots_ui(
                         for c in ranks {
                             p.bar_chart(c);
                         }
-                    });
+                    })
+                    .response
+                    .rect;
+                export_button(&mut cols[1], "target-rank", r, cmds);
             });
             ui.columns(2, |cols| {
                 cols[0].strong("Metric against block size (sweep)");
@@ -365,20 +415,29 @@ pub fn plots_ui(
                         .or_default()
                         .push([p.block_size, p.value]);
                 }
-                Plot::new("sweep_plot")
+                let r = Plot::new("sweep_plot")
                     .height(h)
                     .legend(Legend::default())
                     .x_axis_label("block size")
                     .show(&mut cols[0], |p| {
                         for (name, mut pts) in series {
+                            if pts.iter().all(|q| q[0].is_nan()) {
+                                if let Some(q) = pts.first() {
+                                    p.hline(egui_plot::HLine::new(name, q[1]));
+                                }
+                                continue;
+                            }
                             pts.sort_by(|a, b| a[0].total_cmp(&b[0]));
                             p.line(Line::new(name, pts));
                         }
-                    });
+                    })
+                    .response
+                    .rect;
+                export_button(&mut cols[0], "sweep", r, cmds);
                 cols[1].strong("Prompt tokens against block size (selected user)");
                 let total = panel.prompt_tokens.clone();
                 let largest = panel.largest_block.clone();
-                Plot::new("tokens_plot")
+                let r = Plot::new("tokens_plot")
                     .height(h)
                     .legend(Legend::default())
                     .x_axis_label("block size (items)")
@@ -386,7 +445,10 @@ pub fn plots_ui(
                     .show(&mut cols[1], |p| {
                         p.line(Line::new("all blocks", total));
                         p.line(Line::new("largest block", largest));
-                    });
+                    })
+                    .response
+                    .rect;
+                export_button(&mut cols[1], "prompt-tokens", r, cmds);
             });
         });
 }

@@ -141,6 +141,8 @@ pub struct Workbench {
     counts_requested: HashSet<String>,
     count_jobs: HashSet<JobId>,
     pub notices: Vec<String>,
+    /// Notices from callbacks off the frame (e.g. a plot export finished).
+    pub async_notices: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Bumped whenever data that plots derive from changes.
     pub revision: u64,
 }
@@ -168,6 +170,7 @@ impl Workbench {
             counts_requested: HashSet::new(),
             count_jobs: HashSet::new(),
             notices: Vec::new(),
+            async_notices: Default::default(),
             revision: 0,
         }
     }
