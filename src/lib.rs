@@ -7,6 +7,7 @@
 //! trait, which `llm` implements on candle.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod curate;
 pub mod data;
