@@ -47,7 +47,11 @@ const CATS: [(&str, &str); 6] = [
 
 fn item(i: usize) -> String {
     let (c, s) = CATS[i % CATS.len()];
-    format!("id: N{}; category: {c}; subcategory: {s}; title: {}", 10_000 + i * 37, TITLES[i % TITLES.len()])
+    format!(
+        "id: N{}; category: {c}; subcategory: {s}; title: {}",
+        10_000 + i * 37,
+        TITLES[i % TITLES.len()]
+    )
 }
 
 struct Workload {
@@ -65,7 +69,9 @@ fn workload(e: &Engine) -> anyhow::Result<Workload> {
     };
     let mut users = Vec::new();
     for u in 0..USERS {
-        let recent: Vec<String> = (0..5).map(|k| format!("{}. {}", k + 1, item(u * 5 + k))).collect();
+        let recent: Vec<String> = (0..5)
+            .map(|k| format!("{}. {}", k + 1, item(u * 5 + k)))
+            .collect();
         let body = format!(
             "{instruction}\n\n## Preference summary\n{}\n\n## Recent items\n{}\n\n## Candidate item\n",
             summary(u),
@@ -73,11 +79,16 @@ fn workload(e: &Engine) -> anyhow::Result<Workload> {
         );
         // The prefix is the chat rendering up to the candidate; the suffix closes the turn.
         let rendered = e.render_chat(&[ChatMessage::user(format!("{body}@@CANDIDATE@@"))])?;
-        let (head, tail) = rendered.split_once("@@CANDIDATE@@").context("template lost the marker")?;
+        let (head, tail) = rendered
+            .split_once("@@CANDIDATE@@")
+            .context("template lost the marker")?;
         let prefix = e.encode_prompt(head)?;
         let suffixes = (0..CANDIDATES)
             .map(|c| {
-                let text = format!("{}\n\nWill the user click the candidate item? Answer yes or no.{tail}", item(100 + u * CANDIDATES + c));
+                let text = format!(
+                    "{}\n\nWill the user click the candidate item? Answer yes or no.{tail}",
+                    item(100 + u * CANDIDATES + c)
+                );
                 e.tokenizer().encode(&text, false)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -122,10 +133,22 @@ fn ours(e: &mut Engine, w: &Workload) -> anyhow::Result<Figures> {
         p_yes.extend(e.score_ids(prefix, suffixes)?);
     }
     let cands_per_s = p_yes.len() as f64 / t0.elapsed().as_secs_f64();
-    Ok(Figures { prefill_tps, decode_tps, cands_per_s, decoded, p_yes })
+    Ok(Figures {
+        prefill_tps,
+        decode_tps,
+        cands_per_s,
+        decoded,
+        p_yes,
+    })
 }
 
-fn llama_cpp(python: &str, model: &PathBuf, threads: usize, w: &Workload, e: &Engine) -> anyhow::Result<Figures> {
+fn llama_cpp(
+    python: &str,
+    model: &PathBuf,
+    threads: usize,
+    w: &Workload,
+    e: &Engine,
+) -> anyhow::Result<Figures> {
     let users: Vec<serde_json::Value> = w
         .users
         .iter()
@@ -144,7 +167,10 @@ fn llama_cpp(python: &str, model: &PathBuf, threads: usize, w: &Workload, e: &En
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("workload.json");
     std::fs::write(&path, serde_json::to_vec(&spec)?)?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_llamacpp_engine.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/bench_llamacpp_engine.py"
+    );
     let out = Command::new(python)
         .args([script, "--model"])
         .arg(model)
@@ -153,16 +179,36 @@ fn llama_cpp(python: &str, model: &PathBuf, threads: usize, w: &Workload, e: &En
         .output()
         .with_context(|| format!("running {python} {script}"))?;
     if !out.status.success() {
-        anyhow::bail!("llama.cpp side failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!(
+            "llama.cpp side failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading llama.cpp figures")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading llama.cpp figures")?;
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok(Figures {
         prefill_tps: f("prefill_tps"),
         decode_tps: f("decode_tps"),
         cands_per_s: f("cands_per_s"),
-        decoded: v["decoded"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect()).unwrap_or_default(),
-        p_yes: v["p_yes"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect()).unwrap_or_default(),
+        decoded: v["decoded"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as u32)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        p_yes: v["p_yes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| x as f32)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -171,15 +217,36 @@ fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(trsr::llm::fetch::default_model_path);
     if !model.is_file() {
-        eprintln!("note: model {} absent; set TRSR_BENCH_MODEL or run `trsr fetch-model`", model.display());
+        eprintln!(
+            "note: model {} absent; set TRSR_BENCH_MODEL or run `trsr fetch-model`",
+            model.display()
+        );
         return Ok(());
     }
-    let threads: usize = std::env::var("TRSR_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
-    let mut e = Engine::load_path(&model, &LoadOptions { threads: Some(threads), ..LoadOptions::default() })?;
+    let threads: usize = std::env::var("TRSR_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let mut e = Engine::load_path(
+        &model,
+        &LoadOptions {
+            threads: Some(threads),
+            ..LoadOptions::default()
+        },
+    )?;
     let w = workload(&e)?;
     let prefix_avg = w.users.iter().map(|u| u.0.len()).sum::<usize>() as f64 / w.users.len() as f64;
-    let cand_avg = w.users.iter().flat_map(|u| u.1.iter().map(|s| s.len())).sum::<usize>() as f64 / (USERS * CANDIDATES) as f64;
-    println!("model: {} ({})", e.info().identity.name, e.info().weight_form);
+    let cand_avg = w
+        .users
+        .iter()
+        .flat_map(|u| u.1.iter().map(|s| s.len()))
+        .sum::<usize>() as f64
+        / (USERS * CANDIDATES) as f64;
+    println!(
+        "model: {} ({})",
+        e.info().identity.name,
+        e.info().weight_form
+    );
     println!("threads: {threads}; device: {}", e.info().device);
     println!(
         "workload: prefill {} tokens; decode {DECODE_TOKENS} tokens greedy; scoring {USERS} users x {CANDIDATES} candidates, prefix {prefix_avg:.0} tokens, candidate {cand_avg:.0} tokens (prefix reused by both engines)",
@@ -188,22 +255,49 @@ fn main() -> anyhow::Result<()> {
     let theirs = match std::env::var("TRSR_BENCH_PYTHON") {
         Ok(py) => Some(llama_cpp(&py, &model, threads, &w, &e)?),
         Err(_) => {
-            println!("(TRSR_BENCH_PYTHON unset: llama.cpp side skipped; use scripts/bench_engine.sh)");
+            println!(
+                "(TRSR_BENCH_PYTHON unset: llama.cpp side skipped; use scripts/bench_engine.sh)"
+            );
             None
         }
     };
     let ours = ours(&mut e, &w)?;
-    println!("{:<26} {:>14} {:>14} {:>8}", "", "trsr (candle)", "llama.cpp", "ratio");
+    println!(
+        "{:<26} {:>14} {:>14} {:>8}",
+        "", "trsr (candle)", "llama.cpp", "ratio"
+    );
     let row = |name: &str, a: f64, b: Option<f64>| match b {
         Some(b) => println!("{name:<26} {a:>14.1} {b:>14.1} {:>7.2}x", a / b),
         None => println!("{name:<26} {a:>14.1} {:>14} {:>8}", "-", "-"),
     };
-    row("prefill tok/s", ours.prefill_tps, theirs.as_ref().map(|t| t.prefill_tps));
-    row("decode tok/s", ours.decode_tps, theirs.as_ref().map(|t| t.decode_tps));
-    row("scoring candidates/s", ours.cands_per_s, theirs.as_ref().map(|t| t.cands_per_s));
+    row(
+        "prefill tok/s",
+        ours.prefill_tps,
+        theirs.as_ref().map(|t| t.prefill_tps),
+    );
+    row(
+        "decode tok/s",
+        ours.decode_tps,
+        theirs.as_ref().map(|t| t.decode_tps),
+    );
+    row(
+        "scoring candidates/s",
+        ours.cands_per_s,
+        theirs.as_ref().map(|t| t.cands_per_s),
+    );
     if let Some(t) = &theirs {
-        let same = ours.decoded.iter().zip(&t.decoded).take_while(|(a, b)| a == b).count();
-        let max_diff = ours.p_yes.iter().zip(&t.p_yes).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let same = ours
+            .decoded
+            .iter()
+            .zip(&t.decoded)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let max_diff = ours
+            .p_yes
+            .iter()
+            .zip(&t.p_yes)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         println!(
             "agreement: greedy decode identical for the first {same} of {} tokens; P(yes) max |ours - llama.cpp| = {max_diff:.4} over {} candidates",
             ours.decoded.len(),

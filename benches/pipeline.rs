@@ -40,7 +40,10 @@ fn main() -> anyhow::Result<()> {
     }
     let model = trsr::llm::fetch::default_model_path();
     if !model.is_file() {
-        eprintln!("skipping: no default model at {} (run `trsr fetch-model`)", model.display());
+        eprintln!(
+            "skipping: no default model at {} (run `trsr fetch-model`)",
+            model.display()
+        );
         return Ok(());
     }
     if !dir.join("cases.jsonl").is_file() {

@@ -20,7 +20,16 @@ fn model_path() -> Option<PathBuf> {
 
 fn engine() -> Option<Engine> {
     let path = model_path()?;
-    Some(Engine::load_path(&path, &LoadOptions { threads: Some(2), ..LoadOptions::default() }).unwrap())
+    Some(
+        Engine::load_path(
+            &path,
+            &LoadOptions {
+                threads: Some(2),
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap(),
+    )
 }
 
 fn chat(e: &Engine, text: &str) -> String {
@@ -32,7 +41,11 @@ fn real_model_loads_as_llama() {
     let Some(e) = engine() else { return };
     let info = e.info();
     assert_eq!(info.identity.architecture, "llama");
-    assert!(info.n_params > 100_000_000 && info.n_params < 200_000_000, "{}", info.n_params);
+    assert!(
+        info.n_params > 100_000_000 && info.n_params < 200_000_000,
+        "{}",
+        info.n_params
+    );
     assert!(e.context_len() >= 2048);
 }
 
@@ -43,7 +56,11 @@ fn real_model_greedy_is_deterministic_and_sensible() {
     let params = SamplingParams::greedy(12);
     let run = |e: &mut Engine| {
         let mut streamed = String::new();
-        let g = e.generate(&prompt, &params, &CancelToken::new(), &mut |d| streamed.push_str(&d.text)).unwrap();
+        let g = e
+            .generate(&prompt, &params, &CancelToken::new(), &mut |d| {
+                streamed.push_str(&d.text)
+            })
+            .unwrap();
         assert_eq!(streamed, g.text);
         g
     };
@@ -57,7 +74,14 @@ fn real_model_greedy_is_deterministic_and_sensible() {
 fn real_model_stops_at_end_of_turn() {
     let Some(mut e) = engine() else { return };
     let prompt = chat(&e, "Say hello.");
-    let g = e.generate(&prompt, &SamplingParams::greedy(200), &CancelToken::new(), &mut |_| {}).unwrap();
+    let g = e
+        .generate(
+            &prompt,
+            &SamplingParams::greedy(200),
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap();
     assert_eq!(g.stop, StopReason::Eos, "text: {:?}", g.text);
     assert!(g.new_tokens < 200);
     assert!(!g.text.contains("<|im_end|>"));
@@ -93,13 +117,22 @@ fn real_model_prefix_reuse_equals_full_recompute() {
         " title: Ten-minute dinners\nWill the user click it? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n",
     ];
     let prefix = e.encode_prompt(&prefix_text).unwrap();
-    let suffixes: Vec<Vec<u32>> = cands.iter().map(|c| e.tokenizer().encode(c, false).unwrap()).collect();
+    let suffixes: Vec<Vec<u32>> = cands
+        .iter()
+        .map(|c| e.tokenizer().encode(c, false).unwrap())
+        .collect();
     let batched = e.score_ids(&prefix, &suffixes).unwrap();
     for (i, s) in suffixes.iter().enumerate() {
         let full = e.score_full_recompute(&prefix, s).unwrap();
-        assert!((batched[i] - full).abs() < 1e-3, "candidate {i}: {} vs {full}", batched[i]);
+        assert!(
+            (batched[i] - full).abs() < 1e-3,
+            "candidate {i}: {} vs {full}",
+            batched[i]
+        );
     }
-    let via_trait = e.score_yes_no(&prefix_text, &cands.map(String::from)).unwrap();
+    let via_trait = e
+        .score_yes_no(&prefix_text, &cands.map(String::from))
+        .unwrap();
     for (a, b) in via_trait.iter().zip(&batched) {
         assert!((a - b).abs() < 1e-4);
     }
@@ -109,6 +142,15 @@ fn real_model_prefix_reuse_equals_full_recompute() {
 fn real_model_prompt_too_long_is_an_error() {
     let Some(mut e) = engine() else { return };
     let long = "word ".repeat(e.context_len() + 10);
-    let err = e.start(&long, &SamplingParams::greedy(4)).err().expect("too long");
-    assert!(matches!(err.downcast_ref::<LlmError>(), Some(LlmError::PromptTooLong { .. })), "{err:#}");
+    let err = e
+        .start(&long, &SamplingParams::greedy(4))
+        .err()
+        .expect("too long");
+    assert!(
+        matches!(
+            err.downcast_ref::<LlmError>(),
+            Some(LlmError::PromptTooLong { .. })
+        ),
+        "{err:#}"
+    );
 }

@@ -46,12 +46,17 @@ struct TinyOpts {
 
 impl Default for TinyOpts {
     fn default() -> Self {
-        Self { arch: "llama", zero_output_norm: false }
+        Self {
+            arch: "llama",
+            zero_output_norm: false,
+        }
     }
 }
 
 fn tensor(rng: &mut rand_chacha::ChaCha8Rng, rows: usize, cols: usize, scale: f32) -> Tensor {
-    let data: Vec<f32> = (0..rows * cols).map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale).collect();
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale)
+        .collect();
     Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap()
 }
 
@@ -59,14 +64,25 @@ fn tensor(rng: &mut rand_chacha::ChaCha8Rng, rows: usize, cols: usize, scale: f3
 fn write_tiny(path: &Path, o: &TinyOpts) {
     // Vocabulary: 3 specials (id 0 is EOS), 256 byte tokens, a few merges.
     let table = byte_chars();
-    let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into(), "<|im_end|>".into()];
+    let mut tokens: Vec<String> = vec![
+        "<|endoftext|>".into(),
+        "<|im_start|>".into(),
+        "<|im_end|>".into(),
+    ];
     let mut types: Vec<i32> = vec![3, 3, 3];
     for c in &table {
         tokens.push(c.to_string());
         types.push(1);
     }
     let sp = table[b' ' as usize];
-    let merges = [("y", "e"), ("ye", "s"), ("n", "o"), (&*sp.to_string(), "t"), ("t", "h"), ("th", "e")];
+    let merges = [
+        ("y", "e"),
+        ("ye", "s"),
+        ("n", "o"),
+        (&*sp.to_string(), "t"),
+        ("t", "h"),
+        ("th", "e"),
+    ];
     let mut merge_strs = Vec::new();
     for (a, b) in merges.iter() {
         tokens.push(format!("{a}{b}"));
@@ -87,9 +103,18 @@ fn write_tiny(path: &Path, o: &TinyOpts) {
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("llama.rope.freq_base", Value::F32(10000.0)),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("tokenizer.ggml.tokens", Value::Array(tokens.into_iter().map(Value::String).collect())),
-        ("tokenizer.ggml.token_type", Value::Array(types.into_iter().map(Value::I32).collect())),
-        ("tokenizer.ggml.merges", Value::Array(merge_strs.into_iter().map(Value::String).collect())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(types.into_iter().map(Value::I32).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            Value::Array(merge_strs.into_iter().map(Value::String).collect()),
+        ),
         ("tokenizer.ggml.bos_token_id", Value::U32(1)),
         ("tokenizer.ggml.eos_token_id", Value::U32(0)),
         ("tokenizer.chat_template", Value::String(template.into())),
@@ -99,21 +124,49 @@ fn write_tiny(path: &Path, o: &TinyOpts) {
     let f = |t: Tensor| QTensor::quantize(&t, GgmlDType::F32).unwrap();
     let hd = HIDDEN / N_HEAD;
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    tensors.push(("token_embd.weight".into(), q(tensor(&mut rng, vocab, HIDDEN, 1.0))));
-    let norm = if o.zero_output_norm { Tensor::zeros(HIDDEN, candle_core::DType::F32, &Device::Cpu).unwrap() } else { Tensor::ones(HIDDEN, candle_core::DType::F32, &Device::Cpu).unwrap() };
+    tensors.push((
+        "token_embd.weight".into(),
+        q(tensor(&mut rng, vocab, HIDDEN, 1.0)),
+    ));
+    let norm = if o.zero_output_norm {
+        Tensor::zeros(HIDDEN, candle_core::DType::F32, &Device::Cpu).unwrap()
+    } else {
+        Tensor::ones(HIDDEN, candle_core::DType::F32, &Device::Cpu).unwrap()
+    };
     tensors.push(("output_norm.weight".into(), f(norm)));
     for i in 0..N_LAYER {
         let p = format!("blk.{i}");
         let ones = Tensor::ones(HIDDEN, candle_core::DType::F32, &Device::Cpu).unwrap();
         tensors.push((format!("{p}.attn_norm.weight"), f(ones.clone())));
         tensors.push((format!("{p}.ffn_norm.weight"), f(ones)));
-        tensors.push((format!("{p}.attn_q.weight"), q(tensor(&mut rng, N_HEAD * hd, HIDDEN, 0.3))));
-        tensors.push((format!("{p}.attn_k.weight"), q(tensor(&mut rng, N_KV * hd, HIDDEN, 0.3))));
-        tensors.push((format!("{p}.attn_v.weight"), q(tensor(&mut rng, N_KV * hd, HIDDEN, 0.3))));
-        tensors.push((format!("{p}.attn_output.weight"), q(tensor(&mut rng, HIDDEN, N_HEAD * hd, 0.3))));
-        tensors.push((format!("{p}.ffn_gate.weight"), q(tensor(&mut rng, FF, HIDDEN, 0.3))));
-        tensors.push((format!("{p}.ffn_up.weight"), q(tensor(&mut rng, FF, HIDDEN, 0.3))));
-        tensors.push((format!("{p}.ffn_down.weight"), q(tensor(&mut rng, HIDDEN, FF, 0.3))));
+        tensors.push((
+            format!("{p}.attn_q.weight"),
+            q(tensor(&mut rng, N_HEAD * hd, HIDDEN, 0.3)),
+        ));
+        tensors.push((
+            format!("{p}.attn_k.weight"),
+            q(tensor(&mut rng, N_KV * hd, HIDDEN, 0.3)),
+        ));
+        tensors.push((
+            format!("{p}.attn_v.weight"),
+            q(tensor(&mut rng, N_KV * hd, HIDDEN, 0.3)),
+        ));
+        tensors.push((
+            format!("{p}.attn_output.weight"),
+            q(tensor(&mut rng, HIDDEN, N_HEAD * hd, 0.3)),
+        ));
+        tensors.push((
+            format!("{p}.ffn_gate.weight"),
+            q(tensor(&mut rng, FF, HIDDEN, 0.3)),
+        ));
+        tensors.push((
+            format!("{p}.ffn_up.weight"),
+            q(tensor(&mut rng, FF, HIDDEN, 0.3)),
+        ));
+        tensors.push((
+            format!("{p}.ffn_down.weight"),
+            q(tensor(&mut rng, HIDDEN, FF, 0.3)),
+        ));
     }
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -128,12 +181,23 @@ fn tiny(dir: &tempfile::TempDir, name: &str, o: &TinyOpts) -> PathBuf {
 }
 
 fn load(path: &Path) -> Engine {
-    Engine::load_path(path, &LoadOptions { threads: Some(1), ..LoadOptions::default() }).unwrap()
+    Engine::load_path(
+        path,
+        &LoadOptions {
+            threads: Some(1),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 fn gen_text(e: &mut Engine, prompt: &str, params: &SamplingParams) -> trsr::lm::Generated {
     let mut streamed = String::new();
-    let g = e.generate(prompt, params, &CancelToken::new(), &mut |d| streamed.push_str(&d.text)).unwrap();
+    let g = e
+        .generate(prompt, params, &CancelToken::new(), &mut |d| {
+            streamed.push_str(&d.text)
+        })
+        .unwrap();
     assert_eq!(streamed, g.text, "streamed deltas add up to the final text");
     g
 }
@@ -173,13 +237,27 @@ fn greedy_generation_is_deterministic_and_respects_max_tokens() {
 fn same_seed_same_text_when_sampling() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = load(&tiny(&dir, "t.gguf", &TinyOpts::default()));
-    let params = SamplingParams { temperature: 1.0, max_new_tokens: 16, ..SamplingParams::default() };
+    let params = SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: 16,
+        ..SamplingParams::default()
+    };
     let a = gen_text(&mut e, "yes", &params);
     let b = gen_text(&mut e, "yes", &params);
     assert_eq!(a.text, b.text);
-    let c = gen_text(&mut e, "yes", &SamplingParams { seed: 43, ..params.clone() });
+    let c = gen_text(
+        &mut e,
+        "yes",
+        &SamplingParams {
+            seed: 43,
+            ..params.clone()
+        },
+    );
     let d = gen_text(&mut e, "yes", &SamplingParams { seed: 44, ..params });
-    assert!(c.text != a.text || d.text != a.text, "different seeds give different samples");
+    assert!(
+        c.text != a.text || d.text != a.text,
+        "different seeds give different samples"
+    );
 }
 
 #[test]
@@ -189,7 +267,11 @@ fn step_api_streams_tokens_with_logprobs() {
     let mut g = e.start("the", &SamplingParams::greedy(5)).unwrap();
     let mut n = 0;
     while let Some(d) = e.next_token(&mut g).unwrap() {
-        assert!(d.logprob <= 0.0 && d.logprob.is_finite(), "logprob {}", d.logprob);
+        assert!(
+            d.logprob <= 0.0 && d.logprob.is_finite(),
+            "logprob {}",
+            d.logprob
+        );
         n += 1;
     }
     let done = e.finish(g);
@@ -204,7 +286,11 @@ fn cancellation_stops_at_the_next_token() {
     let cancel = CancelToken::new();
     let mut seen = 0;
     let c = cancel.clone();
-    let params = SamplingParams { temperature: 1.0, max_new_tokens: 40, ..SamplingParams::default() };
+    let params = SamplingParams {
+        temperature: 1.0,
+        max_new_tokens: 40,
+        ..SamplingParams::default()
+    };
     let g = e
         .generate("the", &params, &cancel, &mut |_| {
             seen += 1;
@@ -224,7 +310,14 @@ fn cancellation_stops_at_the_next_token() {
 fn generation_stops_at_eos() {
     // Zero output norm: every logit is 0, so greedy picks id 0, which is EOS.
     let dir = tempfile::tempdir().unwrap();
-    let mut e = load(&tiny(&dir, "eos.gguf", &TinyOpts { zero_output_norm: true, ..TinyOpts::default() }));
+    let mut e = load(&tiny(
+        &dir,
+        "eos.gguf",
+        &TinyOpts {
+            zero_output_norm: true,
+            ..TinyOpts::default()
+        },
+    ));
     let g = gen_text(&mut e, "the", &SamplingParams::greedy(10));
     assert_eq!(g.stop, StopReason::Eos);
     assert_eq!(g.new_tokens, 1);
@@ -238,12 +331,18 @@ fn generation_stops_at_a_stop_string_and_removes_it() {
     let free = gen_text(&mut e, "the", &SamplingParams::greedy(20));
     let chars: Vec<char> = free.text.chars().collect();
     if chars.len() < 6 {
-        eprintln!("note: greedy text too short for a stop-string check: {:?}", free.text);
+        eprintln!(
+            "note: greedy text too short for a stop-string check: {:?}",
+            free.text
+        );
         return;
     }
     let stop: String = chars[3..5].iter().collect();
     let expected_end = free.text.find(&stop).unwrap();
-    let params = SamplingParams { stop: vec![stop.clone()], ..SamplingParams::greedy(20) };
+    let params = SamplingParams {
+        stop: vec![stop.clone()],
+        ..SamplingParams::greedy(20)
+    };
     let g = gen_text(&mut e, "the", &params);
     assert_eq!(g.stop, StopReason::StopString);
     assert_eq!(g.text, free.text[..expected_end]);
@@ -254,9 +353,16 @@ fn prompt_longer_than_context_is_an_error_before_compute() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = load(&tiny(&dir, "t.gguf", &TinyOpts::default()));
     let long = "y ".repeat(200);
-    let err = e.start(&long, &SamplingParams::greedy(4)).err().expect("too long");
+    let err = e
+        .start(&long, &SamplingParams::greedy(4))
+        .err()
+        .expect("too long");
     match err.downcast_ref::<LlmError>() {
-        Some(LlmError::PromptTooLong { prompt_tokens, context_len, max_new_tokens }) => {
+        Some(LlmError::PromptTooLong {
+            prompt_tokens,
+            context_len,
+            max_new_tokens,
+        }) => {
             assert!(*prompt_tokens > CONTEXT as usize);
             assert_eq!(*context_len, CONTEXT as usize);
             assert_eq!(*max_new_tokens, 4);
@@ -269,20 +375,42 @@ fn prompt_longer_than_context_is_an_error_before_compute() {
 fn batched_prefix_scoring_equals_full_recompute() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = load(&tiny(&dir, "t.gguf", &TinyOpts::default()));
-    let prefix = e.encode_prompt("<|im_start|>user\nthe yes the no yes").unwrap();
-    let texts = ["the", "no no the yes the yes", "yes", "the no", "noyes the the the the yes no"];
-    let suffixes: Vec<Vec<u32>> = texts.iter().map(|t| e.tokenizer().encode(t, false).unwrap()).collect();
+    let prefix = e
+        .encode_prompt("<|im_start|>user\nthe yes the no yes")
+        .unwrap();
+    let texts = [
+        "the",
+        "no no the yes the yes",
+        "yes",
+        "the no",
+        "noyes the the the the yes no",
+    ];
+    let suffixes: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| e.tokenizer().encode(t, false).unwrap())
+        .collect();
     let batched = e.score_ids(&prefix, &suffixes).unwrap();
     // A second call reuses the held prefix and must agree too.
     let again = e.score_ids(&prefix, &suffixes).unwrap();
     for (i, s) in suffixes.iter().enumerate() {
         let full = e.score_full_recompute(&prefix, s).unwrap();
-        assert!((batched[i] - full).abs() < 1e-3, "suffix {i}: batched {} vs full {full}", batched[i]);
-        assert!((again[i] - full).abs() < 1e-3, "suffix {i} (reused): {} vs {full}", again[i]);
+        assert!(
+            (batched[i] - full).abs() < 1e-3,
+            "suffix {i}: batched {} vs full {full}",
+            batched[i]
+        );
+        assert!(
+            (again[i] - full).abs() < 1e-3,
+            "suffix {i} (reused): {} vs {full}",
+            again[i]
+        );
         assert!((0.0..=1.0).contains(&batched[i]));
     }
     // The scores are not all the same (the test can tell suffixes apart).
-    assert!(batched.iter().any(|p| (p - batched[0]).abs() > 1e-6), "{batched:?}");
+    assert!(
+        batched.iter().any(|p| (p - batched[0]).abs() > 1e-6),
+        "{batched:?}"
+    );
 }
 
 #[test]
@@ -290,19 +418,34 @@ fn suffixes_sharing_a_start_score_like_full_recompute() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = load(&tiny(&dir, "t.gguf", &TinyOpts::default()));
     let prefix = e.encode_prompt("the no").unwrap();
-    let texts = ["Candidate: the yes", "Candidate: no", "Candidate: the the no yes"];
-    let suffixes: Vec<Vec<u32>> = texts.iter().map(|t| e.tokenizer().encode(t, false).unwrap()).collect();
+    let texts = [
+        "Candidate: the yes",
+        "Candidate: no",
+        "Candidate: the the no yes",
+    ];
+    let suffixes: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| e.tokenizer().encode(t, false).unwrap())
+        .collect();
     let batched = e.score_ids(&prefix, &suffixes).unwrap();
     for (i, s) in suffixes.iter().enumerate() {
         let full = e.score_full_recompute(&prefix, s).unwrap();
-        assert!((batched[i] - full).abs() < 1e-3, "suffix {i}: {} vs {full}", batched[i]);
+        assert!(
+            (batched[i] - full).abs() < 1e-3,
+            "suffix {i}: {} vs {full}",
+            batched[i]
+        );
     }
     // A different prefix afterwards is not confused with the held one.
     let other = e.encode_prompt("yes yes").unwrap();
     let b2 = e.score_ids(&other, &suffixes).unwrap();
     for (i, s) in suffixes.iter().enumerate() {
         let full = e.score_full_recompute(&other, s).unwrap();
-        assert!((b2[i] - full).abs() < 1e-3, "other prefix, suffix {i}: {} vs {full}", b2[i]);
+        assert!(
+            (b2[i] - full).abs() < 1e-3,
+            "other prefix, suffix {i}: {} vs {full}",
+            b2[i]
+        );
     }
 }
 
@@ -310,7 +453,9 @@ fn suffixes_sharing_a_start_score_like_full_recompute() {
 fn score_yes_no_through_the_trait() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = load(&tiny(&dir, "t.gguf", &TinyOpts::default()));
-    let p = e.score_yes_no("the yes", &["no".to_string(), "the".to_string()]).unwrap();
+    let p = e
+        .score_yes_no("the yes", &["no".to_string(), "the".to_string()])
+        .unwrap();
     assert_eq!(p.len(), 2);
     assert!(p.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x)));
 }
@@ -325,8 +470,16 @@ fn chat_rendering_uses_the_gguf_template() {
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let err = Engine::load_path(Path::new("/nonexistent/model.gguf"), &LoadOptions::default()).err().unwrap();
-    assert!(matches!(err.downcast_ref::<LlmError>(), Some(LlmError::NotFound(_))), "{err:#}");
+    let err = Engine::load_path(
+        Path::new("/nonexistent/model.gguf"),
+        &LoadOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err.downcast_ref::<LlmError>(), Some(LlmError::NotFound(_))),
+        "{err:#}"
+    );
 }
 
 #[test]
@@ -337,9 +490,17 @@ fn truncated_gguf_is_a_clear_error() {
     for keep in [bytes.len() - 100, bytes.len() / 2, 40, 3] {
         let cut = dir.path().join(format!("cut{keep}.gguf"));
         std::fs::write(&cut, &bytes[..keep]).unwrap();
-        let err = Engine::load_path(&cut, &LoadOptions::default()).err().expect("truncated file must fail");
+        let err = Engine::load_path(&cut, &LoadOptions::default())
+            .err()
+            .expect("truncated file must fail");
         let msg = format!("{err:#}");
-        assert!(matches!(err.downcast_ref::<LlmError>(), Some(LlmError::BadGguf { .. })), "{msg}");
+        assert!(
+            matches!(
+                err.downcast_ref::<LlmError>(),
+                Some(LlmError::BadGguf { .. })
+            ),
+            "{msg}"
+        );
         assert!(msg.contains(&cut.display().to_string()), "{msg}");
     }
 }
@@ -349,15 +510,32 @@ fn garbage_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.gguf");
     std::fs::write(&path, b"this is not a gguf file at all, just text").unwrap();
-    let err = Engine::load_path(&path, &LoadOptions::default()).err().unwrap();
-    assert!(matches!(err.downcast_ref::<LlmError>(), Some(LlmError::BadGguf { .. })), "{err:#}");
+    let err = Engine::load_path(&path, &LoadOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err.downcast_ref::<LlmError>(),
+            Some(LlmError::BadGguf { .. })
+        ),
+        "{err:#}"
+    );
 }
 
 #[test]
 fn unsupported_architecture_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tiny(&dir, "falcon.gguf", &TinyOpts { arch: "falcon", ..TinyOpts::default() });
-    let err = Engine::load_path(&path, &LoadOptions::default()).err().unwrap();
+    let path = tiny(
+        &dir,
+        "falcon.gguf",
+        &TinyOpts {
+            arch: "falcon",
+            ..TinyOpts::default()
+        },
+    );
+    let err = Engine::load_path(&path, &LoadOptions::default())
+        .err()
+        .unwrap();
     match err.downcast_ref::<LlmError>() {
         Some(LlmError::UnsupportedArch { arch, .. }) => assert_eq!(arch, "falcon"),
         _ => panic!("expected UnsupportedArch, got {err:#}"),

@@ -37,21 +37,61 @@ fn sample(dir: &Path) -> Prepared {
         return trsr::data::jsonl::load_prepared(&repo).expect("sample_data/jsonl loads");
     }
     let titles = [
-        ("sports", "football", "Local team wins the cup final after extra time"),
-        ("sports", "tennis", "Young player reaches her first grand slam semi-final"),
-        ("finance", "markets", "Stocks close higher as inflation cools"),
-        ("sports", "football", "Coach explains the new defensive tactics"),
-        ("travel", "europe", "Ten quiet villages to visit in the Alps"),
-        ("sports", "basketball", "Star forward signs a three-year contract"),
-        ("food", "recipes", "A simple weeknight pasta with lemon and garlic"),
+        (
+            "sports",
+            "football",
+            "Local team wins the cup final after extra time",
+        ),
+        (
+            "sports",
+            "tennis",
+            "Young player reaches her first grand slam semi-final",
+        ),
+        (
+            "finance",
+            "markets",
+            "Stocks close higher as inflation cools",
+        ),
+        (
+            "sports",
+            "football",
+            "Coach explains the new defensive tactics",
+        ),
+        (
+            "travel",
+            "europe",
+            "Ten quiet villages to visit in the Alps",
+        ),
+        (
+            "sports",
+            "basketball",
+            "Star forward signs a three-year contract",
+        ),
+        (
+            "food",
+            "recipes",
+            "A simple weeknight pasta with lemon and garlic",
+        ),
         ("sports", "football", "Transfer window: five deals to watch"),
         ("finance", "personal", "How to build an emergency fund"),
-        ("sports", "tennis", "Veteran announces retirement after final match"),
-        ("sports", "football", "Stadium expansion approved by the city"),
+        (
+            "sports",
+            "tennis",
+            "Veteran announces retirement after final match",
+        ),
+        (
+            "sports",
+            "football",
+            "Stadium expansion approved by the city",
+        ),
         ("travel", "asia", "Street food guide to Bangkok"),
         ("sports", "football", "Derby ends in a late equaliser"),
         ("food", "health", "Why breakfast matters for athletes"),
-        ("sports", "cycling", "Mountain stage shakes up the standings"),
+        (
+            "sports",
+            "cycling",
+            "Mountain stage shakes up the standings",
+        ),
         ("finance", "markets", "Oil prices fall on weak demand"),
     ];
     let mut items = String::new();
@@ -85,7 +125,7 @@ fn real_model_summarizes_scores_evaluates_and_caches() {
     let cache = Cache::open(cache_dir.path()).unwrap();
     let mut models = vec![load(&path)];
     let sampling = SamplingParams {
-        max_new_tokens: 40,
+        max_new_tokens: 24,
         ..SamplingParams::default()
     };
     let sb = SummarizeBatch {
@@ -110,7 +150,11 @@ fn real_model_summarizes_scores_evaluates_and_caches() {
     let traces: Vec<SummaryTrace> = read_jsonl(&sums).unwrap();
     let sha = trsr::llm::source::file_sha256(&path).unwrap();
     for t in &traces {
-        assert!(!t.final_summary.trim().is_empty(), "case {}: empty summary", t.case);
+        assert!(
+            !t.final_summary.trim().is_empty(),
+            "case {}: empty summary",
+            t.case
+        );
         assert_eq!(t.model.sha256, sha);
         assert_eq!(t.sampling, sampling);
         let n_blocks = t.blocks.len();
@@ -119,7 +163,7 @@ fn real_model_summarizes_scores_evaluates_and_caches() {
         assert_eq!(t.steps.last().unwrap().kind, StepKind::Merge);
         for s in &t.steps {
             assert!(!s.output.is_empty());
-            assert!(s.prompt_tokens > 0 && s.output_tokens > 0 && s.output_tokens <= 40);
+            assert!(s.prompt_tokens > 0 && s.output_tokens > 0 && s.output_tokens <= 24);
             assert_eq!(s.token_logprobs.len(), s.output_tokens);
             assert!(s.token_logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
             assert!(s.ms > 0.0);
@@ -187,7 +231,7 @@ fn real_model_same_seed_same_recurrent_trace() {
         method: Method::Recurrent,
         templates: &templates,
         sampling: SamplingParams {
-            max_new_tokens: 24,
+            max_new_tokens: 16,
             ..SamplingParams::default()
         },
     };

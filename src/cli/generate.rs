@@ -52,12 +52,17 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("--model {}: {e}", args.model))?;
     let opts = LoadOptions {
-        device: if args.cpu { DevicePref::Cpu } else { DevicePref::Auto },
+        device: if args.cpu {
+            DevicePref::Cpu
+        } else {
+            DevicePref::Auto
+        },
         threads: args.threads,
         raw_prompt: args.raw,
         ..LoadOptions::default()
     };
-    let mut engine = Engine::load(&model, &opts).with_context(|| format!("loading model {}", args.model))?;
+    let mut engine =
+        Engine::load(&model, &opts).with_context(|| format!("loading model {}", args.model))?;
     let info = engine.info();
     eprintln!(
         "model {} ({}, {:.0}M params, {}) on {}, loaded in {:.0} ms",
@@ -76,8 +81,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let defaults = SamplingParams::default();
     let params = SamplingParams {
         temperature: args.temperature,
-        top_k: args.top_k.or(if args.temperature > 0.0 { defaults.top_k } else { None }),
-        top_p: args.top_p.or(if args.temperature > 0.0 { defaults.top_p } else { None }),
+        top_k: args.top_k.or(if args.temperature > 0.0 {
+            defaults.top_k
+        } else {
+            None
+        }),
+        top_p: args.top_p.or(if args.temperature > 0.0 {
+            defaults.top_p
+        } else {
+            None
+        }),
         repeat_penalty: args.repeat_penalty,
         seed: args.seed,
         max_new_tokens: args.max_new_tokens,

@@ -334,7 +334,11 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         anyhow::bail!("no cases to score in {}", args.data.display());
     }
     let opts = recommend_options(&args);
-    let cache = args.common.cache();
+    // Baselines are cheap: only LLM scores are cached.
+    let cache = match args.scorer {
+        ScorerChoice::Llm => args.common.cache(),
+        _ => None,
+    };
     let summaries: Option<Vec<SummaryTrace>> = match &args.summaries {
         Some(p) if args.scorer == ScorerChoice::Llm && opts.use_summary && !opts.full_history => {
             Some(read_jsonl(p)?)

@@ -17,7 +17,10 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(params: &SamplingParams) -> Self {
-        Self { params: params.clone(), rng: ChaCha8Rng::seed_from_u64(params.seed) }
+        Self {
+            params: params.clone(),
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
+        }
     }
 
     /// Picks the next token from raw `logits`, penalizing tokens in `recent`.
@@ -30,7 +33,11 @@ impl Sampler {
             for &t in &recent[start..] {
                 if let Some(v) = l.get_mut(t as usize) {
                     if seen.insert(t) {
-                        *v = if *v >= 0.0 { *v / p.repeat_penalty } else { *v * p.repeat_penalty };
+                        *v = if *v >= 0.0 {
+                            *v / p.repeat_penalty
+                        } else {
+                            *v * p.repeat_penalty
+                        };
                     }
                 }
             }
@@ -45,7 +52,10 @@ impl Sampler {
             idx.truncate(k);
         }
         let max = l[idx[0] as usize];
-        let mut probs: Vec<f32> = idx.iter().map(|&i| ((l[i as usize] - max) / t).exp()).collect();
+        let mut probs: Vec<f32> = idx
+            .iter()
+            .map(|&i| ((l[i as usize] - max) / t).exp())
+            .collect();
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= sum);
         if let Some(top_p) = p.top_p.filter(|q| *q > 0.0 && *q < 1.0) {
@@ -87,7 +97,10 @@ fn argmax(l: &[f32]) -> u32 {
 pub fn logprob(logits: &[f32], token: u32) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let lse = logits.iter().map(|v| (v - max).exp()).sum::<f32>().ln() + max;
-    logits.get(token as usize).map(|v| v - lse).unwrap_or(f32::NEG_INFINITY)
+    logits
+        .get(token as usize)
+        .map(|v| v - lse)
+        .unwrap_or(f32::NEG_INFINITY)
 }
 
 /// An ongoing generation (created by [`Engine::start`]).
@@ -141,7 +154,11 @@ impl Engine {
     }
 
     /// [`Engine::start`] from token ids.
-    pub fn start_ids(&mut self, ids: Vec<u32>, params: &SamplingParams) -> anyhow::Result<Generation> {
+    pub fn start_ids(
+        &mut self,
+        ids: Vec<u32>,
+        params: &SamplingParams,
+    ) -> anyhow::Result<Generation> {
         let ctx = self.model.config.context_len;
         if ids.is_empty() {
             anyhow::bail!("the prompt is empty");
@@ -168,7 +185,11 @@ impl Engine {
             logits,
             text: String::new(),
             emitted: 0,
-            stop: if params.max_new_tokens == 0 { Some(StopReason::MaxTokens) } else { None },
+            stop: if params.max_new_tokens == 0 {
+                Some(StopReason::MaxTokens)
+            } else {
+                None
+            },
             prefill_ms,
             decode_started: Instant::now(),
             decode_ms: 0.0,
@@ -205,7 +226,10 @@ impl Engine {
         } else {
             safe_end(&g.text, &g.params.stop)
         };
-        let text = if end > g.emitted && g.text.is_char_boundary(end) && g.text.is_char_boundary(g.emitted) {
+        let text = if end > g.emitted
+            && g.text.is_char_boundary(end)
+            && g.text.is_char_boundary(g.emitted)
+        {
             let s = g.text[g.emitted..end].to_string();
             g.emitted = end;
             s
@@ -217,7 +241,11 @@ impl Engine {
             g.logits = logits.to_vec1::<f32>()?;
         }
         g.decode_ms += t0.elapsed().as_secs_f64() * 1000.0;
-        Ok(Some(TokenDelta { token, text, logprob: lp }))
+        Ok(Some(TokenDelta {
+            token,
+            text,
+            logprob: lp,
+        }))
     }
 
     /// Ends a generation and returns its summary.
@@ -285,21 +313,31 @@ mod tests {
 
     #[test]
     fn same_seed_same_samples() {
-        let params = SamplingParams { temperature: 1.0, ..SamplingParams::default() };
+        let params = SamplingParams {
+            temperature: 1.0,
+            ..SamplingParams::default()
+        };
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
         let run = || {
             let mut s = Sampler::new(&params);
             (0..20).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
-        let mut other = Sampler::new(&SamplingParams { seed: 7, ..params.clone() });
+        let mut other = Sampler::new(&SamplingParams {
+            seed: 7,
+            ..params.clone()
+        });
         let b: Vec<u32> = (0..20).map(|_| other.sample(&logits, &[])).collect();
         assert_ne!(run(), b);
     }
 
     #[test]
     fn top_k_one_is_greedy() {
-        let params = SamplingParams { temperature: 1.0, top_k: Some(1), ..SamplingParams::default() };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: Some(1),
+            ..SamplingParams::default()
+        };
         let mut s = Sampler::new(&params);
         for _ in 0..10 {
             assert_eq!(s.sample(&[0.0, 0.5, 3.0, 2.9], &[]), 2);

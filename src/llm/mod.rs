@@ -106,7 +106,11 @@ impl Engine {
         let device = device::select(&opts.device)?;
         let is_st = path.is_dir() || path.extension().is_some_and(|e| e == "safetensors");
         let (model, tokenizer, chat, add_bos, sha256) = if is_st {
-            let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+            let dir = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(Path::new("."))
+            };
             Self::parts_safetensors(dir, &device)?
         } else {
             Self::parts_gguf(path, &device)?
@@ -128,14 +132,29 @@ impl Engine {
             weight_form: model.form.describe().to_string(),
             load_ms: t0.elapsed().as_secs_f64() * 1000.0,
         };
-        Ok(Engine { model, tokenizer, chat, info, opts: opts.clone(), add_bos, answer, prefix: None })
+        Ok(Engine {
+            model,
+            tokenizer,
+            chat,
+            info,
+            opts: opts.clone(),
+            add_bos,
+            answer,
+            prefix: None,
+        })
     }
 
     #[allow(clippy::type_complexity)]
     fn parts_gguf(
         path: &Path,
         device: &candle_core::Device,
-    ) -> anyhow::Result<(model::Model, tokenizer::Tokenizer, Option<chat::ChatTemplate>, bool, String)> {
+    ) -> anyhow::Result<(
+        model::Model,
+        tokenizer::Tokenizer,
+        Option<chat::ChatTemplate>,
+        bool,
+        String,
+    )> {
         let (content, mut file) = model::read_gguf(path)?;
         let model = model::Model::from_gguf(&content, &mut file, path, device)?;
         let tokenizer = tokenizer::Tokenizer::from_gguf(&content)
@@ -153,7 +172,8 @@ impl Engine {
             .get("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.to_bool().ok())
             .unwrap_or(tok_model == "llama");
-        let sha256 = source::file_sha256(path).with_context(|| format!("hashing {}", path.display()))?;
+        let sha256 =
+            source::file_sha256(path).with_context(|| format!("hashing {}", path.display()))?;
         Ok((model, tokenizer, chat, add_bos, sha256))
     }
 
@@ -161,20 +181,31 @@ impl Engine {
     fn parts_safetensors(
         dir: &Path,
         device: &candle_core::Device,
-    ) -> anyhow::Result<(model::Model, tokenizer::Tokenizer, Option<chat::ChatTemplate>, bool, String)> {
+    ) -> anyhow::Result<(
+        model::Model,
+        tokenizer::Tokenizer,
+        Option<chat::ChatTemplate>,
+        bool,
+        String,
+    )> {
         let model = model::Model::from_safetensors(dir, device)?;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = tokenizer::Tokenizer::from_file(&tok_path)
             .with_context(|| format!("reading {}", tok_path.display()))?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: serde_json::Value = match std::fs::read_to_string(&cfg_path) {
-            Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}: invalid JSON", cfg_path.display()))?,
+            Ok(t) => serde_json::from_str(&t)
+                .with_context(|| format!("{}: invalid JSON", cfg_path.display()))?,
             Err(_) => serde_json::Value::Null,
         };
         let special = |k: &str| -> String {
             match cfg.get(k) {
                 Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string(),
+                Some(v) => v
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or("")
+                    .to_string(),
                 None => String::new(),
             }
         };
@@ -192,11 +223,16 @@ impl Engine {
         let mut hashes = String::new();
         let mut files: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors" || x == "json"))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x == "safetensors" || x == "json")
+            })
             .collect();
         files.sort();
         for f in files {
-            hashes.push_str(&source::file_sha256(&f).with_context(|| format!("hashing {}", f.display()))?);
+            hashes.push_str(
+                &source::file_sha256(&f).with_context(|| format!("hashing {}", f.display()))?,
+            );
         }
         let sha256 = {
             use sha2::Digest;
@@ -263,7 +299,12 @@ fn answer_head(
         anyhow::bail!("the answer words `{yes}` and `{no}` start with the same token");
     }
     let rows = model.head_rows(&[yes_id, no_id])?;
-    Ok(AnswerHead { yes_id, no_id, rows, notes })
+    Ok(AnswerHead {
+        yes_id,
+        no_id,
+        rows,
+        notes,
+    })
 }
 
 impl LanguageModel for Engine {

@@ -118,7 +118,10 @@ impl Proj {
             (Some(_), Some(d)) if rows >= DENSE_MIN_ROWS => dense_matmul(x, d)?,
             (Some(QuantParts::One(q)), _) => q.forward(x)?,
             (Some(QuantParts::Parts(ps)), _) => {
-                let outs = ps.iter().map(|p| p.forward(x)).collect::<candle_core::Result<Vec<_>>>()?;
+                let outs = ps
+                    .iter()
+                    .map(|p| p.forward(x))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
                 Tensor::cat(&outs, 1)?
             }
             (None, Some(d)) => dense_matmul(x, d)?,
@@ -196,8 +199,16 @@ impl KvCache {
             Ok(out)
         };
         Ok(KvCache {
-            k: self.k.iter().map(grow).collect::<candle_core::Result<_>>()?,
-            v: self.v.iter().map(grow).collect::<candle_core::Result<_>>()?,
+            k: self
+                .k
+                .iter()
+                .map(grow)
+                .collect::<candle_core::Result<_>>()?,
+            v: self
+                .v
+                .iter()
+                .map(grow)
+                .collect::<candle_core::Result<_>>()?,
             len: self.len,
             capacity,
         })
@@ -224,7 +235,10 @@ pub struct Model {
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> LlmError {
-    LlmError::BadGguf { path: path.to_path_buf(), reason: reason.to_string() }
+    LlmError::BadGguf {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Reads GGUF metadata and tensors, with every failure a [`LlmError`] naming the file.
@@ -260,17 +274,25 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
             .tensor_infos
             .get(name)
             .ok_or_else(|| bad(self.path, format!("tensor `{name}` is missing")))?;
-        let size = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        let size =
+            info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
         let mut buf = vec![0u8; size];
         self.reader
-            .seek(SeekFrom::Start(self.content.tensor_data_offset + info.offset))
+            .seek(SeekFrom::Start(
+                self.content.tensor_data_offset + info.offset,
+            ))
             .and_then(|_| self.reader.read_exact(&mut buf))
             .map_err(|e| bad(self.path, format!("tensor `{name}`: {e}")))?;
         Ok(buf)
     }
 
     /// Projections `names` (sharing their input) stacked into one, in the forms `form` asks.
-    fn proj(&mut self, names: &[String], bias: Option<&[String]>, form: WeightForm) -> Result<Proj, LlmError> {
+    fn proj(
+        &mut self,
+        names: &[String],
+        bias: Option<&[String]>,
+        form: WeightForm,
+    ) -> Result<Proj, LlmError> {
         let mut dtypes = Vec::new();
         let mut rows = 0;
         let mut cols = None;
@@ -289,7 +311,8 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
             dtypes.push(info.ggml_dtype);
         }
         let cols = cols.ok_or_else(|| bad(self.path, "empty projection"))?;
-        let is_float = |d: &GgmlDType| matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        let is_float =
+            |d: &GgmlDType| matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
         let all_float = dtypes.iter().all(is_float);
         let keep_quant = !all_float && form != WeightForm::F32;
         let keep_dense = all_float || form != WeightForm::Quantized;
@@ -301,8 +324,13 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
             for n in names {
                 bytes.extend(self.raw(n)?);
             }
-            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(dtypes[0], &bytes, vec![rows, cols], self.device)
-                .map_err(|e| bad(self.path, format!("tensors {names:?}: {e}")))?;
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtypes[0],
+                &bytes,
+                vec![rows, cols],
+                self.device,
+            )
+            .map_err(|e| bad(self.path, format!("tensors {names:?}: {e}")))?;
             if keep_dense {
                 dense_parts.push(q.dequantize(self.device)?);
             }
@@ -330,7 +358,10 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
         };
         let bias = match bias {
             Some(bs) => {
-                let ts = bs.iter().map(|b| self.dense(b)).collect::<Result<Vec<_>, _>>()?;
+                let ts = bs
+                    .iter()
+                    .map(|b| self.dense(b))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Some(Tensor::cat(&ts, 0)?)
             }
             None => None,
@@ -394,7 +425,10 @@ fn arch_of(content: &gguf_file::Content, path: &Path) -> Result<Arch, LlmError> 
         "llama" | "mistral" => Ok(Arch::Llama),
         "qwen2" => Ok(Arch::Qwen2),
         "qwen3" => Ok(Arch::Qwen3),
-        other => Err(LlmError::UnsupportedArch { arch: other.to_string(), path: path.to_path_buf() }),
+        other => Err(LlmError::UnsupportedArch {
+            arch: other.to_string(),
+            path: path.to_path_buf(),
+        }),
     }
 }
 
@@ -440,7 +474,8 @@ impl Model {
         let hidden = md_u32(content, path, &k("embedding_length"))?;
         let n_layer = md_u32(content, path, &k("block_count"))?;
         let context_len = md_u32(content, path, &k("context_length")).unwrap_or(4096);
-        let head_dim = md_u32(content, path, &k("attention.key_length")).unwrap_or(hidden / n_head.max(1));
+        let head_dim =
+            md_u32(content, path, &k("attention.key_length")).unwrap_or(hidden / n_head.max(1));
         if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || head_dim % 2 != 0 {
             return Err(bad(path, format!("inconsistent head counts: {n_head} heads, {n_kv_head} kv heads, head size {head_dim}")));
         }
@@ -465,11 +500,17 @@ impl Model {
             rope_theta,
             rope_interleaved: arch == Arch::Llama,
         };
-        let n_params: u64 = content.tensor_infos.values().map(|t| t.shape.elem_count() as u64).sum();
-        let all_float = content
+        let n_params: u64 = content
             .tensor_infos
             .values()
-            .all(|t| matches!(t.ggml_dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16));
+            .map(|t| t.shape.elem_count() as u64)
+            .sum();
+        let all_float = content.tensor_infos.values().all(|t| {
+            matches!(
+                t.ggml_dtype,
+                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+            )
+        });
         let form = if all_float {
             WeightForm::F32
         } else if n_params <= DENSE_MAX_PARAMS && device.is_cpu() {
@@ -477,13 +518,21 @@ impl Model {
         } else {
             WeightForm::Quantized
         };
-        let mut r = GgufReader { content, reader, path, device };
+        let mut r = GgufReader {
+            content,
+            reader,
+            path,
+            device,
+        };
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
             let n = |s: &str| format!("blk.{i}.{s}");
             let has_bias = r.has(&n("attn_q.bias"));
             if arch == Arch::Qwen2 && !has_bias {
-                return Err(bad(path, format!("tensor `{}` is missing", n("attn_q.bias"))));
+                return Err(bad(
+                    path,
+                    format!("tensor `{}` is missing", n("attn_q.bias")),
+                ));
             }
             let bias_names = [n("attn_q.bias"), n("attn_k.bias"), n("attn_v.bias")];
             let qkv = r.proj(
@@ -492,7 +541,10 @@ impl Model {
                 form,
             )?;
             let (q_norm, k_norm) = if arch == Arch::Qwen3 {
-                (Some(r.dense(&n("attn_q_norm.weight"))?), Some(r.dense(&n("attn_k_norm.weight"))?))
+                (
+                    Some(r.dense(&n("attn_q_norm.weight"))?),
+                    Some(r.dense(&n("attn_k_norm.weight"))?),
+                )
             } else {
                 (None, None)
             };
@@ -521,15 +573,41 @@ impl Model {
             embed_q.dequantize(device)?
         };
         let tied = !r.has("output.weight");
-        let head_q = if tied { embed_q } else { r.qtensor("output.weight")? };
-        let head_is_float = matches!(head_q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
-        let (head, head_dense_source) = if head_is_float || form == WeightForm::F32 {
-            let d = if tied { embed.to_dtype(DType::F32)? } else { head_q.dequantize(device)? };
-            (Proj { quant: None, dense: Some(d.clone()), bias: None }, Some(d))
+        let head_q = if tied {
+            embed_q
         } else {
-            let dense_src = if tied && form != WeightForm::Quantized { Some(embed.clone()) } else { None };
+            r.qtensor("output.weight")?
+        };
+        let head_is_float = matches!(
+            head_q.dtype(),
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+        );
+        let (head, head_dense_source) = if head_is_float || form == WeightForm::F32 {
+            let d = if tied {
+                embed.to_dtype(DType::F32)?
+            } else {
+                head_q.dequantize(device)?
+            };
+            (
+                Proj {
+                    quant: None,
+                    dense: Some(d.clone()),
+                    bias: None,
+                },
+                Some(d),
+            )
+        } else {
+            let dense_src = if tied && form != WeightForm::Quantized {
+                Some(embed.clone())
+            } else {
+                None
+            };
             // Generation needs one row of logits at a time: the quantized head serves it.
-            let head = Proj { quant: Some(QuantParts::One(QMatMul::from_arc(Arc::new(head_q))?)), dense: None, bias: None };
+            let head = Proj {
+                quant: Some(QuantParts::One(QMatMul::from_arc(Arc::new(head_q))?)),
+                dense: None,
+                bias: None,
+            };
             (head, dense_src)
         };
         let (cos, sin) = rope_tables(&config, device)?;
@@ -570,14 +648,28 @@ impl Model {
             cfg.get(k)
                 .and_then(|v| v.as_u64())
                 .map(|v| v as usize)
-                .ok_or_else(|| LlmError::Other(format!("{}: field `{k}` is missing or not a number", cfg_path.display())))
+                .ok_or_else(|| {
+                    LlmError::Other(format!(
+                        "{}: field `{k}` is missing or not a number",
+                        cfg_path.display()
+                    ))
+                })
         };
-        let model_type = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let model_type = cfg
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
         let arch = match model_type.as_str() {
             "llama" | "mistral" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
-            other => return Err(LlmError::UnsupportedArch { arch: other.to_string(), path: cfg_path.clone() }),
+            other => {
+                return Err(LlmError::UnsupportedArch {
+                    arch: other.to_string(),
+                    path: cfg_path.clone(),
+                })
+            }
         };
         let hidden = field("hidden_size")?;
         let n_head = field("num_attention_heads")?;
@@ -587,7 +679,10 @@ impl Model {
         let ff = field("intermediate_size")?;
         let vocab = field("vocab_size")?;
         if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || head_dim % 2 != 0 {
-            return Err(LlmError::Other(format!("{}: inconsistent head counts", cfg_path.display())));
+            return Err(LlmError::Other(format!(
+                "{}: inconsistent head counts",
+                cfg_path.display()
+            )));
         }
         let f = |k: &str, d: f64| cfg.get(k).and_then(|v| v.as_f64()).unwrap_or(d);
         let config = Config {
@@ -614,16 +709,24 @@ impl Model {
         }
         let mut ws = std::collections::HashMap::new();
         for file in &files {
-            let part = candle_core::safetensors::load(file, device)
-                .map_err(|e| LlmError::Other(format!("{}: not a valid safetensors file ({e})", file.display())))?;
+            let part = candle_core::safetensors::load(file, device).map_err(|e| {
+                LlmError::Other(format!(
+                    "{}: not a valid safetensors file ({e})",
+                    file.display()
+                ))
+            })?;
             ws.extend(part);
         }
         let n_params: u64 = ws.values().map(|t| t.elem_count() as u64).sum();
-        let dtype = if n_params > DENSE_MAX_PARAMS { DType::F16 } else { DType::F32 };
+        let dtype = if n_params > DENSE_MAX_PARAMS {
+            DType::F16
+        } else {
+            DType::F32
+        };
         let mut take = |name: &str, dt: DType| -> Result<Tensor, LlmError> {
-            let t = ws
-                .remove(name)
-                .ok_or_else(|| LlmError::Other(format!("{}: tensor `{name}` is missing", dir.display())))?;
+            let t = ws.remove(name).ok_or_else(|| {
+                LlmError::Other(format!("{}: tensor `{name}` is missing", dir.display()))
+            })?;
             Ok(t.to_dtype(dt)?)
         };
         let mut layers = Vec::with_capacity(n_layer);
@@ -650,15 +753,32 @@ impl Model {
                 None
             };
             let (q_norm, k_norm) = if arch == Arch::Qwen3 {
-                (Some(take(&n("self_attn.q_norm.weight"), DType::F32)?), Some(take(&n("self_attn.k_norm.weight"), DType::F32)?))
+                (
+                    Some(take(&n("self_attn.q_norm.weight"), DType::F32)?),
+                    Some(take(&n("self_attn.k_norm.weight"), DType::F32)?),
+                )
             } else {
                 (None, None)
             };
-            let dense = |t: Tensor| Proj { quant: None, dense: Some(t), bias: None };
-            let gate_up = Tensor::cat(&[take(&n("mlp.gate_proj.weight"), dtype)?, take(&n("mlp.up_proj.weight"), dtype)?], 0)?;
+            let dense = |t: Tensor| Proj {
+                quant: None,
+                dense: Some(t),
+                bias: None,
+            };
+            let gate_up = Tensor::cat(
+                &[
+                    take(&n("mlp.gate_proj.weight"), dtype)?,
+                    take(&n("mlp.up_proj.weight"), dtype)?,
+                ],
+                0,
+            )?;
             layers.push(Layer {
                 attn_norm: take(&n("input_layernorm.weight"), DType::F32)?,
-                qkv: Proj { quant: None, dense: Some(qkv), bias },
+                qkv: Proj {
+                    quant: None,
+                    dense: Some(qkv),
+                    bias,
+                },
                 q_norm,
                 k_norm,
                 wo: dense(take(&n("self_attn.o_proj.weight"), dtype)?),
@@ -685,7 +805,11 @@ impl Model {
             embed,
             layers,
             norm,
-            head: Proj { quant: None, dense: Some(head_w.clone()), bias: None },
+            head: Proj {
+                quant: None,
+                dense: Some(head_w.clone()),
+                bias: None,
+            },
             head_dense_source: Some(head_w),
             cos,
             sin,
@@ -702,14 +826,25 @@ impl Model {
     pub fn new_cache(&self, capacity: usize) -> candle_core::Result<KvCache> {
         let c = &self.config;
         let capacity = capacity.min(c.context_len).max(1);
-        let mk = || Tensor::zeros((c.n_kv_head, capacity, c.head_dim), DType::F32, &self.device);
+        let mk = || {
+            Tensor::zeros(
+                (c.n_kv_head, capacity, c.head_dim),
+                DType::F32,
+                &self.device,
+            )
+        };
         let mut k = Vec::with_capacity(c.n_layer);
         let mut v = Vec::with_capacity(c.n_layer);
         for _ in 0..c.n_layer {
             k.push(mk()?);
             v.push(mk()?);
         }
-        Ok(KvCache { k, v, len: 0, capacity })
+        Ok(KvCache {
+            k,
+            v,
+            len: 0,
+            capacity,
+        })
     }
 
     /// Rows of the output matrix for `ids` (`[ids.len(), hidden]`, f32): the logits of just
@@ -719,8 +854,11 @@ impl Model {
         match &self.head_dense_source {
             Some(d) => d.index_select(&idx, 0)?.to_dtype(DType::F32),
             None => match &self.head.quant {
-                Some(QuantParts::One(QMatMul::QTensor(q))) => q.dequantize(&self.device)?.index_select(&idx, 0),
-                Some(QuantParts::One(QMatMul::Tensor(t))) | Some(QuantParts::One(QMatMul::TensorF16(t))) => {
+                Some(QuantParts::One(QMatMul::QTensor(q))) => {
+                    q.dequantize(&self.device)?.index_select(&idx, 0)
+                }
+                Some(QuantParts::One(QMatMul::Tensor(t)))
+                | Some(QuantParts::One(QMatMul::TensorF16(t))) => {
                     t.index_select(&idx, 0)?.to_dtype(DType::F32)
                 }
                 _ => candle_core::bail!("output matrix has no weights"),
@@ -735,8 +873,18 @@ impl Model {
 
     /// Rotates `x` (`[b, heads, len, head_dim]`) for positions `pos..pos + len`; with
     /// `scaled` also multiplies by the attention scale (for queries).
-    fn rope(&self, x: &Tensor, pos: usize, len: usize, scaled: bool) -> candle_core::Result<Tensor> {
-        let (cos, sin) = if scaled { (&self.cos_q, &self.sin_q) } else { (&self.cos, &self.sin) };
+    fn rope(
+        &self,
+        x: &Tensor,
+        pos: usize,
+        len: usize,
+        scaled: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (cos, sin) = if scaled {
+            (&self.cos_q, &self.sin_q)
+        } else {
+            (&self.cos, &self.sin)
+        };
         let cos = cos.narrow(0, pos, len)?;
         let sin = sin.narrow(0, pos, len)?;
         if self.config.rope_interleaved {
@@ -750,7 +898,11 @@ impl Model {
         let c = &self.config;
         let qd = c.n_head * c.head_dim;
         let kd = c.n_kv_head * c.head_dim;
-        Ok((y.narrow(1, 0, qd)?, y.narrow(1, qd, kd)?, y.narrow(1, qd + kd, kd)?))
+        Ok((
+            y.narrow(1, 0, qd)?,
+            y.narrow(1, qd, kd)?,
+            y.narrow(1, qd + kd, kd)?,
+        ))
     }
 
     fn head_norm(&self, x: &Tensor, w: &Option<Tensor>) -> candle_core::Result<Tensor> {
@@ -803,7 +955,10 @@ impl Model {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
             let (q, k, v) = self.split_qkv(&layer.qkv.forward(&h)?)?;
             // [b*l, heads*hd] -> [b, heads, l, hd]
-            let q = q.reshape((b, l, c.n_head, hd))?.transpose(1, 2)?.contiguous()?;
+            let q = q
+                .reshape((b, l, c.n_head, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
             let k = k.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
             let v = v.reshape((b, l, nkv, hd))?;
             let q = self.head_norm(&q, &layer.q_norm)?;
@@ -817,8 +972,14 @@ impl Model {
                 .contiguous()?
                 .reshape((nkv, b * g * l, hd))?;
             // own keys/values: [nkv*b, l, hd]
-            let ks = k.permute((1, 0, 2, 3))?.contiguous()?.reshape((nkv * b, l, hd))?;
-            let vs = v.permute((2, 0, 1, 3))?.contiguous()?.reshape((nkv * b, l, hd))?;
+            let ks = k
+                .permute((1, 0, 2, 3))?
+                .contiguous()?
+                .reshape((nkv * b, l, hd))?;
+            let vs = v
+                .permute((2, 0, 1, 3))?
+                .contiguous()?
+                .reshape((nkv * b, l, hd))?;
             let s_own = qa
                 .reshape((nkv * b, g * l, hd))?
                 .matmul(&ks.t()?)?

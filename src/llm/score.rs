@@ -40,7 +40,8 @@ impl Engine {
         let shortest = suffixes.iter().map(|s| s.len()).min().unwrap_or(0);
         let mut common = 0;
         if suffixes.len() > 1 {
-            while common + 1 < shortest && suffixes.iter().all(|s| s[common] == suffixes[0][common]) {
+            while common + 1 < shortest && suffixes.iter().all(|s| s[common] == suffixes[0][common])
+            {
                 common += 1;
             }
         }

@@ -606,10 +606,12 @@ impl Tokenizer {
         let n = tokens.len();
         let scores = match meta_f32s(content, "tokenizer.ggml.scores")? {
             Some(s) if s.len() == n => s,
-            Some(s) => return Err(tok_err(format!(
+            Some(s) => {
+                return Err(tok_err(format!(
                 "GGUF `tokenizer.ggml.scores` has {} entries but `tokenizer.ggml.tokens` has {n}",
                 s.len()
-            ))),
+            )))
+            }
             None => {
                 return Err(tok_err(
                     "GGUF SentencePiece vocabulary has no `tokenizer.ggml.scores`",
