@@ -1,18 +1,13 @@
 //! Our own JSONL format: `items.jsonl` + `cases.jsonl` (DESIGN.md).
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Case, Catalogue, DataError, Item, Prepared};
-
-fn open(path: &Path) -> Result<BufReader<std::fs::File>, DataError> {
-    std::fs::File::open(path)
-        .map(BufReader::new)
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-}
+use super::detect::required;
+use super::read::{LineReader, Meter};
+use super::{
+    Case, Catalogue, DataError, Dataset, Format, Item, LoadOptions, LoadReport, Prepared, Sequence,
+};
 
 /// Parses one `items.jsonl` line: `{"id": "N1", "title": "...", ...}`.
 pub fn parse_item_line(line: &str, path: &Path, line_no: u64) -> Result<Item, DataError> {
@@ -50,48 +45,170 @@ pub fn parse_item_line(line: &str, path: &Path, line_no: u64) -> Result<Item, Da
     Ok(Item { id, fields })
 }
 
-/// Reads `items.jsonl`. Blank lines are skipped.
+/// Reads `items.jsonl`. Blank lines are skipped; a 0-byte file is an error.
 pub fn read_items(path: &Path) -> Result<Catalogue, DataError> {
+    let opts = LoadOptions::default();
+    let meter = Meter::new(&opts, &[path]);
+    read_items_with(path, &meter)
+}
+
+fn utf8_line<'b>(buf: &'b [u8], path: &Path, line_no: u64) -> Result<&'b str, DataError> {
+    std::str::from_utf8(buf).map_err(|e| {
+        DataError::row(
+            path,
+            line_no,
+            "(line)",
+            format!(
+                "not valid UTF-8 text (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+fn read_items_with(path: &Path, meter: &Meter) -> Result<Catalogue, DataError> {
     let mut cat = Catalogue::new();
-    for (i, line) in open(path)?.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.map_err(|e| DataError::Row {
-            path: path.to_path_buf(),
-            line: line_no,
-            field: "(line)".into(),
-            message: format!("not valid UTF-8 text: {e}"),
-        })?;
+    let mut lines = LineReader::open(path, meter)?;
+    let mut buf = Vec::new();
+    while lines.next_line(&mut buf)? {
+        let line_no = lines.line_no();
+        let line = utf8_line(&buf, path, line_no)?;
         if line.trim().is_empty() {
             continue;
         }
-        cat.insert(parse_item_line(&line, path, line_no)?);
+        cat.insert(parse_item_line(line, path, line_no)?);
     }
     Ok(cat)
 }
 
-/// Reads `cases.jsonl`.
+/// Reads `cases.jsonl`. Blank lines are skipped; a 0-byte file is an error.
 pub fn read_cases(path: &Path) -> Result<Vec<Case>, DataError> {
-    let mut cases = Vec::new();
-    for (i, line) in open(path)?.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.map_err(|e| DataError::Row {
-            path: path.to_path_buf(),
-            line: line_no,
-            field: "(line)".into(),
-            message: format!("not valid UTF-8 text: {e}"),
-        })?;
+    let opts = LoadOptions::default();
+    let meter = Meter::new(&opts, &[path]);
+    read_rows_with(path, &meter, "(case)")
+}
+
+fn read_rows_with<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    meter: &Meter,
+    what: &str,
+) -> Result<Vec<T>, DataError> {
+    let mut rows = Vec::new();
+    let mut lines = LineReader::open(path, meter)?;
+    let mut buf = Vec::new();
+    while lines.next_line(&mut buf)? {
+        let line_no = lines.line_no();
+        let line = utf8_line(&buf, path, line_no)?;
         if line.trim().is_empty() {
             continue;
         }
-        let case: Case = serde_json::from_str(&line).map_err(|e| DataError::Row {
-            path: path.to_path_buf(),
-            line: line_no,
-            field: "(case)".into(),
-            message: e.to_string(),
-        })?;
-        cases.push(case);
+        let row: T = serde_json::from_str(line)
+            .map_err(|e| DataError::row(path, line_no, what, e.to_string()))?;
+        rows.push(row);
     }
-    Ok(cases)
+    Ok(rows)
+}
+
+/// Loads a JSONL folder: `items.jsonl` plus either `cases.jsonl` (already prepared:
+/// the cases are kept as they are, ids that do not resolve are reported) or
+/// `sequences.jsonl` (`{"user": "U1", "items": ["N1", ...]}` per line; ids that do
+/// not resolve are reported and left out).
+pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    let items = required(dir, "items.jsonl", Format::Jsonl)?;
+    let cases_path = dir.join("cases.jsonl");
+    let seq_path = dir.join("sequences.jsonl");
+    let rows_path = if cases_path.is_file() {
+        cases_path
+    } else if seq_path.is_file() {
+        seq_path
+    } else {
+        return Err(DataError::file(
+            dir,
+            "missing file: the jsonl format needs `cases.jsonl` or `sequences.jsonl` beside items.jsonl",
+        ));
+    };
+    let meter = Meter::new(opts, &[items.as_path(), rows_path.as_path()]);
+    let mut report = LoadReport {
+        files: vec![items.clone(), rows_path.clone()],
+        ..LoadReport::default()
+    };
+    let catalogue = read_items_with(&items, &meter)?;
+    report.items = catalogue.len() as u64;
+    let label = |p: &Path| p.display().to_string();
+    let (sequences, prepared_cases) = if rows_path.ends_with("cases.jsonl") {
+        let cases: Vec<Case> = read_rows_with(&rows_path, &meter, "(case)")?;
+        report.rows_read = cases.len() as u64;
+        for c in &cases {
+            let ids = c.history.iter().chain([&c.target]).chain(&c.negatives);
+            for id in ids {
+                if !catalogue.contains(id) {
+                    let case = &c.case;
+                    report.unresolved(|| {
+                        format!(
+                            "{}: case `{case}`: id `{id}` is not in items.jsonl",
+                            label(&rows_path)
+                        )
+                    });
+                }
+            }
+        }
+        let sequences = cases
+            .iter()
+            .map(|c| Sequence {
+                user: c.user.clone(),
+                items: c.history.iter().chain([&c.target]).cloned().collect(),
+                shown_not_clicked: Vec::new(),
+                next_item: None,
+            })
+            .collect();
+        (sequences, Some(cases))
+    } else {
+        let raw: Vec<Sequence> = read_rows_with(&rows_path, &meter, "(sequence)")?;
+        report.rows_read = raw.len() as u64;
+        let mut sequences = Vec::with_capacity(raw.len());
+        for mut s in raw {
+            let user = s.user.clone();
+            let keep = |id: &String, field: &str, report: &mut LoadReport| {
+                let ok = catalogue.contains(id);
+                if !ok {
+                    report.unresolved(|| {
+                        format!(
+                            "{}: user `{user}`: field `{field}`: id `{id}` is not in items.jsonl (left out)",
+                            label(&rows_path)
+                        )
+                    });
+                }
+                ok
+            };
+            s.items.retain(|id| keep(id, "items", &mut report));
+            s.shown_not_clicked
+                .retain(|id| keep(id, "shown_not_clicked", &mut report));
+            if let Some(n) = &s.next_item {
+                if !keep(n, "next_item", &mut report) {
+                    s.next_item = None;
+                }
+            }
+            if s.items.is_empty() {
+                report.skip("sequences.jsonl: empty (or fully unresolved) items", || {
+                    format!(
+                        "{}: user `{user}`: field `items`: no item",
+                        label(&rows_path)
+                    )
+                });
+                continue;
+            }
+            sequences.push(s);
+        }
+        (sequences, None)
+    };
+    report.sequences = sequences.len() as u64;
+    Ok(Dataset {
+        format: Format::Jsonl,
+        catalogue,
+        sequences,
+        report,
+        prepared_cases,
+    })
 }
 
 /// Loads a prepared folder (`items.jsonl` + `cases.jsonl`).

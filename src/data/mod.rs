@@ -2,13 +2,20 @@
 //!
 //! Shared types live here; each format's parsing lives in its own file.
 
+pub mod amazon_m2;
+mod detect;
 pub mod jsonl;
+pub mod mind;
+pub mod prepare;
+pub(crate) mod read;
+pub mod recbole;
 pub mod text;
 
+pub use detect::{detect_format, load_dir, FormatChoice, LoadOptions, ProgressFn};
 pub use text::ItemTextTemplate;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +143,35 @@ impl Format {
             Format::Jsonl => "jsonl",
         }
     }
+
+    /// The item fields the paper renders for this format (DESIGN.md); RecBole and
+    /// JSONL render all of an item's fields in their order.
+    pub fn default_text_template(self) -> ItemTextTemplate {
+        match self {
+            Format::Mind => {
+                ItemTextTemplate::with_fields(&["id", "category", "subcategory", "title"])
+            }
+            Format::AmazonM2 => ItemTextTemplate::with_fields(&[
+                "id",
+                "title",
+                "price",
+                "brand",
+                "color",
+                "size",
+                "model",
+                "material",
+                "author",
+                "description",
+            ]),
+            Format::RecBole | Format::Jsonl => ItemTextTemplate::default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What a load read, kept and skipped. Nothing is dropped silently.
@@ -151,6 +187,72 @@ pub struct LoadReport {
     pub unresolved_ids: u64,
     /// First few concrete problems, each naming file, line and field.
     pub examples: Vec<String>,
+    /// Facts about the load that are not row problems (a missing optional file, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// How many concrete examples a [`LoadReport`] keeps.
+pub const MAX_REPORT_EXAMPLES: usize = 20;
+/// How many examples a [`LoadReport`] keeps for one reason.
+pub const EXAMPLES_PER_REASON: u64 = 3;
+
+impl LoadReport {
+    /// Counts one skipped row (or token) under `reason`, keeping the example while
+    /// there is room.
+    /// At most [`EXAMPLES_PER_REASON`] examples are kept per reason, so that every
+    /// kind of problem shows.
+    pub fn skip(&mut self, reason: &str, example: impl FnOnce() -> String) {
+        let n = self.skipped.entry(reason.to_string()).or_default();
+        *n += 1;
+        if *n <= EXAMPLES_PER_REASON {
+            self.example(example);
+        }
+    }
+
+    /// Counts one id that does not resolve in the catalogue.
+    pub fn unresolved(&mut self, example: impl FnOnce() -> String) {
+        self.unresolved_ids += 1;
+        if self.unresolved_ids <= EXAMPLES_PER_REASON {
+            self.example(example);
+        }
+    }
+
+    fn example(&mut self, example: impl FnOnce() -> String) {
+        if self.examples.len() < MAX_REPORT_EXAMPLES {
+            self.examples.push(example());
+        }
+    }
+
+    /// Total rows skipped, over all reasons.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// A multi-line human summary: counts, skips by reason, notes, examples.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "read {} rows from {} file(s): {} items, {} sequences; {} unresolved ids",
+            self.rows_read,
+            self.files.len(),
+            self.items,
+            self.sequences,
+            self.unresolved_ids
+        );
+        for (reason, n) in &self.skipped {
+            out.push_str(&format!("\n  skipped {n}: {reason}"));
+        }
+        for note in &self.notes {
+            out.push_str(&format!("\n  note: {note}"));
+        }
+        if !self.examples.is_empty() {
+            out.push_str("\n  examples:");
+            for e in &self.examples {
+                out.push_str(&format!("\n    {e}"));
+            }
+        }
+        out
+    }
 }
 
 /// A loaded raw dataset, before case preparation.
@@ -160,6 +262,9 @@ pub struct Dataset {
     pub catalogue: Catalogue,
     pub sequences: Vec<Sequence>,
     pub report: LoadReport,
+    /// Cases as a prepared JSONL folder holds them (`items.jsonl` + `cases.jsonl`);
+    /// `prepare` keeps them as they are.
+    pub prepared_cases: Option<Vec<Case>>,
 }
 
 /// A prepared folder (`items.jsonl` + `cases.jsonl`), as `trsr prepare` writes it.
@@ -188,4 +293,44 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// A folder in none of the formats the workbench reads.
+    #[error(
+        "no recognizable dataset format in {path}: looked for {looked_for}; found {}",
+        if found.is_empty() { "no files".to_string() } else { found.join(", ") }
+    )]
+    UnknownFormat {
+        path: PathBuf,
+        looked_for: String,
+        found: Vec<String>,
+    },
+    /// Options that cannot work together or with this dataset.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl DataError {
+    pub(crate) fn row(path: &Path, line: u64, field: &str, message: impl Into<String>) -> Self {
+        DataError::Row {
+            path: path.to_path_buf(),
+            line,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn file(path: &Path, message: impl Into<String>) -> Self {
+        DataError::File {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

@@ -6,7 +6,7 @@ use super::Item;
 
 /// Renders an item as ordered `field: value` pairs joined by `; ` (the paper's
 /// form), or through a user format string with `{field}` placeholders.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemTextTemplate {
     /// Fields to render, in order. Empty means all of the item's fields in their order.
     pub fields: Vec<String>,
@@ -14,16 +14,6 @@ pub struct ItemTextTemplate {
     pub format: Option<String>,
     /// Cap on each field's length, in characters; longer values end with `...`.
     pub max_field_chars: Option<usize>,
-}
-
-impl Default for ItemTextTemplate {
-    fn default() -> Self {
-        Self {
-            fields: Vec::new(),
-            format: None,
-            max_field_chars: None,
-        }
-    }
 }
 
 impl ItemTextTemplate {

@@ -1,0 +1,387 @@
+//! Streaming readers shared by the loaders: numbered lines with progress and
+//! cancellation, field splitting, and an RFC 4180 CSV record reader that follows
+//! quoted fields over line breaks and reports an unclosed quote.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::{DataError, LoadOptions};
+
+/// Progress over all the files of one load, and the cancel check.
+pub(crate) struct Meter<'o, 'a> {
+    opts: &'o LoadOptions<'a>,
+    done_bytes: Cell<u64>,
+    total_bytes: u64,
+}
+
+impl<'o, 'a> Meter<'o, 'a> {
+    /// `files`: every file the load will read (missing ones count as 0 bytes).
+    pub fn new(opts: &'o LoadOptions<'a>, files: &[&Path]) -> Self {
+        let total_bytes = files
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        Self {
+            opts,
+            done_bytes: Cell::new(0),
+            total_bytes,
+        }
+    }
+
+    fn report(&self, bytes_in_file: u64) -> Result<(), DataError> {
+        if let Some(cancel) = &self.opts.cancel {
+            if cancel.is_cancelled() {
+                return Err(DataError::Cancelled);
+            }
+        }
+        if let Some(cb) = self.opts.progress {
+            let done = self.done_bytes.get() + bytes_in_file;
+            cb(done, self.total_bytes.max(done));
+        }
+        Ok(())
+    }
+
+    fn finish_file(&self, bytes: u64) -> Result<(), DataError> {
+        self.done_bytes.set(self.done_bytes.get() + bytes);
+        self.report(0)
+    }
+}
+
+const TICK_BYTES: u64 = 1 << 20;
+
+/// Reads a file line by line (without line endings), counting lines and bytes.
+pub(crate) struct LineReader<'m, 'o, 'a> {
+    path: PathBuf,
+    inner: BufReader<File>,
+    line_no: u64,
+    bytes: u64,
+    last_tick: u64,
+    finished: bool,
+    meter: &'m Meter<'o, 'a>,
+}
+
+impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
+    /// Opens `path`; a missing or 0-byte file is an error that names it.
+    pub fn open(path: &Path, meter: &'m Meter<'o, 'a>) -> Result<Self, DataError> {
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+        if len == 0 {
+            return Err(DataError::file(path, "file is empty (0 bytes)"));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner: BufReader::with_capacity(1 << 20, file),
+            line_no: 0,
+            bytes: 0,
+            last_tick: 0,
+            finished: false,
+            meter,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of the line last read (1-based).
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// Reads the next line into `buf` (cleared first), without `\n` / `\r\n`.
+    /// Returns `false` at the end of the file.
+    pub fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, DataError> {
+        buf.clear();
+        if self.finished {
+            return Ok(false);
+        }
+        let n = self
+            .inner
+            .read_until(b'\n', buf)
+            .map_err(|e| DataError::io(&self.path, e))?;
+        if n == 0 {
+            self.finished = true;
+            self.meter.finish_file(self.bytes)?;
+            return Ok(false);
+        }
+        self.bytes += n as u64;
+        self.line_no += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        if self.bytes - self.last_tick >= TICK_BYTES {
+            self.last_tick = self.bytes;
+            self.meter.report(self.bytes)?;
+        }
+        Ok(true)
+    }
+}
+
+/// Splits `line` at `sep` into `out` (cleared first) as byte ranges.
+pub(crate) fn split_into(line: &[u8], sep: u8, out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    let mut start = 0;
+    for i in memchr::memchr_iter(sep, line) {
+        out.push((start, i));
+        start = i + 1;
+    }
+    out.push((start, line.len()));
+}
+
+/// `bytes` as UTF-8, or a message naming where it is not.
+pub(crate) fn utf8<'b>(
+    bytes: &'b [u8],
+    path: &Path,
+    line: u64,
+    field: &str,
+) -> Result<&'b str, String> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{}:{line}: field `{field}`: not valid UTF-8 (bad byte at offset {})",
+            path.display(),
+            e.valid_up_to()
+        )
+    })
+}
+
+/// Names a field for messages: the header name when known, else its number.
+pub(crate) fn field_name(header: &[String], i: usize) -> String {
+    header
+        .get(i)
+        .cloned()
+        .unwrap_or_else(|| format!("column {}", i + 1))
+}
+
+/// One CSV record: unescaped field bytes and the line it starts on.
+#[derive(Default)]
+pub(crate) struct CsvRecord {
+    data: Vec<u8>,
+    bounds: Vec<(usize, usize)>,
+    /// Line the record starts on (1-based).
+    pub line: u64,
+}
+
+impl CsvRecord {
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    pub fn get(&self, i: usize) -> &[u8] {
+        let (a, b) = self.bounds[i];
+        &self.data[a..b]
+    }
+}
+
+/// A quoted field may span at most this many lines before we call its quote unclosed.
+const MAX_QUOTED_LINES: u64 = 10_000;
+
+/// Reads comma-separated records (RFC 4180: `"` quotes a field, `""` inside quotes is
+/// a literal quote, quoted fields may hold line breaks). A quote that is never
+/// closed is an error naming the line and field where it opened.
+pub(crate) struct CsvReader<'m, 'o, 'a> {
+    lines: LineReader<'m, 'o, 'a>,
+    line: Vec<u8>,
+    /// Field names for messages (the header, once read).
+    pub header: Vec<String>,
+}
+
+impl<'m, 'o, 'a> CsvReader<'m, 'o, 'a> {
+    pub fn new(lines: LineReader<'m, 'o, 'a>) -> Self {
+        Self {
+            lines,
+            line: Vec::new(),
+            header: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.lines.path()
+    }
+
+    /// Reads the next record into `rec`; `false` at the end of the file.
+    pub fn next_record(&mut self, rec: &mut CsvRecord) -> Result<bool, DataError> {
+        rec.data.clear();
+        rec.bounds.clear();
+        if !self.lines.next_line(&mut self.line)? {
+            return Ok(false);
+        }
+        rec.line = self.lines.line_no();
+        let mut field_start = 0usize;
+        let mut at_field_start = true;
+        let mut in_quotes = false;
+        let mut just_closed = false;
+        loop {
+            let line = &self.line;
+            let mut i = 0;
+            while i < line.len() {
+                let b = line[i];
+                if just_closed && b != b',' {
+                    // RFC 4180: a closing quote ends the field. Text after it means
+                    // the quote pairs are off, most often an unclosed quote earlier.
+                    let shown: String =
+                        String::from_utf8_lossy(&line[i..line.len().min(i + 12)]).into_owned();
+                    return Err(DataError::row(
+                        self.lines.path(),
+                        rec.line,
+                        &field_name(&self.header, rec.bounds.len()),
+                        format!(
+                            "text `{shown}` follows a closing quote on line {}: probably an \
+                             unclosed quote in this field; close it or double inner quotes (\"\")",
+                            self.lines.line_no()
+                        ),
+                    ));
+                }
+                just_closed = false;
+                if in_quotes {
+                    if b == b'"' {
+                        if line.get(i + 1) == Some(&b'"') {
+                            rec.data.push(b'"');
+                            i += 2;
+                            continue;
+                        }
+                        in_quotes = false;
+                        just_closed = true;
+                    } else {
+                        rec.data.push(b);
+                    }
+                } else if b == b',' {
+                    rec.bounds.push((field_start, rec.data.len()));
+                    field_start = rec.data.len();
+                    at_field_start = true;
+                } else if b == b'"' && at_field_start {
+                    in_quotes = true;
+                    at_field_start = false;
+                } else {
+                    rec.data.push(b);
+                    at_field_start = false;
+                }
+                i += 1;
+            }
+            if !in_quotes {
+                rec.bounds.push((field_start, rec.data.len()));
+                return Ok(true);
+            }
+            // A quoted field continues on the next line.
+            let field = field_name(&self.header, rec.bounds.len());
+            let spanned = self.lines.line_no() - rec.line;
+            if spanned >= MAX_QUOTED_LINES || !self.lines.next_line(&mut self.line)? {
+                return Err(DataError::row(
+                    self.lines.path(),
+                    rec.line,
+                    &field,
+                    if spanned >= MAX_QUOTED_LINES {
+                        format!(
+                            "quoted field runs over {MAX_QUOTED_LINES} lines: \
+                             probably an unclosed quote; fix the quote on this line"
+                        )
+                    } else {
+                        "unclosed quote: the quoted field opened here never ends \
+                         (the file ends inside it); close the quote or remove it"
+                            .to_string()
+                    },
+                ));
+            }
+            rec.data.push(b'\n');
+        }
+    }
+
+    /// Reads the header record into [`Self::header`]; an error when the file holds
+    /// no header or the header is not UTF-8.
+    pub fn read_header(&mut self) -> Result<(), DataError> {
+        let mut rec = CsvRecord::default();
+        if !self.next_record(&mut rec)? {
+            return Err(DataError::file(self.path(), "no header line"));
+        }
+        let mut header = Vec::with_capacity(rec.len());
+        for i in 0..rec.len() {
+            let name = std::str::from_utf8(rec.get(i)).map_err(|_| {
+                DataError::row(
+                    self.path(),
+                    1,
+                    &format!("column {}", i + 1),
+                    "header is not valid UTF-8",
+                )
+            })?;
+            // A UTF-8 byte-order mark may precede the first name.
+            header.push(name.trim_start_matches('\u{feff}').trim().to_string());
+        }
+        self.header = header;
+        Ok(())
+    }
+
+    /// Position of a named header column, or an error listing the header.
+    pub fn column(&self, name: &str) -> Result<usize, DataError> {
+        self.header.iter().position(|h| h == name).ok_or_else(|| {
+            DataError::row(
+                self.path(),
+                1,
+                name,
+                format!(
+                    "missing column `{name}` in the header (found: {})",
+                    self.header.join(", ")
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str) -> Result<Vec<Vec<String>>, DataError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, text).unwrap();
+        let opts = LoadOptions::default();
+        let meter = Meter::new(&opts, &[path.as_path()]);
+        let mut r = CsvReader::new(LineReader::open(&path, &meter)?);
+        let mut rec = CsvRecord::default();
+        let mut out = Vec::new();
+        while r.next_record(&mut rec)? {
+            out.push(
+                (0..rec.len())
+                    .map(|i| String::from_utf8(rec.get(i).to_vec()).unwrap())
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn csv_quotes_escapes_and_wrapped_fields() {
+        let r = records("a,b\n\"x, y\",\"say \"\"hi\"\"\"\n\"one\ntwo\",3\r\n4,5\" in\n").unwrap();
+        assert_eq!(r[1], vec!["x, y", "say \"hi\""]);
+        assert_eq!(r[2], vec!["one\ntwo", "3"]);
+        assert_eq!(r[3], vec!["4", "5\" in"]);
+        assert_eq!(r.len(), 4);
+    }
+
+    #[test]
+    fn csv_unclosed_quote_names_line() {
+        let err = records("a,b\n1,2\n3,\"open\n4,5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(":3:"), "{msg}");
+        assert!(msg.contains("unclosed quote"), "{msg}");
+    }
+
+    #[test]
+    fn csv_text_after_closing_quote_is_an_error_at_the_record_start() {
+        // The quote opened on line 2 is closed by the quote that opens line 3.
+        let err = records("a,b\n\"x,1\n\"y\",2\n").unwrap_err().to_string();
+        assert!(err.contains(":2:") && err.contains("line 3"), "{err}");
+        assert!(err.contains("unclosed quote"), "{err}");
+    }
+
+    #[test]
+    fn split_fields() {
+        let mut v = Vec::new();
+        split_into(b"a\tb\t\tc", b'\t', &mut v);
+        assert_eq!(v, vec![(0, 1), (2, 3), (4, 4), (5, 6)]);
+    }
+}
