@@ -188,7 +188,9 @@ fn real_model_summarizes_scores_evaluates_and_caches() {
     assert_eq!(recs.len(), 2);
     for rec in &recs {
         assert!(rec.scorer.starts_with("llm:") && rec.scorer.ends_with(":hierarchical"));
-        assert_eq!(rec.candidates.len(), 4);
+        let case = data.cases.iter().find(|c| c.case == rec.case).unwrap();
+        assert_eq!(rec.candidates.len(), 1 + case.negatives.len());
+        assert_eq!(rec.candidates[0].id, case.target);
         assert!(rec
             .candidates
             .iter()
