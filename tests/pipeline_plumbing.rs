@@ -560,6 +560,23 @@ fn batch_summaries_resume_after_cancel_and_come_from_the_cache() {
     cases.sort();
     assert_eq!(cases, ["c0", "c1", "c2", "c3"]);
 
+    // The window finds the CLI's traces with the plain `trace_key`.
+    let case = &data.cases[2];
+    let req = SummarizeRequest {
+        case,
+        catalogue: &data.catalogue,
+        text_template: &text,
+        block_params: b.block_params.clone(),
+        method: Method::Recurrent,
+        templates: &t,
+        sampling: b.sampling.clone(),
+    };
+    let key = trsr::cache::trace_key(&req, &fake.identity());
+    let hit = cache
+        .get_trace(&key)
+        .expect("the GUI's key finds the CLI's trace");
+    assert_eq!(hit.blocks.concat(), case.history);
+
     // Once more: nothing to do.
     let r = summarize_all(&mut [fake.boxed()], &b, &out, &CancelToken::new()).unwrap();
     assert_eq!((r.written, r.already_done), (0, 4));
