@@ -140,18 +140,23 @@ impl KeyHasher {
     }
 }
 
-/// The key of a summarization. The case id is not part of it: two cases with the
-/// same history share a trace (the caller renames `case` on a hit).
+/// The key of a summarization with the model's chat template. The case id is not
+/// part of it: two cases with the same history share a trace (the caller renames
+/// `case` on a hit). For a model in raw-prompt mode use [`trace_key_with`] and
+/// [`crate::summarize::prompt_form_tag`].
 pub fn trace_key(req: &SummarizeRequest, model: &ModelIdentity) -> String {
     trace_key_with(req, model, "")
 }
 
 /// [`trace_key`] plus a string that tells model set-ups apart that share a file
-/// (e.g. [`crate::summarize::chat_probe`]: chat template vs raw prompts).
+/// (e.g. [`crate::summarize::prompt_form_tag`]: chat template vs raw prompts).
+/// An empty `extra` gives exactly [`trace_key`].
 pub fn trace_key_with(req: &SummarizeRequest, model: &ModelIdentity, extra: &str) -> String {
     let mut h = KeyHasher::new("trace");
     h.str(&model.sha256);
-    h.str(extra);
+    if !extra.is_empty() {
+        h.str(extra);
+    }
     h.json(&req.method);
     h.json(&req.block_params);
     h.json(&req.sampling);
@@ -178,7 +183,9 @@ pub fn score_key(
 ) -> String {
     let mut h = KeyHasher::new("score");
     h.str(&model.sha256);
-    h.str(extra);
+    if !extra.is_empty() {
+        h.str(extra);
+    }
     h.json(&templates.system);
     h.str(&templates.recommend);
     h.str(&templates.yes);
@@ -255,6 +262,7 @@ mod tests {
         m2.sha256 = "def".into();
         assert_ne!(k, trace_key(&req, &m2));
         assert_ne!(k, trace_key_with(&req, &m, "raw"));
+        assert_eq!(k, trace_key_with(&req, &m, ""));
         let mut t2 = t.clone();
         t2.summarize_update.push('!');
         let mut other = req.clone();

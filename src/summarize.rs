@@ -536,8 +536,14 @@ fn kind_name(k: StepKind) -> &'static str {
     }
 }
 
-/// The chat rendering of a fixed probe, so caches can tell a raw-prompt model
-/// apart from the same weights with their chat template.
-pub fn chat_probe(lm: &dyn LanguageModel) -> anyhow::Result<String> {
-    lm.render_chat(&[ChatMessage::system("S"), ChatMessage::user("U")])
+/// A tag for how the model renders prompts, for cache keys: `""` with a chat
+/// template (what [`crate::cache::trace_key`] assumes, so the window and the CLI share
+/// entries), `"raw"` when it renders the plain `### User:` form instead.
+pub fn prompt_form_tag(lm: &dyn LanguageModel) -> anyhow::Result<&'static str> {
+    let probe = lm.render_chat(&[ChatMessage::user("U")])?;
+    Ok(if probe.contains("### User:") {
+        "raw"
+    } else {
+        ""
+    })
 }

@@ -560,6 +560,23 @@ fn batch_summaries_resume_after_cancel_and_come_from_the_cache() {
     cases.sort();
     assert_eq!(cases, ["c0", "c1", "c2", "c3"]);
 
+    // The window finds the CLI's traces with the plain `trace_key`.
+    let case = &data.cases[2];
+    let req = SummarizeRequest {
+        case,
+        catalogue: &data.catalogue,
+        text_template: &text,
+        block_params: b.block_params.clone(),
+        method: Method::Recurrent,
+        templates: &t,
+        sampling: b.sampling.clone(),
+    };
+    let key = trsr::cache::trace_key(&req, &fake.identity());
+    let hit = cache
+        .get_trace(&key)
+        .expect("the GUI's key finds the CLI's trace");
+    assert_eq!(hit.blocks.concat(), case.history);
+
     // Once more: nothing to do.
     let r = summarize_all(&mut [fake.boxed()], &b, &out, &CancelToken::new()).unwrap();
     assert_eq!((r.written, r.already_done), (0, 4));
@@ -846,4 +863,157 @@ fn jsonl_resume_rejects_a_broken_middle_line_naming_it() {
     .unwrap();
     let err = JsonlOut::resume::<ScoreRecord>(&p).err().unwrap();
     assert!(err.to_string().contains("s.jsonl:2"), "{err}");
+}
+
+#[test]
+fn command_lines_of_the_issue_parse_to_the_right_settings() {
+    use clap::Parser;
+    use trsr::cli::{Cli, Command};
+    let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().command.unwrap();
+    let Command::Summarize(s) = parse(&[
+        "trsr",
+        "summarize",
+        "--model",
+        "default",
+        "--data",
+        "D",
+        "--method",
+        "hierarchical",
+        "--block-size",
+        "3",
+        "--max-blocks",
+        "4",
+        "--token-budget",
+        "300",
+        "--limit",
+        "7",
+        "--out",
+        "F",
+        "--threads",
+        "2",
+    ]) else {
+        panic!("summarize")
+    };
+    assert_eq!(s.method, Method::Hierarchical);
+    assert_eq!(
+        (s.block_size, s.max_blocks, s.token_budget, s.limit),
+        (3, 4, Some(300), Some(7))
+    );
+    assert_eq!(s.model.model, "default");
+    assert_eq!(s.common.workers(), 2);
+    assert_eq!(
+        trsr::cli::summarize::block_params(s.block_size, s.max_blocks, s.token_budget),
+        BlockParams::ByTokens {
+            budget_tokens: 300,
+            max_blocks: 4
+        }
+    );
+    let Command::Score(s) = parse(&[
+        "trsr",
+        "score",
+        "--data",
+        "D",
+        "--scorer",
+        "llm",
+        "--model",
+        "M",
+        "--summaries",
+        "S",
+        "--recent",
+        "3",
+        "--no-summary",
+        "--limit",
+        "2",
+        "--out",
+        "F",
+    ]) else {
+        panic!("score")
+    };
+    let o = trsr::cli::score::recommend_options(&s);
+    assert_eq!((o.recent, o.use_summary, o.use_recent), (3, false, true));
+    assert_eq!(s.model.model, "M");
+    let Command::Score(s) = parse(&["trsr", "score", "--data", "D", "--out", "F"]) else {
+        panic!("score")
+    };
+    assert_eq!(s.scorer, trsr::cli::score::ScorerChoice::Llm);
+    assert_eq!(s.recent, 5);
+    let Command::Sweep(s) = parse(&[
+        "trsr",
+        "sweep",
+        "--model",
+        "M",
+        "--data",
+        "D",
+        "--block-sizes",
+        "2,3,5,8",
+        "--methods",
+        "recurrent,hierarchical",
+        "--limit",
+        "4",
+        "--out",
+        "O",
+    ]) else {
+        panic!("sweep")
+    };
+    assert_eq!(s.block_sizes, [2, 3, 5, 8]);
+    assert_eq!(s.methods, [Method::Recurrent, Method::Hierarchical]);
+    let Command::Sweep(s) = parse(&["trsr", "sweep", "--data", "D", "--out", "O"]) else {
+        panic!("sweep")
+    };
+    assert_eq!(s.methods, [Method::Recurrent, Method::Hierarchical]);
+    assert_eq!(s.block_sizes, [2, 3, 5, 8]);
+    assert!(Cli::try_parse_from([
+        "trsr",
+        "summarize",
+        "--data",
+        "D",
+        "--method",
+        "sideways",
+        "--out",
+        "F"
+    ])
+    .is_err());
+}
+
+#[test]
+fn score_command_runs_a_baseline_and_names_a_missing_folder() {
+    use clap::Parser;
+    use trsr::cli::{Cli, Command};
+    let dir = tempfile::tempdir().unwrap();
+    prepared(dir.path());
+    let out = dir.path().join("bm25.jsonl");
+    let d = dir.path().to_str().unwrap();
+    let o = out.to_str().unwrap();
+    let Some(Command::Score(a)) = Cli::try_parse_from([
+        "trsr", "score", "--data", d, "--scorer", "bm25", "--split", "test", "--out", o, "--quiet",
+    ])
+    .unwrap()
+    .command
+    else {
+        panic!("score")
+    };
+    trsr::cli::score::run(a).unwrap();
+    let recs: Vec<ScoreRecord> = read_jsonl(&out).unwrap();
+    let cases: Vec<&str> = recs.iter().map(|r| r.case.as_str()).collect();
+    assert_eq!(cases, ["c2", "c3"], "only the test split");
+    let Some(Command::Score(a)) = Cli::try_parse_from([
+        "trsr",
+        "score",
+        "--data",
+        "/nonexistent/prepared",
+        "--scorer",
+        "random",
+        "--out",
+        o,
+    ])
+    .unwrap()
+    .command
+    else {
+        panic!("score")
+    };
+    let err = format!("{:#}", trsr::cli::score::run(a).unwrap_err());
+    assert!(
+        err.contains("items.jsonl") && err.contains("trsr prepare"),
+        "{err}"
+    );
 }

@@ -3,10 +3,11 @@
 //! Ctrl-C handling, progress bars, and the per-dataset choices (wording, item text).
 //!
 //! Parallelism: with `--threads N` the LLM commands load N model instances, one per
-//! worker thread, and hand each case to the next free worker; each instance computes
-//! with `cores / N` threads. The default is one instance per 4 cores (so 1 on a 2-core
-//! machine), since a small model's single-token decode does not use many cores well.
-//! Baselines always run on all cores (rayon).
+//! worker thread, and hand each case to the next free worker; the instances share
+//! candle's process-wide CPU thread pool. The default is one instance per 4 cores (so
+//! 1 on a 2-core machine), since a small model's single-token decode leaves cores idle
+//! that a second instance can use only when there are many. Baselines always run on
+//! all cores (rayon).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -339,7 +340,7 @@ pub struct CommonArgs {
     /// Cache folder (default: $TRSR_CACHE_DIR or ~/.cache/trsr/results).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Parallel workers: model instances for the LLM (each uses cores/N threads).
+    /// Parallel workers: model instances for the LLM, each working on its own cases.
     /// Default: one per 4 cores, at least 1.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -514,9 +515,13 @@ impl SamplingArgs {
 /// Model flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model: `default` (SmolLM2-135M-Instruct Q4_1), a GGUF path, or a Hub reference.
+    /// Model: `default` (SmolLM2-135M-Instruct Q4_1), a GGUF path, `hf:owner/repo/file.gguf`
+    /// or `owner/repo:file.gguf`.
     #[arg(long, default_value = "default")]
     pub model: String,
+    /// Device: auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
     /// Use the plain `### User:` / `### Assistant:` prompt form instead of the model's
     /// chat template.
     #[arg(long)]
@@ -527,20 +532,63 @@ impl Default for ModelArgs {
     fn default() -> Self {
         Self {
             model: "default".into(),
+            device: "auto".into(),
             raw_prompt: false,
         }
     }
 }
 
-/// Loads `workers` instances of the model, each computing with `cores / workers`
-/// threads, answering with the templates' yes/no words.
+/// Parses `--device`.
+pub fn parse_device(s: &str) -> anyhow::Result<crate::llm::DevicePref> {
+    use crate::llm::DevicePref;
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => DevicePref::Auto,
+        "cpu" => DevicePref::Cpu,
+        "cuda" => DevicePref::Cuda(0),
+        "metal" => DevicePref::Metal,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => DevicePref::Cuda(n),
+            _ => anyhow::bail!("--device {s}: expected auto, cpu, cuda, cuda:N or metal"),
+        },
+    })
+}
+
+/// Loads `workers` instances of the model, answering with the templates' yes/no
+/// words. Candle's CPU thread pool is process-wide: all instances share the cores.
 pub fn load_models(
     args: &ModelArgs,
     templates: &Templates,
     workers: usize,
 ) -> anyhow::Result<Vec<Box<dyn LanguageModel>>> {
-    let _ = (args, templates, workers);
-    anyhow::bail!("the inference engine is not part of this build yet")
+    let model: crate::llm::source::ModelRef = args.model.parse()?;
+    let opts = crate::llm::LoadOptions {
+        device: parse_device(&args.device)?,
+        threads: None,
+        raw_prompt: args.raw_prompt,
+        yes_word: templates.yes.clone(),
+        no_word: templates.no.clone(),
+    };
+    let path = model
+        .resolve()
+        .with_context(|| format!("finding the model `{}`", args.model))?;
+    let mut out: Vec<Box<dyn LanguageModel>> = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let engine = crate::llm::Engine::load_path(&path, &opts)
+            .with_context(|| format!("loading the model {}", path.display()))?;
+        out.push(Box::new(engine));
+    }
+    if let Some(first) = out.first() {
+        let id = first.identity();
+        eprintln!(
+            "model {} ({}, context {} tokens, sha256 {}), {} instance(s)",
+            id.name,
+            id.architecture,
+            id.context_len,
+            &id.sha256[..id.sha256.len().min(12)],
+            out.len()
+        );
+    }
+    Ok(out)
 }
 
 /// Item ids already present in an output (by a key function), for resuming.

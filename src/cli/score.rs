@@ -21,7 +21,7 @@ use crate::rank::{
     llm_scorer_name, recommend_chat_prompt, score_baseline, Baseline, BaselineStats,
     RecommendOptions,
 };
-use crate::summarize::{chat_probe, Cancelled, Method, SummaryTrace};
+use crate::summarize::{prompt_form_tag, Cancelled, Method, SummaryTrace};
 
 /// Which scorer `trsr score` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -170,7 +170,7 @@ pub fn score_llm_all(
         let key = match b.cache {
             Some(_) => Some(score_key(
                 &lm.identity(),
-                &chat_probe(&*lm)?,
+                prompt_form_tag(&*lm)?,
                 b.templates,
                 job.case,
                 &b.data.catalogue,
@@ -334,7 +334,11 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         anyhow::bail!("no cases to score in {}", args.data.display());
     }
     let opts = recommend_options(&args);
-    let cache = args.common.cache();
+    // Baselines are cheap: only LLM scores are cached.
+    let cache = match args.scorer {
+        ScorerChoice::Llm => args.common.cache(),
+        _ => None,
+    };
     let summaries: Option<Vec<SummaryTrace>> = match &args.summaries {
         Some(p) if args.scorer == ScorerChoice::Llm && opts.use_summary && !opts.full_history => {
             Some(read_jsonl(p)?)

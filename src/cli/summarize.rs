@@ -17,7 +17,8 @@ use crate::lm::{CancelToken, LanguageModel, SamplingParams};
 use crate::prompt::Templates;
 use crate::segment::BlockParams;
 use crate::summarize::{
-    chat_probe, is_cancelled, summarize, Method, SummarizeEvent, SummarizeRequest, SummaryTrace,
+    is_cancelled, prompt_form_tag, summarize, Method, SummarizeEvent, SummarizeRequest,
+    SummaryTrace,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -126,7 +127,7 @@ pub fn summarize_all(
             sampling: b.sampling.clone(),
         };
         let key = match b.cache {
-            Some(_) => Some(trace_key_with(&req, &lm.identity(), &chat_probe(&*lm)?)),
+            Some(_) => Some(trace_key_with(&req, &lm.identity(), prompt_form_tag(&*lm)?)),
             None => None,
         };
         if let (Some(cache), Some(key), true) = (b.cache, &key, b.read_cache) {
