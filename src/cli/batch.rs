@@ -350,20 +350,9 @@ pub struct CommonArgs {
 }
 
 /// The paper's item fields for news (MIND).
-pub const NEWS_FIELDS: &[&str] = &["id", "category", "subcategory", "title"];
+pub const NEWS_FIELDS: &[&str] = crate::data::MIND_FIELDS;
 /// The paper's item fields for products (Amazon-M2).
-pub const PRODUCT_FIELDS: &[&str] = &[
-    "id",
-    "title",
-    "price",
-    "brand",
-    "color",
-    "size",
-    "model",
-    "material",
-    "author",
-    "description",
-];
+pub const PRODUCT_FIELDS: &[&str] = crate::data::AMAZON_M2_FIELDS;
 
 /// Guesses the dataset's kind from its items' fields.
 pub fn guess_wording(catalogue: &Catalogue) -> Option<Wording> {

@@ -148,21 +148,8 @@ impl Format {
     /// JSONL render all of an item's fields in their order.
     pub fn default_text_template(self) -> ItemTextTemplate {
         match self {
-            Format::Mind => {
-                ItemTextTemplate::with_fields(&["id", "category", "subcategory", "title"])
-            }
-            Format::AmazonM2 => ItemTextTemplate::with_fields(&[
-                "id",
-                "title",
-                "price",
-                "brand",
-                "color",
-                "size",
-                "model",
-                "material",
-                "author",
-                "description",
-            ]),
+            Format::Mind => ItemTextTemplate::with_fields(MIND_FIELDS),
+            Format::AmazonM2 => ItemTextTemplate::with_fields(AMAZON_M2_FIELDS),
             Format::RecBole | Format::Jsonl => ItemTextTemplate::default(),
         }
     }
@@ -274,6 +261,22 @@ pub struct Prepared {
     pub catalogue: Catalogue,
     pub cases: Vec<Case>,
 }
+
+/// The paper's item fields for news (MIND), in rendering order.
+pub const MIND_FIELDS: &[&str] = &["id", "category", "subcategory", "title"];
+/// The paper's item fields for products (Amazon-M2), in rendering order.
+pub const AMAZON_M2_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "price",
+    "brand",
+    "color",
+    "size",
+    "model",
+    "material",
+    "author",
+    "description",
+];
 
 /// A user-caused data error: what, where (file, line, field), and what to do.
 #[derive(Debug, thiserror::Error)]
