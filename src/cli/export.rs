@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::export::{self, ExportOptions, PlainRenderer, SftForm, TableFormat};
+use crate::export::{self, ExportOptions, SftForm, TableFormat, TemplateRenderer};
 use crate::metrics::TiePolicy;
 use crate::project::Project;
+use crate::prompt::{Templates, Wording};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportKind {
@@ -60,6 +61,13 @@ pub struct ExportArgs {
     /// Prepared dataset folder (items.jsonl + cases.jsonl); defaults to the project's.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Prompt templates file (RON), as `trsr summarize` / `trsr score` take it;
+    /// default: the project's templates over the wording's built-in ones.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// Wording of the built-in templates; default: guessed from the item fields.
+    #[arg(long, value_enum)]
+    pub wording: Option<Wording>,
     /// scores.jsonl files for `--kind scores` and `--kind metrics`.
     #[arg(long, num_args = 1..)]
     pub scores: Vec<PathBuf>,
@@ -84,6 +92,40 @@ fn load_project(args: &ExportArgs) -> anyhow::Result<(PathBuf, Project)> {
     };
     let project = Project::load(path).with_context(|| "could not open the project".to_string())?;
     Ok((path.clone(), project))
+}
+
+/// The prompt templates an SFT export renders with: `--templates FILE`, else the
+/// built-in wording (`--wording`, else guessed from the items) with the project's
+/// named templates (`summarize_block`, `summarize_update`, `summarize_merge`,
+/// `recommend`, `system`, `yes`, `no`) laid over it.
+pub fn export_templates(
+    templates: Option<&Path>,
+    wording: Option<Wording>,
+    project: &Project,
+    catalogue: &crate::data::Catalogue,
+) -> anyhow::Result<Templates> {
+    if let Some(p) = templates {
+        return Templates::load(p);
+    }
+    let wording = wording
+        .or_else(|| super::batch::guess_wording(catalogue))
+        .unwrap_or(Wording::News);
+    let mut t = Templates::for_wording(wording);
+    for (name, text) in &project.templates {
+        match name.as_str() {
+            "system" => t.system = Some(text.clone()),
+            "summarize_block" => t.summarize_block = text.clone(),
+            "summarize_update" => t.summarize_update = text.clone(),
+            "summarize_merge" => t.summarize_merge = text.clone(),
+            "recommend" => t.recommend = text.clone(),
+            "yes" => t.yes = text.clone(),
+            "no" => t.no = text.clone(),
+            _ => {}
+        }
+    }
+    t.validate()
+        .context("the project's templates (its `templates` section)")?;
+    Ok(t)
 }
 
 /// Writes `bytes` to `out` through a temporary sibling file and a rename.
@@ -129,7 +171,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 item_text: project.settings.item_text.clone(),
                 ..ExportOptions::default()
             };
-            let renderer = PlainRenderer;
+            let templates = export_templates(
+                args.templates.as_deref(),
+                args.wording,
+                &project,
+                &prepared.catalogue,
+            )?;
+            let renderer = TemplateRenderer::new(templates);
             let (examples, report) = if args.kind == ExportKind::Recommender {
                 export::recommender_examples(
                     &project.curation,
