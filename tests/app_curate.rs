@@ -440,3 +440,46 @@ fn rerun_stale_regenerates_only_the_stale_steps_and_rescores() {
         Default::default()
     );
 }
+
+#[test]
+fn the_export_dialog_writes_the_accepted_examples_with_the_real_prompts() {
+    let data = sample_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = ready(dir.path(), data.path());
+    h.key_press(egui::Key::A);
+    h.run_steps(2);
+    h.state_mut()
+        .push_command(trsr::app::Command::ShowExportDialog);
+    // A new window's first frame only measures it.
+    h.run_steps(4);
+    h.get_by_label("Export to file...");
+    h.get_by_label("chat messages").click();
+    h.run_steps(2);
+    let out = dir.path().join("rec.jsonl");
+    h.state_mut()
+        .push_command(trsr::app::Command::ExportSft(out.clone()));
+    step_until(&mut h, "the export", 30, |a| {
+        a.wb.notices.iter().any(|n| n.starts_with("export"))
+    });
+    let note = h.state().wb.notices.last().unwrap().clone();
+    assert!(note.starts_with("exported 2 examples"), "{note}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "one positive and one negative of c1");
+    assert_eq!(rows[0]["case"], "c1");
+    let prompt = rows[0]["messages"][0]["content"].as_str().unwrap();
+    // The items have categories: the news wording is guessed.
+    assert!(
+        prompt.starts_with("Decide whether the user will click"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("c1 likes football and elections"),
+        "{prompt}"
+    );
+    assert_eq!(rows[0]["messages"][1]["content"], "yes");
+    assert_eq!(rows[1]["messages"][1]["content"], "no");
+}

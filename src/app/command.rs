@@ -43,6 +43,8 @@ pub enum Command {
     ShowExportDialog,
     /// Pick the output file and run the Export dialog's export.
     ExportSftDialog,
+    /// Run the Export dialog's export into this file.
+    ExportSft(PathBuf),
 }
 
 /// A keyboard shortcut bound to a command.
@@ -370,6 +372,7 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
                 super::export_dialog::run_export(wb, ui.export.request(), out);
             }
         }
+        Command::ExportSft(out) => super::export_dialog::run_export(wb, ui.export.request(), out),
         Command::SetTab(t) => ui.tab = Some(t),
         Command::ToggleHelp => ui.show_help = !ui.show_help,
         Command::ToggleTheme => {
