@@ -262,8 +262,27 @@ impl ProjectSession {
     }
 
     /// Records a summary the window produced into the curation (its trace replaces
-    /// the previous one; annotations stay).
+    /// the previous one; annotations stay). The same outputs as the trace already
+    /// in the project (e.g. a cached summary of a reopened project) change nothing
+    /// there, so its scores are kept; the full trace is kept for re-runs.
     fn register(&mut self, r: &SummaryResult) -> Result<(), curate::CurateError> {
+        let method = r.method.name();
+        self.results
+            .insert((r.case.clone(), method.to_string()), r.clone());
+        let same = self
+            .project
+            .curation
+            .trace(&r.case, method)
+            .is_some_and(|t| {
+                t.steps.len() == r.steps.len()
+                    && t.steps
+                        .iter()
+                        .zip(&r.steps)
+                        .all(|(a, b)| a.output == b.output)
+            });
+        if same {
+            return Ok(());
+        }
         let steps = r
             .steps
             .iter()
@@ -277,12 +296,9 @@ impl ProjectSession {
                 (curate_kind(s.kind), ids, s.output.clone())
             })
             .collect();
-        let method = r.method.name();
         self.project
             .curation
             .register_trace(&r.case, method, steps, Some(r.model.name.clone()))?;
-        self.results
-            .insert((r.case.clone(), method.to_string()), r.clone());
         self.changed();
         Ok(())
     }
@@ -293,6 +309,28 @@ fn curate_kind(k: crate::summarize::StepKind) -> curate::StepKind {
         crate::summarize::StepKind::Block => curate::StepKind::Block,
         crate::summarize::StepKind::Update => curate::StepKind::Update,
         crate::summarize::StepKind::Merge => curate::StepKind::Merge,
+    }
+}
+
+/// A finished summary on screen that the project lacks (e.g. one the window
+/// reused from its memory of earlier runs) is added to it.
+pub fn adopt_shown_summary(wb: &mut Workbench) {
+    let Some(r) = wb
+        .summary
+        .as_ref()
+        .filter(|s| !s.is_running())
+        .and_then(|s| s.result.as_ref())
+    else {
+        return;
+    };
+    let Some(p) = wb.project.as_mut() else { return };
+    let key = (r.case.clone(), r.method.name().to_string());
+    if p.results.contains_key(&key) {
+        return;
+    }
+    let r = r.clone();
+    if let Err(e) = p.register(&r) {
+        wb.notify(format!("could not add the summary to the project: {e}"));
     }
 }
 

@@ -231,6 +231,7 @@ impl WorkbenchApp {
             };
             self.commands.push(Command::OpenDataset(dir));
         }
+        curate_panel::adopt_shown_summary(&mut self.wb);
         let mut save_error = None;
         if let Some(p) = self.wb.project.as_mut() {
             save_error = p.poll_save(std::time::Instant::now());
