@@ -239,6 +239,14 @@ fn accept_and_reject_keys_change_the_counters() {
         ),
         vec![("c2".to_string(), "recurrent".to_string())]
     );
+    // The users list filtered by curation status.
+    h.state_mut().ui.dataset.curate_filter =
+        trsr::app::curate_panel::CaseFilter::Status(Status::Rejected);
+    h.run_steps(2);
+    h.get_by_label("1 of 3 users");
+    h.state_mut().ui.dataset.curate_filter = trsr::app::curate_panel::CaseFilter::All;
+    h.run_steps(2);
+    h.get_by_label("3 of 3 users");
     // K goes back; Ctrl+Z undoes the flag, the reject, then the accept.
     h.key_press(egui::Key::K);
     h.run_steps(2);
