@@ -5,7 +5,8 @@
 //! (`{"prompt": ..., "completion": ..., <provenance>}`) and chat messages
 //! (`{"messages": [{"role": "user", ...}, {"role": "assistant", ...}], <provenance>}`).
 //! Prompt wording is not ours to decide here: callers pass a [`PromptRenderer`]
-//! (the prompt templates); [`PlainRenderer`] is a plain built-in one.
+//! (the prompt templates): [`TemplateRenderer`] renders the workbench's real
+//! templates ([`crate::prompt::Templates`]); [`PlainRenderer`] is a plain built-in one.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -90,6 +91,52 @@ impl PromptRenderer for PlainRenderer {
             input.summary,
             numbered(input.recent_items),
             input.candidate
+        )
+    }
+}
+
+/// Renders export prompts with the workbench's prompt templates, exactly as the
+/// summarizer and the recommender build their user messages (block / update / merge
+/// templates; the recommend template with the summary and recent-items sections on,
+/// the full-history section off).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemplateRenderer {
+    pub templates: crate::prompt::Templates,
+}
+
+impl TemplateRenderer {
+    pub fn new(templates: crate::prompt::Templates) -> Self {
+        Self { templates }
+    }
+}
+
+impl PromptRenderer for TemplateRenderer {
+    fn summarizer(&self, input: &SummarizerPromptInput<'_>) -> String {
+        let t = &self.templates;
+        match input.kind {
+            StepKind::Block => t.block_prompt(input.block_items),
+            StepKind::Update => {
+                let previous = input.previous.join("\n");
+                t.update_prompt(&previous, input.block_items)
+            }
+            StepKind::Merge => t.merge_prompt(input.previous),
+        }
+    }
+
+    fn recommender(&self, input: &RecommenderPromptInput<'_>) -> String {
+        let t = &self.templates;
+        let recent =
+            (!input.recent_items.is_empty()).then(|| crate::prompt::numbered(input.recent_items));
+        crate::prompt::fill(
+            &t.recommend,
+            &[
+                ("summary", Some(input.summary)),
+                ("recent", recent.as_deref()),
+                ("history", None),
+                ("candidate", Some(input.candidate)),
+                ("yes", Some(&t.yes)),
+                ("no", Some(&t.no)),
+            ],
         )
     }
 }

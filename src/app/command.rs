@@ -34,6 +34,17 @@ pub enum Command {
     SetTab(Tab),
     ToggleHelp,
     ToggleTheme,
+    /// A curation request (the Curation tab and its keys).
+    Curate(super::CurateCmd),
+    OpenProjectDialog,
+    OpenProject(PathBuf),
+    /// Save the project now.
+    SaveProject,
+    ShowExportDialog,
+    /// Pick the output file and run the Export dialog's export.
+    ExportSftDialog,
+    /// Run the Export dialog's export into this file.
+    ExportSft(PathBuf),
 }
 
 /// A keyboard shortcut bound to a command.
@@ -130,6 +141,26 @@ pub fn menu_bar_ui(
                     }
                 }
             });
+            ui.separator();
+            if ui.button("Open or new project...").clicked() {
+                cmds.push(Command::OpenProjectDialog);
+            }
+            if ui
+                .add_enabled(wb.project.is_some(), egui::Button::new("Save project"))
+                .clicked()
+            {
+                cmds.push(Command::SaveProject);
+            }
+            if ui
+                .add_enabled(
+                    wb.project.is_some(),
+                    egui::Button::new("Export SFT data..."),
+                )
+                .clicked()
+            {
+                cmds.push(Command::ShowExportDialog);
+            }
+            ui.separator();
             if ui
                 .button("Load results (scores.jsonl / metrics.json)...")
                 .clicked()
@@ -184,10 +215,37 @@ pub fn help_ui(ctx: &egui::Context, open: &mut bool) {
                         ui.label(s.what);
                         ui.end_row();
                     }
+                    for (keys, what) in super::curate_panel::CURATE_SHORTCUTS {
+                        ui.monospace(*keys);
+                        ui.label(*what);
+                        ui.end_row();
+                    }
                 });
             ui.separator();
             ui.label("Drop a dataset folder onto the window to open it.");
         });
+}
+
+/// Opens (or creates) a project, saving the one open before.
+fn open_project(app: &mut WorkbenchApp, path: PathBuf) {
+    if let Err(e) = app.flush_project() {
+        app.wb.notify(e);
+    }
+    let data = app.wb.data.as_ref().map(|d| d.dir.clone());
+    match super::ProjectSession::open_or_create(&path, data.as_deref()) {
+        Ok(session) => {
+            if data.is_none() {
+                if let Some(dir) = session.dataset_dir() {
+                    app.push_command(Command::OpenDataset(dir));
+                }
+            }
+            app.wb.notify(session.save_state.clone());
+            app.wb.project = Some(session);
+            app.ui.curate = Default::default();
+            app.ui.tab = Some(Tab::Curation);
+        }
+        Err(e) => app.wb.notify(format!("{e}")),
+    }
 }
 
 /// Executes one command.
@@ -205,7 +263,16 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
                 wb.open_dataset(dir, settings);
             }
         }
-        Command::OpenDataset(dir) => wb.open_dataset(dir, settings),
+        Command::OpenDataset(dir) => {
+            if let Some(p) = wb.project.as_mut().filter(|p| p.project.dataset.is_none()) {
+                p.project.dataset = Some(crate::project::DatasetRef {
+                    path: dir.clone(),
+                    format: None,
+                });
+                p.changed();
+            }
+            wb.open_dataset(dir, settings)
+        }
         Command::SelectCase(i) => wb.select_case(i),
         Command::NextUser => {
             if let Some(i) = ui.dataset.neighbour(wb, 1) {
@@ -269,6 +336,43 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
                 ));
             }
         }
+        Command::Curate(c) => super::curate_panel::execute(c, wb, settings, &mut ui.curate),
+        Command::OpenProjectDialog => {
+            if let Some(p) = rfd::FileDialog::new()
+                .set_title("Open or create a project file")
+                .add_filter("project", &["ron"])
+                .set_file_name("project.ron")
+                .save_file()
+            {
+                open_project(app, p);
+            }
+        }
+        Command::OpenProject(p) => open_project(app, p),
+        Command::SaveProject => {
+            if let Some(p) = wb.project.as_mut() {
+                p.changed();
+                if let Err(e) = p.flush() {
+                    wb.notify(e);
+                }
+            }
+        }
+        Command::ShowExportDialog => ui.export.open = true,
+        Command::ExportSftDialog => {
+            let default = if ui.export.recommender {
+                "recommender_sft.jsonl"
+            } else {
+                "summarizer_sft.jsonl"
+            };
+            if let Some(out) = rfd::FileDialog::new()
+                .set_title("Export SFT data as JSONL")
+                .set_file_name(default)
+                .add_filter("JSONL", &["jsonl"])
+                .save_file()
+            {
+                super::export_dialog::run_export(wb, ui.export.request(), out);
+            }
+        }
+        Command::ExportSft(out) => super::export_dialog::run_export(wb, ui.export.request(), out),
         Command::SetTab(t) => ui.tab = Some(t),
         Command::ToggleHelp => ui.show_help = !ui.show_help,
         Command::ToggleTheme => {

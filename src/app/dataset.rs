@@ -10,8 +10,13 @@ pub struct DatasetPanel {
     pub query: String,
     pub min_len: usize,
     pub max_len: usize,
+    /// Only users whose curated summary has this status (with a project open).
+    pub curate_filter: super::curate_panel::CaseFilter,
     /// Case indices passing the search and filters (recomputed when they change).
     pub filtered: Vec<usize>,
+    /// Those passing the search and length filters (before the curation filter).
+    base: Vec<usize>,
+    curate_applied: bool,
     key: Option<(String, usize, usize, u64, usize)>,
     pub show_report: bool,
 }
@@ -31,11 +36,33 @@ impl DatasetPanel {
             wb.revision,
             data.cases.len(),
         );
-        if self.key.as_ref() == Some(&key) {
-            return;
+        let changed = self.key.as_ref() != Some(&key);
+        if changed {
+            self.base = filter_cases(data, &self.query, self.min_len, self.max_len);
+            self.key = Some(key);
         }
-        self.filtered = filter_cases(data, &self.query, self.min_len, self.max_len);
-        self.key = Some(key);
+        // The curation changes with every review: that filter is applied afresh.
+        let curation = wb
+            .project
+            .as_ref()
+            .map(|p| &p.project.curation)
+            .filter(|_| self.curate_filter != super::curate_panel::CaseFilter::All);
+        if let Some(cur) = curation {
+            let keep: std::collections::HashSet<String> =
+                super::curate_panel::entries(cur, self.curate_filter)
+                    .into_iter()
+                    .map(|(case, _)| case)
+                    .collect();
+            self.filtered = self
+                .base
+                .iter()
+                .copied()
+                .filter(|&i| keep.contains(&data.cases[i].case))
+                .collect();
+        } else if changed || self.curate_applied {
+            self.filtered = self.base.clone();
+        }
+        self.curate_applied = curation.is_some();
     }
 
     /// The case `delta` rows away from the selected one in the filtered list.
@@ -183,6 +210,17 @@ pub fn dataset_ui(
         )
         .on_hover_text("maximum history length (0 = any)");
     });
+    if wb.project.is_some() {
+        egui::ComboBox::from_label("curation")
+            .selected_text(panel.curate_filter.label())
+            .show_ui(ui, |ui| {
+                for f in super::curate_panel::CaseFilter::ALL {
+                    ui.selectable_value(&mut panel.curate_filter, f, f.label());
+                }
+            })
+            .response
+            .on_hover_text("only users whose final summary has this curation status");
+    }
     panel.refresh(wb);
     ui.label(format!(
         "{} of {} users",

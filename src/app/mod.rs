@@ -8,7 +8,9 @@
 
 mod blocks;
 mod command;
+pub mod curate_panel;
 mod dataset;
+pub mod export_dialog;
 pub mod plots;
 mod ranking;
 mod settings;
@@ -16,6 +18,7 @@ mod summaries;
 mod workbench;
 
 pub use command::{Command, Shortcut, SHORTCUTS};
+pub use curate_panel::{CurateCmd, CuratePanel, ProjectSession};
 pub use settings::{BlockControls, Settings};
 pub use workbench::{ModelStatus, RankView, StepView, SummaryView, Workbench};
 
@@ -37,15 +40,17 @@ pub enum Tab {
     Ranking,
     Plots,
     Model,
+    Curation,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Blocks,
         Tab::Summaries,
         Tab::Ranking,
         Tab::Plots,
         Tab::Model,
+        Tab::Curation,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -54,6 +59,7 @@ impl Tab {
             Tab::Ranking => "Ranking",
             Tab::Plots => "Plots",
             Tab::Model => "Model & settings",
+            Tab::Curation => "Curation",
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct UiState {
     pub summaries: summaries::SummariesPanel,
     pub plots: plots::PlotsPanel,
     pub model: settings::ModelPanel,
+    pub curate: curate_panel::CuratePanel,
+    pub export: export_dialog::ExportDialog,
 }
 
 /// How the app starts.
@@ -121,17 +129,26 @@ impl WorkbenchApp {
             autorun: opts.autorun,
         };
         app.settings.apply_theme(ctx);
+        if let Some(p) = &opts.project {
+            match ProjectSession::open_or_create(p, opts.data.as_deref()) {
+                Ok(session) => {
+                    if opts.data.is_none() {
+                        if let Some(dir) = session.dataset_dir() {
+                            app.commands.push(Command::OpenDataset(dir));
+                        }
+                    }
+                    app.wb.notify(session.save_state.clone());
+                    app.wb.project = Some(session);
+                    app.ui.tab = Some(Tab::Curation);
+                }
+                Err(e) => app.wb.notify(format!("{e}")),
+            }
+        }
         if let Some(dir) = opts.data {
             app.commands.push(Command::OpenDataset(dir));
         }
         if opts.model.is_some() || opts.load_model || opts.autorun {
             app.commands.push(Command::LoadModel);
-        }
-        if let Some(p) = opts.project {
-            app.wb.notify(format!(
-                "project file {} noted; curation projects open with the curation module",
-                p.display()
-            ));
         }
         app.run_commands(ctx);
         Ok(app)
@@ -146,6 +163,14 @@ impl WorkbenchApp {
         let cmds = std::mem::take(&mut self.commands);
         for c in cmds {
             command::execute(c, self, ctx);
+        }
+    }
+
+    /// Waits for a running project save and saves what is unsaved (on exit; tests).
+    pub fn flush_project(&mut self) -> Result<(), String> {
+        match self.wb.project.as_mut() {
+            Some(p) => p.flush(),
+            None => Ok(()),
         }
     }
 
@@ -164,6 +189,7 @@ impl WorkbenchApp {
     /// The per-frame work that draws nothing: worker events, dataset loading, autorun.
     fn frame_logic(&mut self, ctx: &egui::Context) {
         let events = self.wb.worker.drain(DRAIN_BUDGET);
+        let events = curate_panel::observe_events(&mut self.wb, &self.settings, events);
         for ev in events {
             self.wb.apply_event(ev, &self.settings);
         }
@@ -205,6 +231,25 @@ impl WorkbenchApp {
             };
             self.commands.push(Command::OpenDataset(dir));
         }
+        curate_panel::adopt_shown_summary(&mut self.wb);
+        let mut save_error = None;
+        if let Some(p) = self.wb.project.as_mut() {
+            save_error = p.poll_save(std::time::Instant::now());
+            if p.autosaver.is_dirty() || p.is_saving() {
+                // Come back when the debounce has passed.
+                ctx.request_repaint_after(p.autosaver.debounce);
+            }
+        }
+        if let Some(e) = save_error {
+            self.wb.notify(e);
+        }
+        curate_panel::curate_shortcuts(
+            ctx,
+            &self.wb,
+            &self.ui.curate,
+            self.ui.tab == Some(Tab::Curation),
+            &mut self.commands,
+        );
         command::shortcuts(ctx, &mut self.commands);
     }
 
@@ -246,8 +291,10 @@ impl WorkbenchApp {
                 Tab::Model => {
                     settings::model_ui(ui, &self.wb, &mut self.settings, &mut self.ui.model, cmds)
                 }
+                Tab::Curation => curate_panel::curate_ui(ui, &self.wb, &mut self.ui.curate, cmds),
             }
         });
+        export_dialog::export_dialog_ui(ui.ctx(), &self.wb, &mut self.ui.export, cmds);
         if self.ui.show_help {
             command::help_ui(ui.ctx(), &mut self.ui.show_help);
         }
@@ -277,6 +324,9 @@ impl eframe::App for WorkbenchApp {
 
     fn on_exit(&mut self) {
         self.persist_settings();
+        if let Err(e) = self.flush_project() {
+            eprintln!("{e}");
+        }
         self.wb.worker.shutdown();
     }
 }

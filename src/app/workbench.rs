@@ -145,6 +145,8 @@ pub struct Workbench {
     pub async_notices: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Bumped whenever data that plots derive from changes.
     pub revision: u64,
+    /// The open project (curation), if any.
+    pub project: Option<super::ProjectSession>,
 }
 
 fn params_key(p: &BlockParams) -> String {
@@ -172,6 +174,7 @@ impl Workbench {
             notices: Vec::new(),
             async_notices: Default::default(),
             revision: 0,
+            project: None,
         }
     }
 

@@ -15,7 +15,7 @@ pub struct GuiArgs {
     /// Model to load at start: `default`, a GGUF/safetensors path, or a Hugging Face reference.
     #[arg(long, value_name = "M")]
     pub model: Option<String>,
-    /// Curation project file to open.
+    /// Curation project file (RON) to open; created when missing. Autosaved.
     #[arg(long, value_name = "FILE")]
     pub project: Option<PathBuf>,
     /// Select the first user and run a summary as soon as data and model are ready
