@@ -100,7 +100,9 @@ fn step_card(
             return;
         }
         step_text_ui(ui, step, settings.color_by_prob);
-        ui.horizontal(|ui| {
+        // Wrapped, so a narrow column wraps the stats row instead of widening the card
+        // over its neighbour.
+        ui.horizontal_wrapped(|ui| {
             let out_tokens = step.tokens.len();
             let prompt_tokens = if step.prompt_tokens > 0 {
                 format!("prompt {} tokens · ", step.prompt_tokens)
