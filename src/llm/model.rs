@@ -87,10 +87,84 @@ impl WeightForm {
 /// `x [n, in] · wᵀ` with `w` in f32, or in f16/bf16 (large unquantized models).
 fn dense_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if w.dtype() == x.dtype() {
+        if let Some(y) = pool_matmul_t(x, w)? {
+            return Ok(y);
+        }
         x.matmul(&w.t()?)
     } else {
         x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
     }
+}
+
+/// `x [m, k] · wᵀ` for contiguous f32 CPU tensors `x` and `w [n, k]`, computed on candle's
+/// barrier pool: the output columns are split across its threads, each running a
+/// single-threaded GEMM. candle's own matmul runs gemm on a rayon pool instead, whose
+/// threads then compete for the cores with the barrier pool's spinning worker (the pool
+/// the element-wise and quantized kernels use); keeping all batched work on one set of
+/// threads avoids that. `None` when the inputs do not qualify (caller falls back).
+fn pool_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    use candle_core::{CpuStorage, Storage};
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (Ok((m, k)), Ok((n, k2))) = (x.dims2(), w.dims2()) else {
+        return Ok(None);
+    };
+    if k != k2 || m == 0 || n == 0 || k == 0 {
+        return Ok(None);
+    }
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(xv)), Storage::Cpu(CpuStorage::F32(wv))) = (&*xs, &*ws)
+    else {
+        return Ok(None);
+    };
+    let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let (xv, wv) = (&xv[x0..x1], &wv[w0..w1]);
+    let mut dst = vec![0f32; m * n];
+    let pool = candle_core::utils::barrier_pool();
+    let parts = pool.n_workers() + 1;
+    // Column blocks that are multiples of 16 (the micro-kernel's width).
+    let cols = n.div_ceil(parts).div_ceil(16) * 16;
+    let dst_addr = dst.as_mut_ptr() as usize;
+    pool.execute(|tid| {
+        let c0 = tid * cols;
+        if c0 >= n {
+            return;
+        }
+        let nc = cols.min(n - c0);
+        // SAFETY: every thread writes only columns c0..c0 + nc of `dst` (m x n, row
+        // major); `xv` holds m x k and `wv` n x k elements, both row major, alive for
+        // the whole call, which returns only after every thread has finished.
+        unsafe {
+            gemm::gemm(
+                m,
+                nc,
+                k,
+                (dst_addr as *mut f32).add(c0),
+                1,
+                n as isize,
+                false,
+                xv.as_ptr(),
+                1,
+                k as isize,
+                wv.as_ptr().add(c0 * k),
+                k as isize,
+                1,
+                0f32,
+                1f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+    drop((xs, ws));
+    Ok(Some(Tensor::from_vec(dst, (m, n), x.device())?))
 }
 
 /// Quantized weights of a projection: one matrix, or parts of different types whose
