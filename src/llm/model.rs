@@ -167,6 +167,221 @@ fn pool_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> 
     Ok(Some(Tensor::from_vec(dst, (m, n), x.device())?))
 }
 
+/// Raw f32 data of a contiguous CPU tensor (storage guard and element range), or `None`.
+fn f32_data(
+    t: &Tensor,
+) -> Option<(
+    impl std::ops::Deref<Target = candle_core::Storage> + '_,
+    usize,
+    usize,
+)> {
+    use candle_core::{CpuStorage, Storage};
+    let (st, layout) = t.storage_and_layout();
+    let (o0, o1) = layout.contiguous_offsets()?;
+    if !matches!(&*st, Storage::Cpu(CpuStorage::F32(_))) {
+        return None;
+    }
+    Some((st, o0, o1))
+}
+
+fn f32_slice<D: std::ops::Deref<Target = candle_core::Storage>>(g: &(D, usize, usize)) -> &[f32] {
+    match &*g.0 {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[g.1..g.2],
+        _ => &[],
+    }
+}
+
+/// Attention of `b` sequences of `l` new tokens after a prefix of `p` cached tokens, on
+/// candle's barrier pool (CPU, f32). `qa [nkv, b*g*l, hd]` (rows b, g, l; pre-scaled),
+/// `kc, vc [nkv, cap, hd]` the cache (first `p` rows used), `ks, vs [nkv*b, l, hd]` the
+/// new keys and values. Scores are written straight into one `[nkv, b*g*l, p+l]` buffer
+/// (no concatenation), the causal mask is set in place on the own part only, and the
+/// output `[nkv, b*g*l, hd]` accumulates the prefix and own products in place. Work is
+/// split into row blocks per (kv head, sequence), so each output row is computed by one
+/// thread in a fixed order (deterministic). `None` when the inputs do not qualify.
+fn pool_attention(
+    qa: &Tensor,
+    kc: &Tensor,
+    vc: &Tensor,
+    ks: &Tensor,
+    vs: &Tensor,
+    (nkv, b, g, l, hd, p): (usize, usize, usize, usize, usize, usize),
+) -> candle_core::Result<Option<Tensor>> {
+    if !qa.device().is_cpu() {
+        return Ok(None);
+    }
+    let (Some(qg), Some(kcg), Some(vcg), Some(ksg), Some(vsg)) = (
+        f32_data(qa),
+        f32_data(kc),
+        f32_data(vc),
+        f32_data(ks),
+        f32_data(vs),
+    ) else {
+        return Ok(None);
+    };
+    let (q, kcd, vcd, ksd, vsd) = (
+        f32_slice(&qg),
+        f32_slice(&kcg),
+        f32_slice(&vcg),
+        f32_slice(&ksg),
+        f32_slice(&vsg),
+    );
+    let gl = g * l;
+    let rows = b * gl;
+    let pl = p + l;
+    let cap = if p > 0 { kcd.len() / (nkv * hd) } else { 0 };
+    if q.len() != nkv * rows * hd
+        || ksd.len() != nkv * b * l * hd
+        || vsd.len() != ksd.len()
+        || (p > 0 && (cap < p || kcd.len() != vcd.len()))
+    {
+        return Ok(None);
+    }
+    // Tasks: (kv head, sequence, row block within the sequence's g*l rows).
+    const BLOCK: usize = 96;
+    let blocks = gl.div_ceil(BLOCK);
+    let n_tasks = nkv * b * blocks;
+    let task = |t: usize| {
+        let h = t / (b * blocks);
+        let bi = (t / blocks) % b;
+        let r0 = (t % blocks) * BLOCK;
+        (h, bi, r0, BLOCK.min(gl - r0))
+    };
+    let pool = candle_core::utils::barrier_pool();
+    let mut scores = vec![0f32; nkv * rows * pl];
+    let s_addr = scores.as_mut_ptr() as usize;
+    pool.execute_chunked(n_tasks, |range| {
+        for t in range {
+            let (h, bi, r0, m) = task(t);
+            let row = bi * gl + r0;
+            // SAFETY: each task writes rows `row..row + m` of head `h` only; all
+            // reads are within the slices checked above.
+            unsafe {
+                let dst = (s_addr as *mut f32).add((h * rows + row) * pl);
+                let lhs = q.as_ptr().add((h * rows + row) * hd);
+                if p > 0 {
+                    gemm::gemm(
+                        m,
+                        p,
+                        hd,
+                        dst,
+                        1,
+                        pl as isize,
+                        false,
+                        lhs,
+                        1,
+                        hd as isize,
+                        kcd.as_ptr().add(h * cap * hd),
+                        hd as isize,
+                        1,
+                        0f32,
+                        1f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                gemm::gemm(
+                    m,
+                    l,
+                    hd,
+                    dst.add(p),
+                    1,
+                    pl as isize,
+                    false,
+                    lhs,
+                    1,
+                    hd as isize,
+                    ksd.as_ptr().add((h * b + bi) * l * hd),
+                    hd as isize,
+                    1,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                // Causal mask over the own part: query i sees own keys 0..=i.
+                for r in 0..m {
+                    let i = (r0 + r) % l;
+                    let own = std::slice::from_raw_parts_mut(dst.add(r * pl + p), l);
+                    own[i + 1..].fill(f32::NEG_INFINITY);
+                }
+            }
+        }
+    });
+    let probs = candle_nn::ops::softmax_last_dim(&Tensor::from_vec(
+        scores,
+        (nkv * rows, pl),
+        qa.device(),
+    )?)?;
+    let Some(pg) = f32_data(&probs) else {
+        return Ok(None);
+    };
+    let pr = f32_slice(&pg);
+    let mut out = vec![0f32; nkv * rows * hd];
+    let o_addr = out.as_mut_ptr() as usize;
+    pool.execute_chunked(n_tasks, |range| {
+        for t in range {
+            let (h, bi, r0, m) = task(t);
+            let row = bi * gl + r0;
+            // SAFETY: as above; each task writes its own rows of `out`.
+            unsafe {
+                let dst = (o_addr as *mut f32).add((h * rows + row) * hd);
+                let lhs = pr.as_ptr().add((h * rows + row) * pl);
+                if p > 0 {
+                    gemm::gemm(
+                        m,
+                        hd,
+                        p,
+                        dst,
+                        1,
+                        hd as isize,
+                        false,
+                        lhs,
+                        1,
+                        pl as isize,
+                        vcd.as_ptr().add(h * cap * hd),
+                        1,
+                        hd as isize,
+                        0f32,
+                        1f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                gemm::gemm(
+                    m,
+                    hd,
+                    l,
+                    dst,
+                    1,
+                    hd as isize,
+                    p > 0,
+                    lhs.add(p),
+                    1,
+                    pl as isize,
+                    vsd.as_ptr().add((h * b + bi) * l * hd),
+                    1,
+                    hd as isize,
+                    1f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    });
+    drop((qg, kcg, vcg, ksg, vsg, pg));
+    Ok(Some(Tensor::from_vec(out, (nkv, rows, hd), qa.device())?))
+}
+
 /// Quantized weights of a projection: one matrix, or parts of different types whose
 /// outputs are concatenated.
 enum QuantParts {
@@ -1061,29 +1276,16 @@ impl Model {
                 .permute((2, 0, 1, 3))?
                 .contiguous()?
                 .reshape((nkv * b, l, hd))?;
-            let s_own = qa
-                .reshape((nkv * b, g * l, hd))?
-                .matmul(&ks.t()?)?
-                .reshape((nkv, b * g * l, l))?;
-            let prefix = if p > 0 { Some(cache.view(li)?) } else { None };
-            let scores = match &prefix {
-                Some((kp, _)) => Tensor::cat(&[&qa.matmul(&kp.t()?)?, &s_own], 2)?,
-                None => s_own,
+            let pooled = if p > 0 {
+                let (kc, vc) = (&cache.k[li], &cache.v[li]);
+                pool_attention(&qa, kc, vc, &ks, &vs, (nkv, b, g, l, hd, p))?
+            } else {
+                let none = Tensor::zeros((nkv, 1, hd), DType::F32, qa.device())?;
+                pool_attention(&qa, &none, &none, &ks, &vs, (nkv, b, g, l, hd, 0))?
             };
-            let scores = scores
-                .reshape((nkv * b * g, l, p + l))?
-                .broadcast_add(&mask)?
-                .reshape((nkv, b * g * l, p + l))?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let own = probs
-                .narrow(2, p, l)?
-                .contiguous()?
-                .reshape((nkv * b, g * l, l))?
-                .matmul(&vs)?
-                .reshape((nkv, b * g * l, hd))?;
-            let out = match &prefix {
-                Some((_, vp)) => (probs.narrow(2, 0, p)?.matmul(vp)? + own)?,
-                None => own,
+            let out = match pooled {
+                Some(out) => out,
+                None => self.attention_fallback(&qa, &ks, &vs, &mask, cache, li, (b, g, l, p))?,
             };
             // [nkv, b, g, l, hd] -> [b, l, nkv, g, hd] -> [b*l, hidden]
             let out = out
@@ -1105,6 +1307,46 @@ impl Model {
             cache.len = p + l;
         }
         candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps)
+    }
+
+    /// Attention with candle's ops (non-CPU devices): `[nkv, b*g*l, hd]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_fallback(
+        &self,
+        qa: &Tensor,
+        ks: &Tensor,
+        vs: &Tensor,
+        mask: &Tensor,
+        cache: &KvCache,
+        li: usize,
+        (b, g, l, p): (usize, usize, usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (nkv, hd) = (c.n_kv_head, c.head_dim);
+        let s_own = qa
+            .reshape((nkv * b, g * l, hd))?
+            .matmul(&ks.t()?)?
+            .reshape((nkv, b * g * l, l))?;
+        let prefix = if p > 0 { Some(cache.view(li)?) } else { None };
+        let scores = match &prefix {
+            Some((kp, _)) => Tensor::cat(&[&qa.matmul(&kp.t()?)?, &s_own], 2)?,
+            None => s_own,
+        };
+        let scores = scores
+            .reshape((nkv * b * g, l, p + l))?
+            .broadcast_add(mask)?
+            .reshape((nkv, b * g * l, p + l))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let own = probs
+            .narrow(2, p, l)?
+            .contiguous()?
+            .reshape((nkv * b, g * l, l))?
+            .matmul(vs)?
+            .reshape((nkv, b * g * l, hd))?;
+        match &prefix {
+            Some((_, vp)) => probs.narrow(2, 0, p)?.matmul(vp)? + own,
+            None => Ok(own),
+        }
     }
 
     /// One decode step: `token` at position `cache.len()`, appended to the cache.
