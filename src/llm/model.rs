@@ -382,6 +382,47 @@ fn pool_attention(
     Ok(Some(Tensor::from_vec(out, (nkv, rows, hd), qa.device())?))
 }
 
+/// `silu(y[:, ..ff]) * y[:, ff..]` for `y [n, 2 ff]` (contiguous f32 on the CPU) in one
+/// pass into a contiguous `[n, ff]`, rows split over candle's barrier pool when large
+/// (candle's own silu and mul on the two strided halves run single-threaded and take two
+/// passes). `None` when the input does not qualify.
+fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
+    if !y.device().is_cpu() || ff == 0 {
+        return Ok(None);
+    }
+    let Ok((n, w)) = y.dims2() else {
+        return Ok(None);
+    };
+    if w != 2 * ff {
+        return Ok(None);
+    }
+    let Some(guard) = f32_data(y) else {
+        return Ok(None);
+    };
+    let yv = f32_slice(&guard);
+    if yv.len() != n * w {
+        return Ok(None);
+    }
+    let mut out = vec![0f32; n * ff];
+    let addr = out.as_mut_ptr() as usize;
+    let row = |r: usize| {
+        let src = &yv[r * w..(r + 1) * w];
+        let (g, u) = src.split_at(ff);
+        // SAFETY: row `r` of `out` (n x ff) is written by exactly one caller.
+        let dst = unsafe { std::slice::from_raw_parts_mut((addr as *mut f32).add(r * ff), ff) };
+        for ((d, &a), &b) in dst.iter_mut().zip(g).zip(u) {
+            *d = a / (1.0 + (-a).exp()) * b;
+        }
+    };
+    if n * ff >= 64 * 1024 {
+        candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(row));
+    } else {
+        (0..n).for_each(row);
+    }
+    drop(guard);
+    Ok(Some(Tensor::from_vec(out, (n, ff), y.device())?))
+}
+
 /// Quantized weights of a projection: one matrix, or parts of different types whose
 /// outputs are concatenated.
 enum QuantParts {
@@ -439,6 +480,9 @@ struct Layer {
 impl Layer {
     fn mlp(&self, x: &Tensor, batch: bool) -> candle_core::Result<Tensor> {
         let y = self.gate_up.forward(x, batch)?;
+        if let Some(h) = silu_mul(&y, self.ff)? {
+            return self.down.forward(&h, batch);
+        }
         let g = y.narrow(1, 0, self.ff)?;
         let u = y.narrow(1, self.ff, self.ff)?;
         self.down.forward(&(candle_nn::ops::silu(&g)? * u)?, batch)
