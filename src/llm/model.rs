@@ -87,10 +87,340 @@ impl WeightForm {
 /// `x [n, in] · wᵀ` with `w` in f32, or in f16/bf16 (large unquantized models).
 fn dense_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if w.dtype() == x.dtype() {
+        if let Some(y) = pool_matmul_t(x, w)? {
+            return Ok(y);
+        }
         x.matmul(&w.t()?)
     } else {
         x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
     }
+}
+
+/// `x [m, k] · wᵀ` for contiguous f32 CPU tensors `x` and `w [n, k]`, computed on candle's
+/// barrier pool: the output columns are split across its threads, each running a
+/// single-threaded GEMM. candle's own matmul runs gemm on a rayon pool instead, whose
+/// threads then compete for the cores with the barrier pool's spinning worker (the pool
+/// the element-wise and quantized kernels use); keeping all batched work on one set of
+/// threads avoids that. `None` when the inputs do not qualify (caller falls back).
+fn pool_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    use candle_core::{CpuStorage, Storage};
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (Ok((m, k)), Ok((n, k2))) = (x.dims2(), w.dims2()) else {
+        return Ok(None);
+    };
+    if k != k2 || m == 0 || n == 0 || k == 0 {
+        return Ok(None);
+    }
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(xv)), Storage::Cpu(CpuStorage::F32(wv))) = (&*xs, &*ws)
+    else {
+        return Ok(None);
+    };
+    let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let (xv, wv) = (&xv[x0..x1], &wv[w0..w1]);
+    let mut dst = vec![0f32; m * n];
+    let pool = candle_core::utils::barrier_pool();
+    let parts = pool.n_workers() + 1;
+    // Column blocks that are multiples of 16 (the micro-kernel's width).
+    let cols = n.div_ceil(parts).div_ceil(16) * 16;
+    let dst_addr = dst.as_mut_ptr() as usize;
+    pool.execute(|tid| {
+        let c0 = tid * cols;
+        if c0 >= n {
+            return;
+        }
+        let nc = cols.min(n - c0);
+        // SAFETY: every thread writes only columns c0..c0 + nc of `dst` (m x n, row
+        // major); `xv` holds m x k and `wv` n x k elements, both row major, alive for
+        // the whole call, which returns only after every thread has finished.
+        unsafe {
+            gemm::gemm(
+                m,
+                nc,
+                k,
+                (dst_addr as *mut f32).add(c0),
+                1,
+                n as isize,
+                false,
+                xv.as_ptr(),
+                1,
+                k as isize,
+                wv.as_ptr().add(c0 * k),
+                k as isize,
+                1,
+                0f32,
+                1f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+    drop((xs, ws));
+    Ok(Some(Tensor::from_vec(dst, (m, n), x.device())?))
+}
+
+/// Raw f32 data of a contiguous CPU tensor (storage guard and element range), or `None`.
+fn f32_data(
+    t: &Tensor,
+) -> Option<(
+    impl std::ops::Deref<Target = candle_core::Storage> + '_,
+    usize,
+    usize,
+)> {
+    use candle_core::{CpuStorage, Storage};
+    let (st, layout) = t.storage_and_layout();
+    let (o0, o1) = layout.contiguous_offsets()?;
+    if !matches!(&*st, Storage::Cpu(CpuStorage::F32(_))) {
+        return None;
+    }
+    Some((st, o0, o1))
+}
+
+fn f32_slice<D: std::ops::Deref<Target = candle_core::Storage>>(g: &(D, usize, usize)) -> &[f32] {
+    match &*g.0 {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[g.1..g.2],
+        _ => &[],
+    }
+}
+
+/// Attention of `b` sequences of `l` new tokens after a prefix of `p` cached tokens, on
+/// candle's barrier pool (CPU, f32). `qa [nkv, b*g*l, hd]` (rows b, g, l; pre-scaled),
+/// `kc, vc [nkv, cap, hd]` the cache (first `p` rows used), `ks, vs [nkv*b, l, hd]` the
+/// new keys and values. Scores are written straight into one `[nkv, b*g*l, p+l]` buffer
+/// (no concatenation), the causal mask is set in place on the own part only, and the
+/// output `[nkv, b*g*l, hd]` accumulates the prefix and own products in place. Work is
+/// split into row blocks per (kv head, sequence), so each output row is computed by one
+/// thread in a fixed order (deterministic). `None` when the inputs do not qualify.
+fn pool_attention(
+    qa: &Tensor,
+    kc: &Tensor,
+    vc: &Tensor,
+    ks: &Tensor,
+    vs: &Tensor,
+    (nkv, b, g, l, hd, p): (usize, usize, usize, usize, usize, usize),
+) -> candle_core::Result<Option<Tensor>> {
+    if !qa.device().is_cpu() {
+        return Ok(None);
+    }
+    let (Some(qg), Some(kcg), Some(vcg), Some(ksg), Some(vsg)) = (
+        f32_data(qa),
+        f32_data(kc),
+        f32_data(vc),
+        f32_data(ks),
+        f32_data(vs),
+    ) else {
+        return Ok(None);
+    };
+    let (q, kcd, vcd, ksd, vsd) = (
+        f32_slice(&qg),
+        f32_slice(&kcg),
+        f32_slice(&vcg),
+        f32_slice(&ksg),
+        f32_slice(&vsg),
+    );
+    let gl = g * l;
+    let rows = b * gl;
+    let pl = p + l;
+    let cap = if p > 0 { kcd.len() / (nkv * hd) } else { 0 };
+    if q.len() != nkv * rows * hd
+        || ksd.len() != nkv * b * l * hd
+        || vsd.len() != ksd.len()
+        || (p > 0 && (cap < p || kcd.len() != vcd.len()))
+    {
+        return Ok(None);
+    }
+    // Tasks: (kv head, sequence, row block within the sequence's g*l rows).
+    const BLOCK: usize = 96;
+    let blocks = gl.div_ceil(BLOCK);
+    let n_tasks = nkv * b * blocks;
+    let task = |t: usize| {
+        let h = t / (b * blocks);
+        let bi = (t / blocks) % b;
+        let r0 = (t % blocks) * BLOCK;
+        (h, bi, r0, BLOCK.min(gl - r0))
+    };
+    let pool = candle_core::utils::barrier_pool();
+    let mut scores = vec![0f32; nkv * rows * pl];
+    let s_addr = scores.as_mut_ptr() as usize;
+    pool.execute_chunked(n_tasks, |range| {
+        for t in range {
+            let (h, bi, r0, m) = task(t);
+            let row = bi * gl + r0;
+            // SAFETY: each task writes rows `row..row + m` of head `h` only; all
+            // reads are within the slices checked above.
+            unsafe {
+                let dst = (s_addr as *mut f32).add((h * rows + row) * pl);
+                let lhs = q.as_ptr().add((h * rows + row) * hd);
+                if p > 0 {
+                    gemm::gemm(
+                        m,
+                        p,
+                        hd,
+                        dst,
+                        1,
+                        pl as isize,
+                        false,
+                        lhs,
+                        1,
+                        hd as isize,
+                        kcd.as_ptr().add(h * cap * hd),
+                        hd as isize,
+                        1,
+                        0f32,
+                        1f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                gemm::gemm(
+                    m,
+                    l,
+                    hd,
+                    dst.add(p),
+                    1,
+                    pl as isize,
+                    false,
+                    lhs,
+                    1,
+                    hd as isize,
+                    ksd.as_ptr().add((h * b + bi) * l * hd),
+                    hd as isize,
+                    1,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                // Causal mask over the own part: query i sees own keys 0..=i.
+                for r in 0..m {
+                    let i = (r0 + r) % l;
+                    let own = std::slice::from_raw_parts_mut(dst.add(r * pl + p), l);
+                    own[i + 1..].fill(f32::NEG_INFINITY);
+                }
+            }
+        }
+    });
+    let probs = candle_nn::ops::softmax_last_dim(&Tensor::from_vec(
+        scores,
+        (nkv * rows, pl),
+        qa.device(),
+    )?)?;
+    let Some(pg) = f32_data(&probs) else {
+        return Ok(None);
+    };
+    let pr = f32_slice(&pg);
+    let mut out = vec![0f32; nkv * rows * hd];
+    let o_addr = out.as_mut_ptr() as usize;
+    pool.execute_chunked(n_tasks, |range| {
+        for t in range {
+            let (h, bi, r0, m) = task(t);
+            let row = bi * gl + r0;
+            // SAFETY: as above; each task writes its own rows of `out`.
+            unsafe {
+                let dst = (o_addr as *mut f32).add((h * rows + row) * hd);
+                let lhs = pr.as_ptr().add((h * rows + row) * pl);
+                if p > 0 {
+                    gemm::gemm(
+                        m,
+                        hd,
+                        p,
+                        dst,
+                        1,
+                        hd as isize,
+                        false,
+                        lhs,
+                        1,
+                        pl as isize,
+                        vcd.as_ptr().add(h * cap * hd),
+                        1,
+                        hd as isize,
+                        0f32,
+                        1f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                gemm::gemm(
+                    m,
+                    hd,
+                    l,
+                    dst,
+                    1,
+                    hd as isize,
+                    p > 0,
+                    lhs.add(p),
+                    1,
+                    pl as isize,
+                    vsd.as_ptr().add((h * b + bi) * l * hd),
+                    1,
+                    hd as isize,
+                    1f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    });
+    drop((qg, kcg, vcg, ksg, vsg, pg));
+    Ok(Some(Tensor::from_vec(out, (nkv, rows, hd), qa.device())?))
+}
+
+/// `silu(y[:, ..ff]) * y[:, ff..]` for `y [n, 2 ff]` (contiguous f32 on the CPU) in one
+/// pass into a contiguous `[n, ff]`, rows split over candle's barrier pool when large
+/// (candle's own silu and mul on the two strided halves run single-threaded and take two
+/// passes). `None` when the input does not qualify.
+fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
+    if !y.device().is_cpu() || ff == 0 {
+        return Ok(None);
+    }
+    let Ok((n, w)) = y.dims2() else {
+        return Ok(None);
+    };
+    if w != 2 * ff {
+        return Ok(None);
+    }
+    let Some(guard) = f32_data(y) else {
+        return Ok(None);
+    };
+    let yv = f32_slice(&guard);
+    if yv.len() != n * w {
+        return Ok(None);
+    }
+    let mut out = vec![0f32; n * ff];
+    let addr = out.as_mut_ptr() as usize;
+    let row = |r: usize| {
+        let src = &yv[r * w..(r + 1) * w];
+        let (g, u) = src.split_at(ff);
+        // SAFETY: row `r` of `out` (n x ff) is written by exactly one caller.
+        let dst = unsafe { std::slice::from_raw_parts_mut((addr as *mut f32).add(r * ff), ff) };
+        for ((d, &a), &b) in dst.iter_mut().zip(g).zip(u) {
+            *d = a / (1.0 + (-a).exp()) * b;
+        }
+    };
+    if n * ff >= 64 * 1024 {
+        candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(row));
+    } else {
+        (0..n).for_each(row);
+    }
+    drop(guard);
+    Ok(Some(Tensor::from_vec(out, (n, ff), y.device())?))
 }
 
 /// Quantized weights of a projection: one matrix, or parts of different types whose
@@ -150,6 +480,9 @@ struct Layer {
 impl Layer {
     fn mlp(&self, x: &Tensor, batch: bool) -> candle_core::Result<Tensor> {
         let y = self.gate_up.forward(x, batch)?;
+        if let Some(h) = silu_mul(&y, self.ff)? {
+            return self.down.forward(&h, batch);
+        }
         let g = y.narrow(1, 0, self.ff)?;
         let u = y.narrow(1, self.ff, self.ff)?;
         self.down.forward(&(candle_nn::ops::silu(&g)? * u)?, batch)
@@ -987,29 +1320,16 @@ impl Model {
                 .permute((2, 0, 1, 3))?
                 .contiguous()?
                 .reshape((nkv * b, l, hd))?;
-            let s_own = qa
-                .reshape((nkv * b, g * l, hd))?
-                .matmul(&ks.t()?)?
-                .reshape((nkv, b * g * l, l))?;
-            let prefix = if p > 0 { Some(cache.view(li)?) } else { None };
-            let scores = match &prefix {
-                Some((kp, _)) => Tensor::cat(&[&qa.matmul(&kp.t()?)?, &s_own], 2)?,
-                None => s_own,
+            let pooled = if p > 0 {
+                let (kc, vc) = (&cache.k[li], &cache.v[li]);
+                pool_attention(&qa, kc, vc, &ks, &vs, (nkv, b, g, l, hd, p))?
+            } else {
+                let none = Tensor::zeros((nkv, 1, hd), DType::F32, qa.device())?;
+                pool_attention(&qa, &none, &none, &ks, &vs, (nkv, b, g, l, hd, 0))?
             };
-            let scores = scores
-                .reshape((nkv * b * g, l, p + l))?
-                .broadcast_add(&mask)?
-                .reshape((nkv, b * g * l, p + l))?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let own = probs
-                .narrow(2, p, l)?
-                .contiguous()?
-                .reshape((nkv * b, g * l, l))?
-                .matmul(&vs)?
-                .reshape((nkv, b * g * l, hd))?;
-            let out = match &prefix {
-                Some((_, vp)) => (probs.narrow(2, 0, p)?.matmul(vp)? + own)?,
-                None => own,
+            let out = match pooled {
+                Some(out) => out,
+                None => self.attention_fallback(&qa, &ks, &vs, &mask, cache, li, (b, g, l, p))?,
             };
             // [nkv, b, g, l, hd] -> [b, l, nkv, g, hd] -> [b*l, hidden]
             let out = out
@@ -1031,6 +1351,46 @@ impl Model {
             cache.len = p + l;
         }
         candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps)
+    }
+
+    /// Attention with candle's ops (non-CPU devices): `[nkv, b*g*l, hd]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_fallback(
+        &self,
+        qa: &Tensor,
+        ks: &Tensor,
+        vs: &Tensor,
+        mask: &Tensor,
+        cache: &KvCache,
+        li: usize,
+        (b, g, l, p): (usize, usize, usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (nkv, hd) = (c.n_kv_head, c.head_dim);
+        let s_own = qa
+            .reshape((nkv * b, g * l, hd))?
+            .matmul(&ks.t()?)?
+            .reshape((nkv, b * g * l, l))?;
+        let prefix = if p > 0 { Some(cache.view(li)?) } else { None };
+        let scores = match &prefix {
+            Some((kp, _)) => Tensor::cat(&[&qa.matmul(&kp.t()?)?, &s_own], 2)?,
+            None => s_own,
+        };
+        let scores = scores
+            .reshape((nkv * b * g, l, p + l))?
+            .broadcast_add(mask)?
+            .reshape((nkv, b * g * l, p + l))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let own = probs
+            .narrow(2, p, l)?
+            .contiguous()?
+            .reshape((nkv * b, g * l, l))?
+            .matmul(vs)?
+            .reshape((nkv, b * g * l, hd))?;
+        match &prefix {
+            Some((_, vp)) => probs.narrow(2, 0, p)?.matmul(vp)? + own,
+            None => Ok(own),
+        }
     }
 
     /// One decode step: `token` at position `cache.len()`, appended to the cache.
