@@ -93,15 +93,13 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
             catalogue.len()
         ));
     }
-    report.items = catalogue.len() as u64;
-    report.sequences = sequences.len() as u64;
-    Ok(Dataset {
-        format: Format::AmazonM2,
+    Ok(Dataset::loaded(
+        Format::AmazonM2,
         catalogue,
         sequences,
         report,
-        prepared_cases: None,
-    })
+        None,
+    ))
 }
 
 fn file_label(path: &Path) -> String {

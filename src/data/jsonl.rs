@@ -133,7 +133,6 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         ..LoadReport::default()
     };
     let catalogue = read_items_with(&items, &meter)?;
-    report.items = catalogue.len() as u64;
     let label = |p: &Path| p.display().to_string();
     let (sequences, prepared_cases) = if rows_path.ends_with("cases.jsonl") {
         let cases: Vec<Case> = read_rows_with(&rows_path, &meter, "(case)")?;
@@ -201,14 +200,13 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         }
         (sequences, None)
     };
-    report.sequences = sequences.len() as u64;
-    Ok(Dataset {
-        format: Format::Jsonl,
+    Ok(Dataset::loaded(
+        Format::Jsonl,
         catalogue,
         sequences,
         report,
         prepared_cases,
-    })
+    ))
 }
 
 /// Loads a prepared folder (`items.jsonl` + `cases.jsonl`).

@@ -52,15 +52,13 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     }
     report.files.push(behaviors.clone());
     let sequences = read_behaviors(&behaviors, &meter, &mut report, &mut catalogue, !has_news)?;
-    report.items = catalogue.len() as u64;
-    report.sequences = sequences.len() as u64;
-    Ok(Dataset {
-        format: Format::Mind,
+    Ok(Dataset::loaded(
+        Format::Mind,
         catalogue,
         sequences,
         report,
-        prepared_cases: None,
-    })
+        None,
+    ))
 }
 
 fn read_news(

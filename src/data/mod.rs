@@ -254,6 +254,27 @@ pub struct Dataset {
     pub prepared_cases: Option<Vec<Case>>,
 }
 
+impl Dataset {
+    /// A loaded dataset; the report's item and sequence counts are taken from the parts.
+    pub(crate) fn loaded(
+        format: Format,
+        catalogue: Catalogue,
+        sequences: Vec<Sequence>,
+        mut report: LoadReport,
+        prepared_cases: Option<Vec<Case>>,
+    ) -> Self {
+        report.items = catalogue.len() as u64;
+        report.sequences = sequences.len() as u64;
+        Self {
+            format,
+            catalogue,
+            sequences,
+            report,
+            prepared_cases,
+        }
+    }
+}
+
 /// A prepared folder (`items.jsonl` + `cases.jsonl`), as `trsr prepare` writes it.
 #[derive(Clone, Debug)]
 pub struct Prepared {

@@ -84,15 +84,13 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     }
     report.files.push(inter.clone());
     let sequences = read_inter(&inter, &meter, &mut report, &mut catalogue, !has_items)?;
-    report.items = catalogue.len() as u64;
-    report.sequences = sequences.len() as u64;
-    Ok(Dataset {
-        format: Format::RecBole,
+    Ok(Dataset::loaded(
+        Format::RecBole,
         catalogue,
         sequences,
         report,
-        prepared_cases: None,
-    })
+        None,
+    ))
 }
 
 fn read_header(lines: &mut LineReader, buf: &mut Vec<u8>) -> Result<Vec<Column>, DataError> {
