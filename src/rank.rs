@@ -285,6 +285,20 @@ pub fn score_llm(
     summary: Option<&str>,
     opts: &RecommendOptions,
 ) -> anyhow::Result<ScoreRecord> {
+    score_llm_with_prefix(lm, templates, case, catalogue, text, summary, opts).map(|(r, _)| r)
+}
+
+/// [`score_llm`], also returning the exact shared prompt prefix that was scored
+/// (the window shows it), so the prompt is rendered once.
+pub fn score_llm_with_prefix(
+    lm: &mut dyn LanguageModel,
+    templates: &Templates,
+    case: &Case,
+    catalogue: &Catalogue,
+    text: &ItemTextTemplate,
+    summary: Option<&str>,
+    opts: &RecommendOptions,
+) -> anyhow::Result<(ScoreRecord, String)> {
     let ((prefix, suffixes), _kept) =
         recommend_chat_prompt(&*lm, templates, case, catalogue, text, summary, opts)?;
     let probs = lm.score_yes_no(&prefix, &suffixes)?;
@@ -297,7 +311,7 @@ pub fn score_llm(
         );
     }
     let name = llm_scorer_name(&lm.identity().name, None, opts);
-    Ok(record(case, name, probs.into_iter().map(f64::from)))
+    Ok((record(case, name, probs.into_iter().map(f64::from)), prefix))
 }
 
 /// The non-LLM scorers.

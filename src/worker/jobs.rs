@@ -242,17 +242,14 @@ pub fn score(
     summary: Option<&str>,
     opts: &RecommendOptions,
 ) -> anyhow::Result<(ScoreRecord, String)> {
-    let ((prefix, _), _) =
-        crate::rank::recommend_chat_prompt(&*lm, templates, case, catalogue, text, summary, opts)?;
-    let record = crate::rank::score_llm(lm, templates, case, catalogue, text, summary, opts)
+    crate::rank::score_llm_with_prefix(lm, templates, case, catalogue, text, summary, opts)
         .with_context(|| {
             format!(
                 "case {}: scoring {} candidates",
                 case.case,
                 case.candidates().len()
             )
-        })?;
-    Ok((record, prefix))
+        })
 }
 
 fn batch(
