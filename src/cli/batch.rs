@@ -515,6 +515,13 @@ pub struct ModelArgs {
     /// chat template.
     #[arg(long)]
     pub raw_prompt: bool,
+    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to put
+    /// on the model, e.g. one written by `trsr train`.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Accept an adapter whose config names another base model (shapes are still checked).
+    #[arg(long)]
+    pub ignore_adapter_base: bool,
 }
 
 impl Default for ModelArgs {
@@ -523,6 +530,8 @@ impl Default for ModelArgs {
             model: "default".into(),
             device: "auto".into(),
             raw_prompt: false,
+            adapter: None,
+            ignore_adapter_base: false,
         }
     }
 }
@@ -556,6 +565,8 @@ pub fn load_models(
         raw_prompt: args.raw_prompt,
         yes_word: templates.yes.clone(),
         no_word: templates.no.clone(),
+        adapter: args.adapter.clone(),
+        ignore_adapter_base: args.ignore_adapter_base,
     };
     let path = model
         .resolve()

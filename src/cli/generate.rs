@@ -44,6 +44,12 @@ pub struct GenerateArgs {
     /// Force the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
+    /// A PEFT LoRA adapter folder to put on the model.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Accept an adapter whose config names another base model.
+    #[arg(long)]
+    pub ignore_adapter_base: bool,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -59,6 +65,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         },
         threads: args.threads,
         raw_prompt: args.raw,
+        adapter: args.adapter.clone(),
+        ignore_adapter_base: args.ignore_adapter_base,
         ..LoadOptions::default()
     };
     let mut engine =

@@ -10,10 +10,12 @@ pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod generate;
+pub mod lora;
 pub mod model;
 pub mod score;
 pub mod source;
 pub mod tokenizer;
+pub mod train;
 
 use std::path::Path;
 use std::time::Instant;
@@ -46,6 +48,13 @@ pub struct LoadOptions {
     pub raw_prompt: bool,
     pub yes_word: String,
     pub no_word: String,
+    /// A PEFT LoRA adapter folder to put on the model (merged into dense weights).
+    #[serde(default)]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Accept an adapter whose `base_model_name_or_path` names another model (shapes
+    /// are still checked).
+    #[serde(default)]
+    pub ignore_adapter_base: bool,
 }
 
 impl Default for LoadOptions {
@@ -56,6 +65,8 @@ impl Default for LoadOptions {
             raw_prompt: false,
             yes_word: "yes".into(),
             no_word: "no".into(),
+            adapter: None,
+            ignore_adapter_base: false,
         }
     }
 }
@@ -89,6 +100,8 @@ pub struct Engine {
     pub(crate) answer: AnswerHead,
     /// The last scoring prefix (token ids) and its keys/values.
     pub(crate) prefix: Option<(Vec<u32>, model::KvCache)>,
+    /// SHA-256 of the base weights (without any adapter).
+    pub(crate) base_sha256: String,
 }
 
 impl Engine {
@@ -105,7 +118,7 @@ impl Engine {
         device::set_threads(opts.threads);
         let device = device::select(&opts.device)?;
         let is_st = path.is_dir() || path.extension().is_some_and(|e| e == "safetensors");
-        let (model, tokenizer, chat, add_bos, sha256) = if is_st {
+        let (mut model, tokenizer, chat, add_bos, mut sha256) = if is_st {
             let dir = if path.is_dir() {
                 path
             } else {
@@ -115,11 +128,26 @@ impl Engine {
         } else {
             Self::parts_gguf(path, &device)?
         };
-        let answer = answer_head(&model, &tokenizer, &opts.yes_word, &opts.no_word)?;
-        let name = path
+        let mut name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
+        let base_sha256 = sha256.clone();
+        if let Some(dir) = &opts.adapter {
+            let adapter = lora::Adapter::load(dir)?;
+            if !opts.ignore_adapter_base {
+                if let Some(msg) = lora::base_name_mismatch(&adapter, &name) {
+                    anyhow::bail!(
+                        "{}: {msg}; use a matching base model, or accept it with \
+                         --ignore-adapter-base",
+                        dir.display()
+                    );
+                }
+            }
+            lora::apply(&mut model, Some(&adapter), true)?;
+            (name, sha256) = with_adapter_identity(&name, &sha256, dir)?;
+        }
+        let answer = answer_head(&model, &tokenizer, &opts.yes_word, &opts.no_word)?;
         let info = ModelInfo {
             identity: ModelIdentity {
                 name,
@@ -141,6 +169,7 @@ impl Engine {
             add_bos,
             answer,
             prefix: None,
+            base_sha256,
         })
     }
 
@@ -264,6 +293,54 @@ impl Engine {
         (self.answer.yes_id, self.answer.no_id)
     }
 
+    /// Puts a LoRA adapter on the model at run time (not merged), or takes it off with
+    /// `None`: used to score with the weights of a training run. The identity names the
+    /// adapter's folder when it has one. Fails if an adapter was merged at load.
+    pub fn set_adapter(
+        &mut self,
+        adapter: Option<&lora::Adapter>,
+        label: Option<&str>,
+    ) -> anyhow::Result<()> {
+        lora::apply(&mut self.model, adapter, false)?;
+        self.prefix = None;
+        let base = self
+            .info
+            .identity
+            .name
+            .split('+')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let base_sha = self.base_sha256.clone();
+        match (adapter, label) {
+            (Some(a), label) => {
+                let label = label.map(str::to_string).unwrap_or_else(|| "lora".into());
+                self.info.identity.name = format!("{base}+{label}");
+                let mut h = sha2::Sha256::new();
+                use sha2::Digest;
+                h.update(base_sha.as_bytes());
+                for p in a.modules.values() {
+                    for t in [&p.a, &p.b] {
+                        for v in t.flatten_all()?.to_vec1::<f32>()? {
+                            h.update(v.to_le_bytes());
+                        }
+                    }
+                }
+                self.info.identity.sha256 = hex::encode(h.finalize());
+            }
+            (None, _) => {
+                self.info.identity.name = base;
+                self.info.identity.sha256 = base_sha;
+            }
+        }
+        Ok(())
+    }
+
+    /// The loaded model (for training).
+    pub fn model(&self) -> &model::Model {
+        &self.model
+    }
+
     /// Drops the held scoring prefix (its keys and values).
     pub fn clear_prefix_cache(&mut self) {
         self.prefix = None;
@@ -273,6 +350,27 @@ impl Engine {
     pub fn encode_prompt(&self, prompt: &str) -> anyhow::Result<Vec<u32>> {
         Ok(self.tokenizer.encode(prompt, self.add_bos)?)
     }
+}
+
+/// The identity of a model with an adapter: `model+adapter-folder`, and a SHA-256 over
+/// the base's and the adapter files'.
+fn with_adapter_identity(
+    name: &str,
+    sha256: &str,
+    dir: &Path,
+) -> anyhow::Result<(String, String)> {
+    use sha2::Digest;
+    let label = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "lora".into());
+    let adapter_sha = lora::Adapter::files_sha256(dir)?;
+    let sha = hex::encode(sha2::Sha256::digest(
+        format!("{sha256}{adapter_sha}").as_bytes(),
+    ));
+    Ok((format!("{name}+{label}"), sha))
 }
 
 fn answer_head(

@@ -85,7 +85,7 @@ impl WeightForm {
 }
 
 /// `x [n, in] · wᵀ` with `w` in f32, or in f16/bf16 (large unquantized models).
-fn dense_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn dense_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if w.dtype() == x.dtype() {
         if let Some(y) = pool_matmul_t(x, w)? {
             return Ok(y);
@@ -425,17 +425,28 @@ fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
 
 /// Quantized weights of a projection: one matrix, or parts of different types whose
 /// outputs are concatenated.
-enum QuantParts {
+pub(crate) enum QuantParts {
     One(QMatMul),
     Parts(Vec<QMatMul>),
 }
 
 /// One or more projections `[out_i, in]` sharing their input (q|k|v, gate|up), held as
 /// one matrix `[sum out_i, in]` in one or both forms, with an optional bias.
-struct Proj {
-    quant: Option<QuantParts>,
-    dense: Option<Tensor>,
-    bias: Option<Tensor>,
+pub(crate) struct Proj {
+    pub(crate) quant: Option<QuantParts>,
+    pub(crate) dense: Option<Tensor>,
+    pub(crate) bias: Option<Tensor>,
+    /// A LoRA update applied at run time (see [`super::lora`]).
+    pub(crate) lora: Option<LowRank>,
+}
+
+/// A low-rank update `y += (x · aᵀ) · bᵀ` of a projection: `a [R, in]`, `b [out, R]` with
+/// the adapter's scale folded into `b`. When `in_dense` is set, the update is already
+/// merged into the dense weights and is applied only on the quantized path.
+pub(crate) struct LowRank {
+    pub(crate) a: Tensor,
+    pub(crate) b: Tensor,
+    pub(crate) in_dense: bool,
 }
 
 impl Proj {
@@ -443,19 +454,25 @@ impl Proj {
     /// held, so that prompt and scoring results do not depend on how tokens were chunked;
     /// decode uses the quantized form.
     fn forward(&self, x: &Tensor, batch: bool) -> candle_core::Result<Tensor> {
-        let y = match (&self.quant, &self.dense) {
-            (Some(_), Some(d)) if batch => dense_matmul(x, d)?,
-            (Some(QuantParts::One(q)), _) => q.forward(x)?,
+        let (mut y, used_dense) = match (&self.quant, &self.dense) {
+            (Some(_), Some(d)) if batch => (dense_matmul(x, d)?, true),
+            (Some(QuantParts::One(q)), _) => (q.forward(x)?, false),
             (Some(QuantParts::Parts(ps)), _) => {
                 let outs = ps
                     .iter()
                     .map(|p| p.forward(x))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                Tensor::cat(&outs, 1)?
+                (Tensor::cat(&outs, 1)?, false)
             }
-            (None, Some(d)) => dense_matmul(x, d)?,
+            (None, Some(d)) => (dense_matmul(x, d)?, true),
             (None, None) => candle_core::bail!("projection has no weights"),
         };
+        if let Some(l) = &self.lora {
+            if !(used_dense && l.in_dense) {
+                let t = dense_matmul(&x.contiguous()?, &l.a)?;
+                y = (y + dense_matmul(&t, &l.b)?)?;
+            }
+        }
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -463,18 +480,18 @@ impl Proj {
     }
 }
 
-struct Layer {
-    attn_norm: Tensor,
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Tensor,
     /// q | k | v.
-    qkv: Proj,
-    q_norm: Option<Tensor>,
-    k_norm: Option<Tensor>,
-    wo: Proj,
-    ffn_norm: Tensor,
+    pub(crate) qkv: Proj,
+    pub(crate) q_norm: Option<Tensor>,
+    pub(crate) k_norm: Option<Tensor>,
+    pub(crate) wo: Proj,
+    pub(crate) ffn_norm: Tensor,
     /// gate | up.
-    gate_up: Proj,
-    down: Proj,
-    ff: usize,
+    pub(crate) gate_up: Proj,
+    pub(crate) down: Proj,
+    pub(crate) ff: usize,
 }
 
 impl Layer {
@@ -552,18 +569,18 @@ pub struct Model {
     pub form: WeightForm,
     pub n_params: u64,
     device: Device,
-    embed: Tensor,
-    layers: Vec<Layer>,
-    norm: Tensor,
-    head: Proj,
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: Tensor,
+    pub(crate) head: Proj,
     /// Dense rows of the output matrix, for the few logits scoring needs.
-    head_dense_source: Option<Tensor>,
-    cos: Tensor,
-    sin: Tensor,
+    pub(crate) head_dense_source: Option<Tensor>,
+    pub(crate) cos: Tensor,
+    pub(crate) sin: Tensor,
     /// The tables times 1/sqrt(head_dim): rotating q with them also applies the
     /// attention scale, saving an operation per layer.
-    cos_q: Tensor,
-    sin_q: Tensor,
+    pub(crate) cos_q: Tensor,
+    pub(crate) sin_q: Tensor,
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> LlmError {
@@ -698,7 +715,12 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
             }
             None => None,
         };
-        Ok(Proj { quant, dense, bias })
+        Ok(Proj {
+            quant,
+            dense,
+            bias,
+            lora: None,
+        })
     }
 }
 
@@ -929,6 +951,7 @@ impl Model {
                     quant: None,
                     dense: Some(d.clone()),
                     bias: None,
+                    lora: None,
                 },
                 Some(d),
             )
@@ -943,6 +966,7 @@ impl Model {
                 quant: Some(QuantParts::One(QMatMul::from_arc(Arc::new(head_q))?)),
                 dense: None,
                 bias: None,
+                lora: None,
             };
             (head, dense_src)
         };
@@ -1104,6 +1128,7 @@ impl Model {
                 quant: None,
                 dense: Some(t),
                 bias: None,
+                lora: None,
             };
             let gate_up = Tensor::cat(
                 &[
@@ -1118,6 +1143,7 @@ impl Model {
                     quant: None,
                     dense: Some(qkv),
                     bias,
+                    lora: None,
                 },
                 q_norm,
                 k_norm,
@@ -1149,6 +1175,7 @@ impl Model {
                 quant: None,
                 dense: Some(head_w.clone()),
                 bias: None,
+                lora: None,
             },
             head_dense_source: Some(head_w),
             cos,

@@ -51,6 +51,9 @@ pub struct ModelSpec {
     pub device: String,
     /// Use the paper's raw `### User:` form instead of the model's chat template.
     pub raw_prompt: bool,
+    /// A PEFT LoRA adapter folder put on the model (a fine-tuned recommender).
+    #[serde(default)]
+    pub adapter: Option<std::path::PathBuf>,
 }
 
 impl Default for ModelSpec {
@@ -59,6 +62,7 @@ impl Default for ModelSpec {
             model: "default".into(),
             device: "auto".into(),
             raw_prompt: false,
+            adapter: None,
         }
     }
 }
@@ -538,6 +542,7 @@ pub fn engine_loader() -> Loader {
         let opts = crate::llm::LoadOptions {
             device: parse_device(&spec.device)?,
             raw_prompt: spec.raw_prompt,
+            adapter: spec.adapter.clone(),
             ..crate::llm::LoadOptions::default()
         };
         let engine = crate::llm::Engine::load(&model, &opts)?;
