@@ -20,4 +20,5 @@ pub mod prompt;
 pub mod rank;
 pub mod segment;
 pub mod summarize;
+pub mod train;
 pub mod worker;

@@ -122,7 +122,10 @@ fn write_gguf(path: &Path, attn_dtype: GgmlDType) {
     )
     .unwrap();
     let u = |k: &str| cfg[k].as_u64().unwrap() as u32;
-    let (n_head, n_kv) = (u("num_attention_heads") as usize, u("num_key_value_heads") as usize);
+    let (n_head, n_kv) = (
+        u("num_attention_heads") as usize,
+        u("num_key_value_heads") as usize,
+    );
     let ws = candle_core::safetensors::load(
         fixture().join("tiny-llama/model.safetensors"),
         &Device::Cpu,
@@ -132,7 +135,10 @@ fn write_gguf(path: &Path, attn_dtype: GgmlDType) {
     let f = |t: Tensor| QTensor::quantize(&t, GgmlDType::F32).unwrap();
     let a = |t: Tensor| QTensor::quantize(&t, attn_dtype).unwrap();
     let mut tensors: Vec<(String, QTensor)> = vec![
-        ("token_embd.weight".into(), f(w("model.embed_tokens.weight"))),
+        (
+            "token_embd.weight".into(),
+            f(w("model.embed_tokens.weight")),
+        ),
         ("output_norm.weight".into(), f(w("model.norm.weight"))),
         ("output.weight".into(), f(w("lm_head.weight"))),
     ];
@@ -152,10 +158,22 @@ fn write_gguf(path: &Path, attn_dtype: GgmlDType) {
     let md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
         ("general.name".into(), Value::String("tiny-llama".into())),
-        ("llama.attention.head_count".into(), Value::U32(n_head as u32)),
-        ("llama.attention.head_count_kv".into(), Value::U32(n_kv as u32)),
-        ("llama.embedding_length".into(), Value::U32(u("hidden_size"))),
-        ("llama.block_count".into(), Value::U32(u("num_hidden_layers"))),
+        (
+            "llama.attention.head_count".into(),
+            Value::U32(n_head as u32),
+        ),
+        (
+            "llama.attention.head_count_kv".into(),
+            Value::U32(n_kv as u32),
+        ),
+        (
+            "llama.embedding_length".into(),
+            Value::U32(u("hidden_size")),
+        ),
+        (
+            "llama.block_count".into(),
+            Value::U32(u("num_hidden_layers")),
+        ),
         (
             "llama.context_length".into(),
             Value::U32(u("max_position_embeddings")),
@@ -215,9 +233,15 @@ fn reads_peft_config_and_weights() {
 fn base_model_matches_pytorch() {
     let e = expected();
     let d = max_diff(&logits_batch(&safetensors_model(), &e.ids), &e.base);
-    assert!(d < 1e-4, "safetensors base logits differ from PyTorch by {d}");
+    assert!(
+        d < 1e-4,
+        "safetensors base logits differ from PyTorch by {d}"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let d = max_diff(&logits_batch(&gguf_model(&dir, GgmlDType::F32), &e.ids), &e.base);
+    let d = max_diff(
+        &logits_batch(&gguf_model(&dir, GgmlDType::F32), &e.ids),
+        &e.base,
+    );
     assert!(d < 1e-4, "GGUF base logits differ from PyTorch by {d}");
 }
 
@@ -230,7 +254,10 @@ fn adapter_on_safetensors_base_matches_peft() {
     assert!(d < 1e-4, "merged adapter logits differ from PEFT by {d}");
     // The update is visible: the base logits are far from PEFT's adapted ones.
     let base = max_diff(&logits_batch(&safetensors_model(), &e.ids), &e.lora);
-    assert!(base > 0.1, "the fixture's adapter changes too little ({base})");
+    assert!(
+        base > 0.1,
+        "the fixture's adapter changes too little ({base})"
+    );
 
     let mut m = safetensors_model();
     lora::apply(&mut m, Some(&adapter()), false).unwrap();
@@ -257,7 +284,10 @@ fn adapter_on_gguf_base_is_permuted_like_the_weights() {
         .zip(want)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    assert!(d < 1e-4, "decode path with adapter differs from PEFT by {d}");
+    assert!(
+        d < 1e-4,
+        "decode path with adapter differs from PEFT by {d}"
+    );
 }
 
 #[test]
@@ -405,7 +435,10 @@ fn mismatched_adapters_are_refused_clearly() {
     assert!(lora::base_name_mismatch(&a, "tiny-llama").is_none());
     assert!(lora::base_name_mismatch(&a, "tiny-llama.Q8_0.gguf").is_none());
     let msg = lora::base_name_mismatch(&a, "SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
-    assert!(msg.contains("tiny-llama") && msg.contains("SmolLM2"), "{msg}");
+    assert!(
+        msg.contains("tiny-llama") && msg.contains("SmolLM2"),
+        "{msg}"
+    );
     // Config problems name the file and the field.
     let d = copy("dora");
     let cfg = std::fs::read_to_string(d.join(Adapter::CONFIG_FILE)).unwrap();
@@ -415,7 +448,10 @@ fn mismatched_adapters_are_refused_clearly() {
     )
     .unwrap();
     let err = Adapter::load(&d).unwrap_err().to_string();
-    assert!(err.contains("adapter_config.json") && err.contains("use_dora"), "{err}");
+    assert!(
+        err.contains("adapter_config.json") && err.contains("use_dora"),
+        "{err}"
+    );
     let d = copy("rank");
     let cfg = std::fs::read_to_string(d.join(Adapter::CONFIG_FILE)).unwrap();
     std::fs::write(
@@ -436,5 +472,8 @@ fn mismatched_adapters_are_refused_clearly() {
     let err = Adapter::load(&dir.path().join("missing"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("adapter_config.json") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("adapter_config.json") && err.contains("not found"),
+        "{err}"
+    );
 }

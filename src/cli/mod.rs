@@ -15,6 +15,7 @@ pub mod prepare;
 pub mod score;
 pub mod summarize;
 pub mod sweep;
+pub mod train;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +51,8 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Export curated SFT examples and result tables.
     Export(export::ExportArgs),
+    /// Fine-tune the LLM recommender with LoRA (PEFT format), validating each epoch.
+    Train(train::TrainArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and exit code 1.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Some(Command::Score(a)) => score::run(a),
         Some(Command::Sweep(a)) => sweep::run(a),
         Some(Command::Export(a)) => export::run(a),
+        Some(Command::Train(a)) => train::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -137,10 +137,7 @@ pub struct Adapter {
 }
 
 fn adapter_err(dir: &Path, file: &str, reason: impl std::fmt::Display) -> LlmError {
-    LlmError::Other(format!(
-        "{}: {reason}",
-        dir.join(file).display()
-    ))
+    LlmError::Other(format!("{}: {reason}", dir.join(file).display()))
 }
 
 /// `base_model.model.model.layers.{i}.{path}.lora_{A|B}.weight` -> `(i, target, is_b)`.
@@ -189,7 +186,9 @@ impl Adapter {
             )));
         }
         if cfg.get("use_dora").and_then(|v| v.as_bool()) == Some(true) {
-            return Err(bad("`use_dora` is true; DoRA adapters are not supported".into()));
+            return Err(bad(
+                "`use_dora` is true; DoRA adapters are not supported".into()
+            ));
         }
         if cfg.get("fan_in_fan_out").and_then(|v| v.as_bool()) == Some(true) {
             return Err(bad(
@@ -384,18 +383,15 @@ impl Adapter {
         });
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for ((layer, target), p) in &self.modules {
-            let base = format!(
-                "base_model.model.model.layers.{layer}.{}",
-                target.hf_path()
-            );
+            let base = format!("base_model.model.model.layers.{layer}.{}", target.hf_path());
             tensors.insert(format!("{base}.lora_A.weight"), p.a.to_dtype(DType::F32)?);
             tensors.insert(format!("{base}.lora_B.weight"), p.b.to_dtype(DType::F32)?);
         }
         let w_tmp = dir.join(format!("{}.tmp", Self::WEIGHTS_FILE));
         candle_core::safetensors::save(&tensors, &w_tmp)
             .map_err(|e| LlmError::Other(format!("{}: {e}", w_tmp.display())))?;
-        let text = serde_json::to_string_pretty(&cfg)
-            .map_err(|e| LlmError::Other(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&cfg).map_err(|e| LlmError::Other(e.to_string()))?;
         let c_tmp = dir.join(format!("{}.tmp", Self::CONFIG_FILE));
         std::fs::write(&c_tmp, text + "\n")
             .map_err(|e| LlmError::Other(format!("{}: {e}", c_tmp.display())))?;
@@ -532,10 +528,14 @@ pub fn apply(model: &mut Model, adapter: Option<&Adapter>, merge: bool) -> Resul
     adapter.check(&config, &ffs)?;
     let scale = adapter.config.scale();
     // Group the modules per (layer, slot).
-    let mut groups: BTreeMap<(usize, usize), Vec<(usize, Target, &LoraPair)>> = BTreeMap::new();
+    type Parts<'a> = Vec<(usize, Target, &'a LoraPair)>;
+    let mut groups: BTreeMap<(usize, usize), Parts> = BTreeMap::new();
     for ((layer, target), p) in &adapter.modules {
         let (s, off) = slot(&config, ffs[*layer], *target);
-        groups.entry((*layer, s)).or_default().push((off, *target, p));
+        groups
+            .entry((*layer, s))
+            .or_default()
+            .push((off, *target, p));
     }
     for ((li, s), parts) in groups {
         let layer = &mut model.layers[li];
@@ -616,7 +616,9 @@ pub fn base_name_mismatch(adapter: &Adapter, model_name: &str) -> Option<String>
             .rfind(['.', '-'])
             .filter(|&i| {
                 let tail = &s[i + 1..];
-                tail.starts_with('q') && tail.len() <= 7 && tail[1..].starts_with(|c: char| c.is_ascii_digit())
+                tail.starts_with('q')
+                    && tail.len() <= 7
+                    && tail[1..].starts_with(|c: char| c.is_ascii_digit())
                     || tail == "f16"
                     || tail == "f32"
                     || tail == "bf16"

@@ -354,11 +354,7 @@ impl Engine {
 
 /// The identity of a model with an adapter: `model+adapter-folder`, and a SHA-256 over
 /// the base's and the adapter files'.
-fn with_adapter_identity(
-    name: &str,
-    sha256: &str,
-    dir: &Path,
-) -> anyhow::Result<(String, String)> {
+fn with_adapter_identity(name: &str, sha256: &str, dir: &Path) -> anyhow::Result<(String, String)> {
     use sha2::Digest;
     let label = dir
         .canonicalize()

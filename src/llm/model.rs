@@ -103,13 +103,25 @@ pub(crate) fn dense_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor
 /// the element-wise and quantized kernels use); keeping all batched work on one set of
 /// threads avoids that. `None` when the inputs do not qualify (caller falls back).
 fn pool_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    pool_gemm(x, w, true)
+}
+
+/// `x [m, k] · w` for `w [k, n]` (contiguous f32 CPU tensors) on the barrier pool, like
+/// [`pool_matmul_t`]; `None` when the inputs do not qualify.
+pub(crate) fn pool_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    pool_gemm(x, w, false)
+}
+
+/// `x · wᵀ` (`transposed`: `w [n, k]`) or `x · w` (`w [k, n]`).
+fn pool_gemm(x: &Tensor, w: &Tensor, transposed: bool) -> candle_core::Result<Option<Tensor>> {
     use candle_core::{CpuStorage, Storage};
     if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return Ok(None);
     }
-    let (Ok((m, k)), Ok((n, k2))) = (x.dims2(), w.dims2()) else {
+    let (Ok((m, k)), Ok(wd)) = (x.dims2(), w.dims2()) else {
         return Ok(None);
     };
+    let (n, k2) = if transposed { wd } else { (wd.1, wd.0) };
     if k != k2 || m == 0 || n == 0 || k == 0 {
         return Ok(None);
     }
@@ -136,6 +148,13 @@ fn pool_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> 
             return;
         }
         let nc = cols.min(n - c0);
+        // Column block c0.. of the right-hand side [k, n]: from `w [n, k]` (transposed)
+        // or `w [k, n]`.
+        let (rhs_off, rhs_cs, rhs_rs) = if transposed {
+            (c0 * k, k as isize, 1)
+        } else {
+            (c0, 1, n as isize)
+        };
         // SAFETY: every thread writes only columns c0..c0 + nc of `dst` (m x n, row
         // major); `xv` holds m x k and `wv` n x k elements, both row major, alive for
         // the whole call, which returns only after every thread has finished.
@@ -151,9 +170,9 @@ fn pool_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> 
                 xv.as_ptr(),
                 1,
                 k as isize,
-                wv.as_ptr().add(c0 * k),
-                k as isize,
-                1,
+                wv.as_ptr().add(rhs_off),
+                rhs_cs,
+                rhs_rs,
                 0f32,
                 1f32,
                 false,

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, Var, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var, D};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::{Rng, SeedableRng};
 
@@ -22,7 +22,7 @@ use super::lora::{
     permute_heads, permute_rows_from_gguf, permute_rows_to_gguf, slot, Adapter, LoraConfig,
     LoraPair, Target,
 };
-use super::model::{Model, Proj, QuantParts};
+use super::model::{Config, Model, Proj, QuantParts};
 
 /// Optimiser settings (the paper's: lr 1e-4, AdamW betas 0.9/0.95, weight decay 5e-4).
 #[derive(Clone, Debug)]
@@ -87,20 +87,21 @@ impl CustomOp1 for FrozenLinear {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad_res.matmul(&self.w)?))
+        let g = grad_res.contiguous()?;
+        if let Some(x) = super::model::pool_matmul(&g, &self.w)? {
+            return Ok(Some(x));
+        }
+        Ok(Some(g.matmul(&self.w)?))
     }
 }
 
 fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() && w.dtype() == DType::F32 {
-        x.contiguous()?
-            .apply_op1(FrozenLinear { w: w.clone() })
+        x.contiguous()?.apply_op1(FrozenLinear { w: w.clone() })
     } else if w.dtype() == x.dtype() {
         x.matmul(&w.t()?)
     } else {
-        x.to_dtype(w.dtype())?
-            .matmul(&w.t()?)?
-            .to_dtype(x.dtype())
+        x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
     }
 }
 
@@ -119,7 +120,10 @@ fn dense_of(p: &Proj, device: &candle_core::Device) -> candle_core::Result<Tenso
     match &p.quant {
         Some(QuantParts::One(q)) => deq(q),
         Some(QuantParts::Parts(ps)) => {
-            let ts = ps.iter().map(deq).collect::<candle_core::Result<Vec<_>>>()?;
+            let ts = ps
+                .iter()
+                .map(deq)
+                .collect::<candle_core::Result<Vec<_>>>()?;
             Tensor::cat(&ts, 0)
         }
         None => candle_core::bail!("projection has no weights"),
@@ -127,6 +131,11 @@ fn dense_of(p: &Proj, device: &candle_core::Device) -> candle_core::Result<Tenso
 }
 
 struct FrozenLayer {
+    attn_norm: Tensor,
+    ffn_norm: Tensor,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    ff: usize,
     qkv: Tensor,
     qkv_bias: Option<Tensor>,
     wo: Tensor,
@@ -134,9 +143,23 @@ struct FrozenLayer {
     down: Tensor,
 }
 
-/// A LoRA trainer over a loaded model.
-pub struct Trainer<'m> {
-    model: &'m Model,
+/// The frozen base: the model's tensors (shared, not copied) in dense f32.
+struct Base {
+    config: Config,
+    device: Device,
+    embed: Tensor,
+    norm: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    cos_q: Tensor,
+    sin_q: Tensor,
+}
+
+/// A LoRA trainer over a loaded model. It shares the model's tensors (no copy where the
+/// model holds dense f32 weights) and does not borrow the model, so the same engine can
+/// score with the trainer's current adapter between epochs.
+pub struct Trainer {
+    base: Base,
     frozen: Vec<FrozenLayer>,
     head: Tensor,
     config: LoraConfig,
@@ -147,20 +170,25 @@ pub struct Trainer<'m> {
     rng: rand::rngs::StdRng,
 }
 
-impl<'m> Trainer<'m> {
+impl Trainer {
     /// A trainer with fresh LoRA weights (or `init`'s, to continue training).
     pub fn new(
-        model: &'m Model,
+        model: &Model,
         config: LoraConfig,
         optim: &OptimSettings,
         init: Option<&Adapter>,
         seed: u64,
-    ) -> anyhow::Result<Trainer<'m>> {
+    ) -> anyhow::Result<Trainer> {
         let device = model.device().clone();
         let c = &model.config;
         let mut frozen = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
             frozen.push(FrozenLayer {
+                attn_norm: l.attn_norm.clone(),
+                ffn_norm: l.ffn_norm.clone(),
+                q_norm: l.q_norm.clone(),
+                k_norm: l.k_norm.clone(),
+                ff: l.ff,
                 qkv: dense_of(&l.qkv, &device)?.to_dtype(DType::F32)?,
                 qkv_bias: l.qkv.bias.clone(),
                 wo: dense_of(&l.wo, &device)?.to_dtype(DType::F32)?,
@@ -218,8 +246,18 @@ impl<'m> Trainer<'m> {
                 weight_decay: optim.weight_decay,
             },
         )?;
+        let base = Base {
+            config: c.clone(),
+            device: device.clone(),
+            embed: model.embed.clone(),
+            norm: model.norm.clone(),
+            cos: model.cos.clone(),
+            sin: model.sin.clone(),
+            cos_q: model.cos_q.clone(),
+            sin_q: model.sin_q.clone(),
+        };
         Ok(Trainer {
-            model,
+            base,
             frozen,
             head,
             config,
@@ -274,8 +312,8 @@ impl<'m> Trainer<'m> {
         train: bool,
     ) -> candle_core::Result<Tensor> {
         let mut y = frozen_linear(x, w)?;
-        let c = &self.model.config;
-        let ff = self.model.layers[li].ff;
+        let c = &self.base.config;
+        let ff = self.frozen[li].ff;
         let scale = self.config.scale();
         let targets: Vec<Target> = self
             .config
@@ -300,7 +338,9 @@ impl<'m> Trainer<'m> {
             }
             let (a, b) = self.vars[&(li, t)].clone();
             let xd = self.dropout(x, train)?;
-            let u = xd.matmul(&a.as_tensor().t()?)?.matmul(&b.as_tensor().t()?)?;
+            let u = xd
+                .matmul(&a.as_tensor().t()?)?
+                .matmul(&b.as_tensor().t()?)?;
             let u = (u * scale)?;
             at = off + u.dim(1)?;
             parts.push(u);
@@ -314,14 +354,17 @@ impl<'m> Trainer<'m> {
 
     /// Final normed hidden states `[len, hidden]` of `ids`.
     fn hidden(&mut self, ids: &[u32], train: bool) -> candle_core::Result<Tensor> {
-        let model = self.model;
-        let c = model.config.clone();
-        let dev = model.device().clone();
+        let c = self.base.config.clone();
+        let dev = self.base.device.clone();
         let t = ids.len();
         let (nh, nkv, hd) = (c.n_head, c.n_kv_head, c.head_dim);
         let g = nh / nkv;
         let idx = Tensor::new(ids, &dev)?;
-        let mut x = model.embed.index_select(&idx, 0)?.to_dtype(DType::F32)?;
+        let mut x = self
+            .base
+            .embed
+            .index_select(&idx, 0)?
+            .to_dtype(DType::F32)?;
         let mask = {
             let mut m = vec![0f32; t * t];
             for i in 0..t {
@@ -331,11 +374,13 @@ impl<'m> Trainer<'m> {
             }
             Tensor::from_vec(m, (1, 1, t, t), &dev)?
         };
+        let (cos_t, sin_t) = (self.base.cos.clone(), self.base.sin.clone());
+        let (cos_q, sin_q) = (self.base.cos_q.clone(), self.base.sin_q.clone());
         let rope = |x: &Tensor, q: bool| -> candle_core::Result<Tensor> {
             let (cos, sin) = if q {
-                (&model.cos_q, &model.sin_q)
+                (&cos_q, &sin_q)
             } else {
-                (&model.cos, &model.sin)
+                (&cos_t, &sin_t)
             };
             if c.rope_interleaved {
                 candle_nn::rotary_emb::rope_i_slow(x, cos, sin)
@@ -343,9 +388,8 @@ impl<'m> Trainer<'m> {
                 candle_nn::rotary_emb::rope_slow(x, cos, sin)
             }
         };
-        for li in 0..model.layers.len() {
-            let layer = &model.layers[li];
-            let (qkv_w, qkv_b, wo, gate_up, down) = {
+        for li in 0..self.frozen.len() {
+            let (qkv_w, qkv_b, wo, gate_up, down, attn_norm, ffn_norm, q_norm, k_norm, ff) = {
                 let f = &self.frozen[li];
                 (
                     f.qkv.clone(),
@@ -353,16 +397,27 @@ impl<'m> Trainer<'m> {
                     f.wo.clone(),
                     f.gate_up.clone(),
                     f.down.clone(),
+                    f.attn_norm.clone(),
+                    f.ffn_norm.clone(),
+                    f.q_norm.clone(),
+                    f.k_norm.clone(),
+                    f.ff,
                 )
             };
-            let h = candle_nn::ops::rms_norm_slow(&x, &layer.attn_norm, c.rms_eps)?;
+            let h = candle_nn::ops::rms_norm_slow(&x, &attn_norm, c.rms_eps)?;
             let mut y = self.proj(&h, &qkv_w, li, 0, train)?;
             if let Some(b) = &qkv_b {
                 y = y.broadcast_add(b)?;
             }
             let (qd, kd) = (nh * hd, nkv * hd);
-            let q = y.narrow(1, 0, qd)?.reshape((1, t, nh, hd))?.transpose(1, 2)?;
-            let k = y.narrow(1, qd, kd)?.reshape((1, t, nkv, hd))?.transpose(1, 2)?;
+            let q = y
+                .narrow(1, 0, qd)?
+                .reshape((1, t, nh, hd))?
+                .transpose(1, 2)?;
+            let k = y
+                .narrow(1, qd, kd)?
+                .reshape((1, t, nkv, hd))?
+                .transpose(1, 2)?;
             let v = y
                 .narrow(1, qd + kd, kd)?
                 .reshape((1, t, nkv, hd))?
@@ -373,8 +428,8 @@ impl<'m> Trainer<'m> {
                     None => Ok(x),
                 }
             };
-            let q = head_norm(q.contiguous()?, &layer.q_norm)?;
-            let k = head_norm(k.contiguous()?, &layer.k_norm)?;
+            let q = head_norm(q.contiguous()?, &q_norm)?;
+            let k = head_norm(k.contiguous()?, &k_norm)?;
             let q = rope(&q.contiguous()?, true)?;
             let k = rope(&k.contiguous()?, false)?;
             // Grouped heads: query head h uses kv head h / g.
@@ -390,20 +445,16 @@ impl<'m> Trainer<'m> {
             let v = expand(v.contiguous()?)?;
             let att = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
-            let out = att
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((t, nh * hd))?;
+            let out = att.matmul(&v)?.transpose(1, 2)?.reshape((t, nh * hd))?;
             let o = self.proj(&out, &wo, li, 1, train)?;
             let x1 = (o + &x)?;
-            let h = candle_nn::ops::rms_norm_slow(&x1, &layer.ffn_norm, c.rms_eps)?;
+            let h = candle_nn::ops::rms_norm_slow(&x1, &ffn_norm, c.rms_eps)?;
             let gu = self.proj(&h, &gate_up, li, 2, train)?;
-            let ff = layer.ff;
             let act = (candle_nn::ops::silu(&gu.narrow(1, 0, ff)?)? * gu.narrow(1, ff, ff)?)?;
             let m = self.proj(&act, &down, li, 3, train)?;
             x = (m + x1)?;
         }
-        candle_nn::ops::rms_norm_slow(&x, &model.norm, c.rms_eps)
+        candle_nn::ops::rms_norm_slow(&x, &self.base.norm, c.rms_eps)
     }
 
     /// Mean negative log-likelihood of `ex`'s loss tokens (a scalar tensor).
@@ -415,10 +466,10 @@ impl<'m> Trainer<'m> {
                 ex.loss_from
             );
         }
-        if n - 1 > self.model.config.context_len {
+        if n - 1 > self.base.config.context_len {
             anyhow::bail!(
                 "training example of {n} tokens exceeds the model's context of {}",
-                self.model.config.context_len
+                self.base.config.context_len
             );
         }
         let h = self.hidden(&ex.ids[..n - 1], train)?;
@@ -480,7 +531,7 @@ impl<'m> Trainer<'m> {
         let Some(acc) = &self.acc else {
             return Ok(out);
         };
-        let c = &self.model.config;
+        let c = &self.base.config;
         for (&(li, t), (a, b)) in &self.vars {
             if let (Some(ga), Some(gb)) = (acc.get(a.as_tensor()), acc.get(b.as_tensor())) {
                 let mut gb = gb.clone();
@@ -495,7 +546,7 @@ impl<'m> Trainer<'m> {
 
     /// The current weights as a PEFT adapter (B rows in Hugging Face order).
     pub fn adapter(&self) -> anyhow::Result<Adapter> {
-        let c = &self.model.config;
+        let c = &self.base.config;
         let mut modules = BTreeMap::new();
         for (&(li, t), (a, b)) in &self.vars {
             let mut b = b.as_tensor().to_device(&candle_core::Device::Cpu)?;
