@@ -447,6 +447,8 @@ fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
 pub(crate) enum QuantParts {
     One(QMatMul),
     Parts(Vec<QMatMul>),
+    /// Q4_1 on the CPU: our AVX2 kernel (candle's Q4_1 dot product is scalar).
+    Q41(super::q41::Q41Matrix),
 }
 
 /// One or more projections `[out_i, in]` sharing their input (q|k|v, gate|up), held as
@@ -476,6 +478,7 @@ impl Proj {
         let (mut y, used_dense) = match (&self.quant, &self.dense) {
             (Some(_), Some(d)) if batch => (dense_matmul(x, d)?, true),
             (Some(QuantParts::One(q)), _) => (q.forward(x)?, false),
+            (Some(QuantParts::Q41(q)), _) => (q.matmul(x)?, false),
             (Some(QuantParts::Parts(ps)), _) => {
                 let outs = ps
                     .iter()
@@ -654,6 +657,20 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
         Ok(buf)
     }
 
+    /// The biases `names` concatenated (q|k|v).
+    fn bias_of(&mut self, names: Option<&[String]>) -> Result<Option<Tensor>, LlmError> {
+        match names {
+            Some(bs) => {
+                let ts = bs
+                    .iter()
+                    .map(|b| self.dense(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(Tensor::cat(&ts, 0)?))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Projections `names` (sharing their input) stacked into one, in the forms `form` asks.
     fn proj(
         &mut self,
@@ -687,6 +704,24 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
         let mut parts = Vec::new();
         let mut dense_parts = Vec::new();
         let same_type = dtypes.iter().all(|d| *d == dtypes[0]);
+        if keep_quant && same_type && dtypes[0] == GgmlDType::Q4_1 && self.device.is_cpu() {
+            let mut bytes = Vec::new();
+            for n in names {
+                bytes.extend(self.raw(n)?);
+            }
+            let q = super::q41::Q41Matrix::from_bytes(bytes, rows, cols)
+                .map_err(|e| bad(self.path, format!("tensors {names:?}: {e}")))?;
+            if keep_dense {
+                dense_parts.push(q.dequantize(self.device)?);
+            }
+            let bias = self.bias_of(bias)?;
+            return Ok(Proj {
+                quant: Some(QuantParts::Q41(q)),
+                dense: dense_parts.pop(),
+                bias,
+                lora: None,
+            });
+        }
         if keep_quant && same_type && names.len() > 1 {
             let mut bytes = Vec::new();
             for n in names {
@@ -724,16 +759,7 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
             1 => dense_parts.pop(),
             _ => Some(Tensor::cat(&dense_parts, 0)?),
         };
-        let bias = match bias {
-            Some(bs) => {
-                let ts = bs
-                    .iter()
-                    .map(|b| self.dense(b))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Some(Tensor::cat(&ts, 0)?)
-            }
-            None => None,
-        };
+        let bias = self.bias_of(bias)?;
         Ok(Proj {
             quant,
             dense,

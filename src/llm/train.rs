@@ -119,6 +119,7 @@ fn dense_of(p: &Proj, device: &candle_core::Device) -> candle_core::Result<Tenso
     };
     match &p.quant {
         Some(QuantParts::One(q)) => deq(q),
+        Some(QuantParts::Q41(q)) => q.dequantize(device),
         Some(QuantParts::Parts(ps)) => {
             let ts = ps
                 .iter()
