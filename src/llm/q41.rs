@@ -159,9 +159,10 @@ fn dot_scalar(w: &[u8], x: &[Q81]) -> f32 {
         let (d, m) = (f16_at(b, 0), f16_at(b, 2));
         let qs = &b[4..20];
         let mut s = 0i32;
-        for j in 0..QK / 2 {
-            s += (qs[j] & 0x0F) as i32 * y.qs[j] as i32;
-            s += (qs[j] >> 4) as i32 * y.qs[j + QK / 2] as i32;
+        let (lo, hi) = y.qs.split_at(QK / 2);
+        for ((q, a), b) in qs.iter().zip(lo).zip(hi) {
+            s += (q & 0x0F) as i32 * *a as i32;
+            s += (q >> 4) as i32 * *b as i32;
         }
         sum += d * y.d * s as f32 + m * y.s;
     }
