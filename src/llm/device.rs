@@ -41,15 +41,7 @@ pub fn describe(device: &Device) -> String {
     }
 }
 
-/// Sets the CPU thread count for candle's kernels (call before the first inference).
+/// Sets the CPU thread counts (call before the first inference); see [`super::par::init`].
 pub fn set_threads(threads: Option<usize>) {
-    if let Some(n) = threads.filter(|n| *n > 0) {
-        // candle reads RAYON_NUM_THREADS for its GEMM; rayon's global pool serves the
-        // quantized kernels. Both are process-wide.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
-    }
+    super::par::init(threads);
 }

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod generate;
 pub mod lora;
 pub mod model;
+pub mod par;
 pub mod q41;
 pub mod score;
 pub mod source;

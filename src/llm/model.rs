@@ -96,17 +96,16 @@ pub(crate) fn dense_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor
     }
 }
 
-/// `x [m, k] · wᵀ` for contiguous f32 CPU tensors `x` and `w [n, k]`, computed on candle's
-/// barrier pool: the output columns are split across its threads, each running a
-/// single-threaded GEMM. candle's own matmul runs gemm on a rayon pool instead, whose
-/// threads then compete for the cores with the barrier pool's spinning worker (the pool
-/// the element-wise and quantized kernels use); keeping all batched work on one set of
-/// threads avoids that. `None` when the inputs do not qualify (caller falls back).
+/// `x [m, k] · wᵀ` for contiguous f32 CPU tensors `x` and `w [n, k]`: the output
+/// columns are split across the engine's threads (`par.rs`), each running a
+/// single-threaded GEMM (candle's own matmul parallelises inside gemm instead, which
+/// competed with candle's spinning pool). `None` when the inputs do not qualify (the
+/// caller falls back).
 fn pool_matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
     pool_gemm(x, w, true)
 }
 
-/// `x [m, k] · w` for `w [k, n]` (contiguous f32 CPU tensors) on the barrier pool, like
+/// `x [m, k] · w` for `w [k, n]` (contiguous f32 CPU tensors) on the engine's threads, like
 /// [`pool_matmul_t`]; `None` when the inputs do not qualify.
 pub(crate) fn pool_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
     pool_gemm(x, w, false)
@@ -137,12 +136,11 @@ fn pool_gemm(x: &Tensor, w: &Tensor, transposed: bool) -> candle_core::Result<Op
     };
     let (xv, wv) = (&xv[x0..x1], &wv[w0..w1]);
     let mut dst = vec![0f32; m * n];
-    let pool = candle_core::utils::barrier_pool();
-    let parts = pool.n_workers() + 1;
+    let parts = super::par::threads();
     // Column blocks that are multiples of 16 (the micro-kernel's width).
     let cols = n.div_ceil(parts).div_ceil(16) * 16;
     let dst_addr = dst.as_mut_ptr() as usize;
-    pool.execute(|tid| {
+    super::par::for_each_part(parts, |tid| {
         let c0 = tid * cols;
         if c0 >= n {
             return;
@@ -211,7 +209,7 @@ fn f32_slice<D: std::ops::Deref<Target = candle_core::Storage>>(g: &(D, usize, u
 }
 
 /// Attention of `b` sequences of `l` new tokens after a prefix of `p` cached tokens, on
-/// candle's barrier pool (CPU, f32). `qa [nkv, b*g*l, hd]` (rows b, g, l; pre-scaled),
+/// the engine's threads (CPU, f32). `qa [nkv, b*g*l, hd]` (rows b, g, l; pre-scaled),
 /// `kc, vc [nkv, cap, hd]` the cache (first `p` rows used), `ks, vs [nkv*b, l, hd]` the
 /// new keys and values. Scores are written straight into one `[nkv, b*g*l, p+l]` buffer
 /// (no concatenation), the causal mask is set in place on the own part only, and the
@@ -266,10 +264,9 @@ fn pool_attention(
         let r0 = (t % blocks) * BLOCK;
         (h, bi, r0, BLOCK.min(gl - r0))
     };
-    let pool = candle_core::utils::barrier_pool();
     let mut scores = vec![0f32; nkv * rows * pl];
     let s_addr = scores.as_mut_ptr() as usize;
-    pool.execute_chunked(n_tasks, |range| {
+    super::par::for_each_chunk(n_tasks, |range| {
         for t in range {
             let (h, bi, r0, m) = task(t);
             let row = bi * gl + r0;
@@ -342,7 +339,7 @@ fn pool_attention(
     let pr = f32_slice(&pg);
     let mut out = vec![0f32; nkv * rows * hd];
     let o_addr = out.as_mut_ptr() as usize;
-    pool.execute_chunked(n_tasks, |range| {
+    super::par::for_each_chunk(n_tasks, |range| {
         for t in range {
             let (h, bi, r0, m) = task(t);
             let row = bi * gl + r0;
@@ -402,7 +399,7 @@ fn pool_attention(
 }
 
 /// `silu(y[:, ..ff]) * y[:, ff..]` for `y [n, 2 ff]` (contiguous f32 on the CPU) in one
-/// pass into a contiguous `[n, ff]`, rows split over candle's barrier pool when large
+/// pass into a contiguous `[n, ff]`, rows split over the engine's threads when large
 /// (candle's own silu and mul on the two strided halves run single-threaded and take two
 /// passes). `None` when the input does not qualify.
 fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
@@ -434,7 +431,7 @@ fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
         }
     };
     if n * ff >= 64 * 1024 {
-        candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(row));
+        super::par::for_each_chunk(n, |range| range.for_each(row));
     } else {
         (0..n).for_each(row);
     }
@@ -449,6 +446,78 @@ pub(crate) enum QuantParts {
     Parts(Vec<QMatMul>),
     /// Q4_1 on the CPU: our AVX2 kernel (candle's Q4_1 dot product is scalar).
     Q41(super::q41::Q41Matrix),
+    /// On the CPU: row chunks (of any types), multiplied in parallel on the engine's
+    /// threads, their outputs side by side.
+    Chunks(Vec<QMatMul>),
+}
+
+/// Splits quantized matrices into row chunks, one per engine thread, so that candle's
+/// single-threaded quantized kernels run in parallel (see `par.rs`). Dense parts stay whole.
+fn row_chunks(parts: Vec<QMatMul>, device: &Device) -> candle_core::Result<QuantParts> {
+    let t = super::par::threads();
+    let mut out = Vec::new();
+    for p in parts {
+        let QMatMul::QTensor(q) = &p else {
+            out.push(p);
+            continue;
+        };
+        let dt = q.dtype();
+        let (rows, cols) = q.shape().dims2()?;
+        if t == 1 || rows < 2 * t || matches!(dt, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+        {
+            out.push(p);
+            continue;
+        }
+        let bytes = q.data()?;
+        let row_bytes = cols / dt.block_size() * dt.type_size();
+        let per = rows.div_ceil(t);
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + per).min(rows);
+            let part = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dt,
+                &bytes[r0 * row_bytes..r1 * row_bytes],
+                vec![r1 - r0, cols],
+                device,
+            )?;
+            out.push(QMatMul::from_arc(Arc::new(part))?);
+            r0 = r1;
+        }
+    }
+    Ok(QuantParts::Chunks(out))
+}
+
+impl QuantParts {
+    /// Chunks on the CPU, the parts as they are elsewhere.
+    fn for_device(parts: Vec<QMatMul>, device: &Device) -> candle_core::Result<Option<Self>> {
+        Ok(match parts.len() {
+            0 => None,
+            _ if device.is_cpu() => Some(row_chunks(parts, device)?),
+            1 => parts.into_iter().next().map(QuantParts::One),
+            _ => Some(QuantParts::Parts(parts)),
+        })
+    }
+
+    /// The weights as one dense f32 matrix.
+    pub(crate) fn dequantize(&self, device: &Device) -> candle_core::Result<Tensor> {
+        let deq = |q: &QMatMul| -> candle_core::Result<Tensor> {
+            match q {
+                QMatMul::QTensor(t) => t.dequantize(device),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.to_dtype(DType::F32),
+            }
+        };
+        match self {
+            QuantParts::One(q) => deq(q),
+            QuantParts::Parts(ps) | QuantParts::Chunks(ps) => {
+                let ts = ps
+                    .iter()
+                    .map(deq)
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&ts, 0)
+            }
+            QuantParts::Q41(q) => q.dequantize(device),
+        }
+    }
 }
 
 /// One or more projections `[out_i, in]` sharing their input (q|k|v, gate|up), held as
@@ -479,6 +548,14 @@ impl Proj {
             (Some(_), Some(d)) if batch => (dense_matmul(x, d)?, true),
             (Some(QuantParts::One(q)), _) => (q.forward(x)?, false),
             (Some(QuantParts::Q41(q)), _) => (q.matmul(x)?, false),
+            (Some(QuantParts::Chunks(cs)), _) => {
+                use rayon::prelude::*;
+                let outs = cs
+                    .par_iter()
+                    .map(|c| c.forward(x))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                (Tensor::cat(&outs, 1)?, false)
+            }
             (Some(QuantParts::Parts(ps)), _) => {
                 let outs = ps
                     .iter()
@@ -749,11 +826,7 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
                 }
             }
         }
-        let quant = match parts.len() {
-            0 => None,
-            1 => parts.pop().map(QuantParts::One),
-            _ => Some(QuantParts::Parts(parts)),
-        };
+        let quant = QuantParts::for_device(parts, self.device)?;
         let dense = match dense_parts.len() {
             0 => None,
             1 => dense_parts.pop(),
@@ -1008,7 +1081,7 @@ impl Model {
             };
             // Generation needs one row of logits at a time: the quantized head serves it.
             let head = Proj {
-                quant: Some(QuantParts::One(QMatMul::from_arc(Arc::new(head_q))?)),
+                quant: QuantParts::for_device(vec![QMatMul::from_arc(Arc::new(head_q))?], device)?,
                 dense: None,
                 bias: None,
                 lora: None,
@@ -1266,14 +1339,8 @@ impl Model {
         match &self.head_dense_source {
             Some(d) => d.index_select(&idx, 0)?.to_dtype(DType::F32),
             None => match &self.head.quant {
-                Some(QuantParts::One(QMatMul::QTensor(q))) => {
-                    q.dequantize(&self.device)?.index_select(&idx, 0)
-                }
-                Some(QuantParts::One(QMatMul::Tensor(t)))
-                | Some(QuantParts::One(QMatMul::TensorF16(t))) => {
-                    t.index_select(&idx, 0)?.to_dtype(DType::F32)
-                }
-                _ => candle_core::bail!("output matrix has no weights"),
+                Some(q) => q.dequantize(&self.device)?.index_select(&idx, 0),
+                None => candle_core::bail!("output matrix has no weights"),
             },
         }
     }

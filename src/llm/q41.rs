@@ -6,7 +6,7 @@
 //! (`d: f16, m: f16, qs: [u8; 16]`, 32 weights per 20 bytes; weight = d·q + m), quantizes
 //! the activations to 8 bits per 32-value block (scale `d`, and `s = d·Σq`, both f32), and
 //! computes `Σ w·x = Σ_blocks d_w·d_x·Σ q_w·q_x + m_w·s_x` as llama.cpp's
-//! `ggml_vec_dot_q4_1_q8_1` does, with the rows split over candle's barrier pool.
+//! `ggml_vec_dot_q4_1_q8_1` does, with the rows split over the engine's threads (`par.rs`).
 
 use candle_core::{DType, Device, Tensor};
 
@@ -93,12 +93,11 @@ impl Q41Matrix {
         }
         let n = self.rows;
         let mut out = vec![0f32; m * n];
-        let pool = candle_core::utils::barrier_pool();
-        let parts = pool.n_workers() + 1;
+        let parts = super::par::threads();
         let per = n.div_ceil(parts);
         let out_addr = out.as_mut_ptr() as usize;
         let dot = dot_fn();
-        pool.execute(|tid| {
+        super::par::for_each_part(parts, |tid| {
             let r0 = tid * per;
             let r1 = (r0 + per).min(n);
             for r in r0..r1 {

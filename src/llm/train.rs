@@ -22,7 +22,7 @@ use super::lora::{
     permute_heads, permute_rows_from_gguf, permute_rows_to_gguf, slot, Adapter, LoraConfig,
     LoraPair, Target,
 };
-use super::model::{Config, Model, Proj, QuantParts};
+use super::model::{Config, Model, Proj};
 
 /// Optimiser settings (the paper's: lr 1e-4, AdamW betas 0.9/0.95, weight decay 5e-4).
 #[derive(Clone, Debug)]
@@ -54,8 +54,8 @@ pub struct TrainExample {
     pub loss_from: usize,
 }
 
-/// `x [n, in] · wᵀ` for a frozen `w [out, in]`: forward on the barrier pool, backward
-/// only to the input.
+/// `x [n, in] · wᵀ` for a frozen `w [out, in]`: forward and backward on the engine's threads,
+/// the backward only to the input.
 struct FrozenLinear {
     w: Tensor,
 }
@@ -110,23 +110,8 @@ fn dense_of(p: &Proj, device: &candle_core::Device) -> candle_core::Result<Tenso
     if let Some(d) = &p.dense {
         return Ok(d.clone());
     }
-    let deq = |q: &candle_core::quantized::QMatMul| -> candle_core::Result<Tensor> {
-        match q {
-            candle_core::quantized::QMatMul::QTensor(t) => t.dequantize(device),
-            candle_core::quantized::QMatMul::Tensor(t)
-            | candle_core::quantized::QMatMul::TensorF16(t) => t.to_dtype(DType::F32),
-        }
-    };
     match &p.quant {
-        Some(QuantParts::One(q)) => deq(q),
-        Some(QuantParts::Q41(q)) => q.dequantize(device),
-        Some(QuantParts::Parts(ps)) => {
-            let ts = ps
-                .iter()
-                .map(deq)
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Tensor::cat(&ts, 0)
-        }
+        Some(q) => q.dequantize(device),
         None => candle_core::bail!("projection has no weights"),
     }
 }
