@@ -88,6 +88,9 @@ pub struct TrainArgs {
     /// How many most recent history items the prompt shows.
     #[arg(long, default_value_t = 5)]
     pub recent: usize,
+    /// Ablation: prompts without the preference-summary section (even where a summary exists).
+    #[arg(long)]
+    pub no_summary: bool,
     /// Device: auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -202,6 +205,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         summaries: &summaries,
         opts: RecommendOptions {
             recent: args.recent,
+            use_summary: !args.no_summary,
             ..RecommendOptions::default()
         },
     };
