@@ -14,10 +14,12 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use trsr::app::train_panel::Phase;
 use trsr::app::{ModelStatus, StartOptions, WorkbenchApp};
+use trsr::curate::{Curation, Edit, Key, Status, StepKind};
 use trsr::lm::{
     CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
     TokenDelta,
 };
+use trsr::project::{DatasetRef, Project};
 use trsr::train::TrainSettings;
 use trsr::worker::{LoadedModel, Loader, ModelSpec};
 
@@ -76,6 +78,15 @@ fn fake_loader() -> Loader {
 }
 
 fn harness(data: &Path, loader: Loader, model: Option<String>) -> Harness<'static, WorkbenchApp> {
+    harness_with_project(data, loader, model, None)
+}
+
+fn harness_with_project(
+    data: &Path,
+    loader: Loader,
+    model: Option<String>,
+    project: Option<PathBuf>,
+) -> Harness<'static, WorkbenchApp> {
     let data = data.to_path_buf();
     Harness::builder()
         .with_size(egui::vec2(1400.0, 1000.0))
@@ -87,6 +98,7 @@ fn harness(data: &Path, loader: Loader, model: Option<String>) -> Harness<'stati
                 StartOptions {
                     data: Some(data),
                     model,
+                    project,
                     ..StartOptions::default()
                 },
             )
@@ -157,7 +169,7 @@ fn the_form_splits_unsplit_cases_checks_input_and_a_fake_model_cannot_train() {
         "Target projections",
         "Loss on",
         "Seed",
-        "Folder",
+        "Output folder",
     ] {
         assert!(
             h.query_all_by_label(label).next().is_some(),
@@ -202,7 +214,7 @@ fn the_form_splits_unsplit_cases_checks_input_and_a_fake_model_cannot_train() {
     }
     assert!(h.state().settings.train.targets.is_empty());
     h.get_by_label_contains("`targets` must name at least one projection");
-    h.get_by_label("fix the settings above");
+    h.get_by_label("fix the settings on the left");
     assert!(is_disabled(&h, "Start training"));
     h.get_by_role_and_label(Role::CheckBox, "gate").click();
     h.run_steps(2);
@@ -250,18 +262,58 @@ fn tiny_setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, data, model)
 }
 
+/// A project on `data` with recurrent summaries of c1 (train), c2 (train, rejected)
+/// and c5 (val).
+fn project_file(dir: &Path, data: &Path) -> PathBuf {
+    let mut c = Curation::new();
+    for case in ["c1", "c2", "c5"] {
+        c.register_trace(
+            case,
+            "recurrent",
+            vec![(
+                StepKind::Block,
+                vec!["N1".into()],
+                format!("{case} likes football"),
+            )],
+            None,
+        )
+        .unwrap();
+    }
+    c.apply(
+        &Key::final_of("c2", "recurrent"),
+        Edit::SetStatus(Status::Rejected),
+    )
+    .unwrap();
+    let p = Project {
+        dataset: Some(DatasetRef {
+            path: data.to_path_buf(),
+            format: None,
+        }),
+        curation: c,
+        ..Project::default()
+    };
+    let path = dir.join("project.ron");
+    p.save(&path).unwrap();
+    path
+}
+
 #[test]
 fn a_tiny_engine_trains_from_the_tab_and_its_adapter_is_used_for_ranking() {
     let (dir, data, model) = tiny_setup();
-    let mut h = harness(
+    let project = project_file(dir.path(), &data);
+    let mut h = harness_with_project(
         &data,
         trsr::app::engine_loader(),
         Some(model.display().to_string()),
+        Some(project),
     );
     step_until(&mut h, "data and model", 60, ready);
     open_train_tab(&mut h);
     h.get_by_label_contains("Splits: test 1, train 4, val 2");
-    h.get_by_label("No training run yet: set it up on the left and press Start training.");
+    // The project's summaries: c1 and c5 stand, c2 was rejected.
+    h.get_by_label_contains("1 of 4 training and 1 of 2 validation cases have one");
+    h.get_by_label("1 rejected summary is left out.");
+    h.get_by_label("No training run yet: set it up and press Start training.");
     h.state_mut().settings.train = TrainSettings {
         epochs: 2,
         batch_size: 2,
@@ -271,9 +323,10 @@ fn a_tiny_engine_trains_from_the_tab_and_its_adapter_is_used_for_ranking() {
     };
     h.state_mut().ui.train.ks_text = None;
     let out = dir.path().join("adapter");
-    h.get_by_role_and_label(Role::TextInput, "Folder").click();
+    h.get_by_role_and_label(Role::TextInput, "Output folder")
+        .click();
     h.run_steps(1);
-    h.get_by_role_and_label(Role::TextInput, "Folder")
+    h.get_by_role_and_label(Role::TextInput, "Output folder")
         .type_text(&out.display().to_string());
     h.run_steps(2);
     assert_eq!(h.state().ui.train.out_dir, out.display().to_string());
@@ -287,6 +340,9 @@ fn a_tiny_engine_trains_from_the_tab_and_its_adapter_is_used_for_ranking() {
     assert_eq!(run.error, None);
     assert_eq!(run.phase, Phase::Finished);
     assert_eq!(run.example_losses.len(), 16, "8 examples x 2 epochs");
+    // c1's summary is in its two examples; the rejected one of c2 is not used.
+    let build = run.build.clone().unwrap();
+    assert_eq!((build.with_summary, build.without_summary), (2, 6));
     assert_eq!(run.step_losses.len(), 8);
     assert_eq!(
         run.validations.iter().map(|(e, _)| *e).collect::<Vec<_>>(),

@@ -242,6 +242,9 @@ impl TrainRun {
                 }
                 self.validations.push((epoch, metrics));
                 self.mark = now;
+                if epoch < self.settings.epochs {
+                    self.phase = Phase::Training(epoch + 1);
+                }
             }
             TrainEvent::Example {
                 epoch,
@@ -307,12 +310,16 @@ impl TrainRun {
         let passes_left = self.passes_total().saturating_sub(self.validations.len());
         let mut secs = examples_left as f64 * per_example
             + passes_left as f64 * self.val_cases as f64 * per_val_case;
-        if let Some(t0) = self.val_started {
-            // The running pass is partly done.
-            secs -= t0
-                .elapsed()
-                .as_secs_f64()
-                .min(self.val_cases as f64 * per_val_case);
+        // The running unit is partly done; an overrun leaves a tenth of its estimate.
+        let left_of =
+            |est: f64, since: Instant| (est - since.elapsed().as_secs_f64()).max(0.1 * est);
+        match self.val_started {
+            Some(t0) => {
+                let est = self.val_cases as f64 * per_val_case;
+                secs += left_of(est, t0) - est;
+            }
+            None if examples_left > 0 => secs += left_of(per_example, self.mark) - per_example,
+            None => {}
         }
         Some(secs.max(0.0))
     }
@@ -333,7 +340,7 @@ impl TrainRun {
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         match self.eta_secs() {
-            Some(eta) if elapsed + eta > 0.0 => (elapsed / (elapsed + eta)) as f32,
+            Some(eta) if elapsed + eta > 0.0 => ((elapsed / (elapsed + eta)) as f32).min(0.99),
             _ => {
                 let total = (self.examples_per_epoch * self.settings.epochs).max(1);
                 self.examples_done as f32 / total as f32
@@ -406,6 +413,28 @@ pub fn fmt_secs(secs: f64) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// `1 case`, `2 cases`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// `921,600`.
+fn fmt_count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The loaded cases by split.
@@ -490,6 +519,11 @@ fn utc_stamp() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    stamp_of(secs)
+}
+
+/// `YYYYMMDD-HHMMSS` of seconds since 1970-01-01 00:00 UTC.
+fn stamp_of(secs: u64) -> String {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
     let z = days + 719_468;
@@ -519,7 +553,7 @@ pub fn blocker(wb: &Workbench, settings: &Settings) -> Option<String> {
     };
     if split_cases(&data.cases).train.is_empty() {
         return Some(format!(
-            "the dataset has no `{TRAIN_SPLIT}` cases: split them above"
+            "the dataset has no `{TRAIN_SPLIT}` cases: split them under Cases"
         ));
     }
     match &wb.model {
@@ -740,16 +774,31 @@ pub fn train_ui(
     panel: &mut TrainPanel,
     cmds: &mut Vec<Command>,
 ) {
-    ui.columns(2, |cols| {
-        egui::ScrollArea::vertical()
-            .id_salt("train_form")
-            .auto_shrink([false, false])
-            .show(&mut cols[0], |ui| form_ui(ui, wb, settings, panel, cmds));
-        egui::ScrollArea::vertical()
-            .id_salt("train_run")
-            .auto_shrink([false, false])
-            .show(&mut cols[1], |ui| run_ui(ui, wb, cmds));
-    });
+    egui::Panel::left("train_form_panel")
+        .resizable(true)
+        .default_size(450.0)
+        .min_size(320.0)
+        .frame(egui::Frame::NONE.inner_margin(egui::Margin {
+            right: 8,
+            ..Default::default()
+        }))
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("train_form")
+                .auto_shrink([false, false])
+                .show(ui, |ui| form_ui(ui, wb, settings, panel, cmds));
+        });
+    egui::CentralPanel::default()
+        .frame(egui::Frame::NONE.inner_margin(egui::Margin {
+            left: 8,
+            ..Default::default()
+        }))
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("train_run")
+                .auto_shrink([false, false])
+                .show(ui, |ui| run_ui(ui, wb, settings, panel, cmds));
+        });
 }
 
 fn warn(ui: &mut egui::Ui, text: impl Into<String>) {
@@ -868,7 +917,11 @@ fn summaries_ui(ui: &mut egui::Ui, wb: &Workbench, settings: &Settings) {
         settings.method.name()
     ));
     if s.rejected > 0 {
-        ui.label(format!("{} rejected summaries are left out.", s.rejected));
+        ui.label(if s.rejected == 1 {
+            "1 rejected summary is left out.".to_string()
+        } else {
+            format!("{} rejected summaries are left out.", s.rejected)
+        });
     }
     if tw < tn || vw < vn {
         ui.weak("Cases without one are trained and validated without the summary section.");
@@ -879,24 +932,27 @@ fn summaries_ui(ui: &mut egui::Ui, wb: &Workbench, settings: &Settings) {
 fn model_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
     ui.heading("Model");
     match &wb.model {
-        ModelStatus::Loaded(m) => {
-            ui.label(format!(
-                "Base: {} on {} (LoRA weights are trained on it; the base stays as it is).",
-                m.identity.name, m.device
-            ));
-            if let Some(a) = wb.loaded_spec.as_ref().and_then(|s| s.adapter.as_ref()) {
+        ModelStatus::Loaded(m) => match wb.loaded_spec.as_ref().and_then(|s| s.adapter.as_ref()) {
+            None => {
+                ui.label(format!(
+                    "Base: {} on {} (LoRA weights are trained on it; the base stays as it is).",
+                    m.identity.name, m.device
+                ));
+            }
+            Some(a) => {
                 warn(
-                    ui,
-                    format!(
-                        "The loaded model carries the adapter {}: training starts from the base model.",
-                        a.display()
-                    ),
-                );
+                        ui,
+                        format!(
+                            "The loaded model ({}) carries the adapter {}: training starts from the base model.",
+                            m.identity.name,
+                            a.display()
+                        ),
+                    );
                 if ui.button("Reload the base model").clicked() {
                     cmds.push(Command::Train(TrainCmd::ReloadBase));
                 }
             }
-        }
+        },
         ModelStatus::Loading(s) => {
             ui.label(format!("Loading {}...", s.model));
         }
@@ -945,8 +1001,8 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
                     .labelled_by(l.id)
                     .on_hover_text("micro-batches per optimiser step");
                 ui.weak(format!(
-                    "= {} examples per step",
-                    t.batch_size * t.grad_accum
+                    "= {} per step",
+                    plural(t.batch_size * t.grad_accum, "example")
                 ));
             });
             ui.end_row();
@@ -990,7 +1046,7 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
                 .labelled_by(l.id);
             ui.end_row();
             ui.label("Target projections");
-            ui.horizontal_wrapped(|ui| {
+            ui.horizontal(|ui| {
                 for (name, label) in TARGETS {
                     let mut on = t.targets.iter().any(|x| x == name);
                     if ui.checkbox(&mut on, label).on_hover_text(name).changed() {
@@ -1082,10 +1138,21 @@ fn form_ui(
         model_ui(ui, wb, cmds);
         ui.separator();
         settings_ui(ui, settings, panel);
-        ui.separator();
-        ui.heading("Output");
+    });
+}
+
+/// The output folder and Start / Cancel.
+fn start_ui(
+    ui: &mut egui::Ui,
+    wb: &Workbench,
+    settings: &Settings,
+    panel: &mut TrainPanel,
+    cmds: &mut Vec<Command>,
+) {
+    let running = wb.train.as_ref().is_some_and(|t| t.is_running());
+    ui.add_enabled_ui(!running, |ui| {
         ui.horizontal(|ui| {
-            let l = ui.label("Folder");
+            let l = ui.label("Output folder");
             let hint = wb
                 .data
                 .as_ref()
@@ -1100,7 +1167,7 @@ fn form_ui(
             ui.add(
                 egui::TextEdit::singleline(&mut panel.out_dir)
                     .hint_text(hint)
-                    .desired_width(ui.available_width() - 90.0),
+                    .desired_width((ui.available_width() - 90.0).max(120.0)),
             )
             .labelled_by(l.id)
             .on_hover_text("the adapter (PEFT format), checkpoints/ per epoch and train_log.json; empty: a new folder under the dataset's adapters/");
@@ -1109,7 +1176,6 @@ fn form_ui(
             }
         });
     });
-    ui.add_space(6.0);
     ui.horizontal_wrapped(|ui| {
         let why = blocker(wb, settings);
         if ui
@@ -1131,7 +1197,7 @@ fn form_ui(
         if let Some(w) = why.filter(|_| !running) {
             if settings.train.validate().is_err() {
                 // The problem is shown in red under the settings.
-                ui.weak("fix the settings above");
+                ui.weak("fix the settings on the left");
             } else {
                 ui.weak(w);
             }
@@ -1143,14 +1209,21 @@ fn form_ui(
 }
 
 /// The run: progress, loss curve, validation.
-fn run_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
+fn run_ui(
+    ui: &mut egui::Ui,
+    wb: &Workbench,
+    settings: &Settings,
+    panel: &mut TrainPanel,
+    cmds: &mut Vec<Command>,
+) {
+    ui.heading("Run");
+    start_ui(ui, wb, settings, panel, cmds);
+    ui.separator();
     let Some(run) = &wb.train else {
-        ui.heading("Run");
-        ui.weak("No training run yet: set it up on the left and press Start training.");
+        ui.weak("No training run yet: set it up and press Start training.");
         ui.weak("On a CPU, one training example of the default 135M model takes a few seconds, one validation case about as long.");
         return;
     };
-    ui.heading("Run");
     ui.label(format!("Output: {}", run.out.display()));
     if run.is_running() {
         let eta = run
@@ -1211,14 +1284,14 @@ fn run_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
     }
     if let Some(b) = &run.build {
         ui.label(format!(
-            "{} examples from {} cases ({} with a summary, {} without; longest {} tokens) · {} optimiser steps · {} trainable parameters",
-            b.examples,
-            b.cases,
+            "{} from {} ({} with a summary, {} without; longest {} tokens) · {} · {} trainable parameters",
+            plural(b.examples, "example"),
+            plural(b.cases, "case"),
             b.with_summary,
             b.without_summary,
             b.longest_tokens,
-            run.steps_total,
-            run.trainable
+            plural(run.steps_total, "optimiser step"),
+            fmt_count(run.trainable)
         ));
         if b.no_negative > 0 {
             warn(
@@ -1271,18 +1344,40 @@ fn run_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
         .collect();
     Plot::new("train_loss_plot")
         .height(220.0)
-        .legend(Legend::default())
+        .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
         .x_axis_label("example")
         .y_axis_label("loss")
+        .include_x(0.0)
+        .include_x((run.examples_per_epoch * run.settings.epochs) as f64 + 0.5)
+        .include_y(0.0)
+        .include_y(1.0)
         .show(ui, |p| {
-            p.points(Points::new("per example", per_example).radius(2.0));
-            p.line(Line::new("per step (mean)", per_step).width(2.0));
+            let step_color = egui::Color32::from_rgb(90, 160, 240);
+            p.line(
+                Line::new("per step (mean)", per_step.clone())
+                    .width(2.0)
+                    .color(step_color),
+            );
+            p.points(
+                Points::new("per step (mean)", per_step)
+                    .radius(3.5)
+                    .color(step_color),
+            );
+            // On top: with one example per step both mark the same place.
+            p.points(
+                Points::new("per example", per_example)
+                    .radius(2.0)
+                    .color(egui::Color32::from_rgb(240, 150, 80)),
+            );
             for x in epoch_ends {
                 p.vline(VLine::new("epoch end", x).color(egui::Color32::GRAY));
             }
         });
     ui.separator();
-    ui.strong("Validation");
+    match run.validations.first() {
+        Some((_, m)) => ui.strong(format!("Validation ({})", plural(m.cases, "case"))),
+        None => ui.strong("Validation"),
+    };
     if run.val_cases == 0 && run.build.is_some() {
         ui.weak("No validation cases: the last epoch is kept.");
     } else if run.validations.is_empty() {
@@ -1299,13 +1394,12 @@ fn run_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
             .show(ui, |ui| {
                 egui::Grid::new("train_val_grid")
                     .striped(true)
-                    .num_columns(names.len() + 2)
+                    .num_columns(names.len() + 1)
                     .show(ui, |ui| {
                         ui.strong("");
                         for n in &names {
                             ui.strong(n);
                         }
-                        ui.strong("cases");
                         ui.end_row();
                         for (label, m, best) in &rows {
                             if *best {
@@ -1325,35 +1419,41 @@ fn run_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
                                     ui.label(v);
                                 }
                             }
-                            ui.label(m.cases.to_string());
                             ui.end_row();
                         }
                     });
             });
         let k = run.settings.ks.first().copied().unwrap_or(5);
-        let series: Vec<(String, Vec<[f64; 2]>)> = ["recall", "mrr", "ndcg"]
-            .iter()
-            .map(|m| {
-                let name = format!("{m}@{k}");
-                let pts = run
-                    .validations
-                    .iter()
-                    .filter_map(|(e, s)| Some([*e as f64, *s.metrics.get(&name)?]))
-                    .collect();
-                (name, pts)
-            })
-            .collect();
+        let series: Vec<(String, egui::Color32, Vec<[f64; 2]>)> = [
+            ("recall", egui::Color32::from_rgb(90, 160, 240)),
+            ("mrr", egui::Color32::from_rgb(230, 110, 110)),
+            ("ndcg", egui::Color32::from_rgb(110, 200, 130)),
+        ]
+        .iter()
+        .map(|(m, color)| {
+            let name = format!("{m}@{k}");
+            let pts = run
+                .validations
+                .iter()
+                .filter_map(|(e, s)| Some([*e as f64, *s.metrics.get(&name)?]))
+                .collect();
+            (name, *color, pts)
+        })
+        .collect();
         let best = run.best_epoch;
         Plot::new("train_val_plot")
             .height(180.0)
-            .legend(Legend::default())
+            .legend(Legend::default().position(egui_plot::Corner::RightBottom))
             .x_axis_label("epoch (0: before training)")
+            .include_x(-0.25)
+            .include_x(run.settings.epochs as f64 + 0.25)
             .include_y(0.0)
             .include_y(1.0)
             .show(ui, |p| {
-                for (name, pts) in series {
-                    p.line(Line::new(name.clone(), pts.clone()));
-                    p.points(Points::new(name, pts).radius(3.0));
+                for (name, color, pts) in series {
+                    // Line and points share name and colour: one legend entry.
+                    p.line(Line::new(name.clone(), pts.clone()).color(color));
+                    p.points(Points::new(name, pts).radius(3.0).color(color));
                 }
                 if let Some(e) = best.filter(|_| rows.len() > 1) {
                     p.vline(
@@ -1362,5 +1462,148 @@ fn run_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
                     );
                 }
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::EpochRecord;
+
+    #[test]
+    fn stamps_counts_and_durations_read_well() {
+        assert_eq!(stamp_of(0), "19700101-000000");
+        assert_eq!(stamp_of(951_782_400), "20000229-000000");
+        assert_eq!(stamp_of(1_700_000_000), "20231114-221320");
+        assert_eq!(fmt_count(12), "12");
+        assert_eq!(fmt_count(1_000), "1,000");
+        assert_eq!(fmt_count(921_600), "921,600");
+        assert_eq!(fmt_secs(12.0), "12s");
+        assert_eq!(fmt_secs(200.0), "3m 20s");
+        assert_eq!(fmt_secs(3725.0), "1h 02m");
+        assert_eq!(plural(1, "case"), "1 case");
+        assert_eq!(plural(3, "case"), "3 cases");
+    }
+
+    fn summary(recall: f64) -> Summary {
+        Summary {
+            cases: 2,
+            metrics: [("recall@3".to_string(), recall)].into_iter().collect(),
+            skipped: 0,
+        }
+    }
+
+    fn train(job: JobId, event: TrainEvent) -> Event {
+        Event::Train { job, event }
+    }
+
+    #[test]
+    fn a_run_follows_its_events_phase_by_phase() {
+        let settings = TrainSettings {
+            epochs: 2,
+            ..TrainSettings::default()
+        };
+        let mut run = TrainRun::new(7, PathBuf::from("/out"), settings);
+        assert_eq!(run.phase, Phase::Preparing);
+        assert_eq!(run.eta_secs(), None);
+        run.apply(train(
+            7,
+            TrainEvent::Prepared {
+                report: BuildReport {
+                    cases: 2,
+                    examples: 4,
+                    ..BuildReport::default()
+                },
+                val_cases: 2,
+                steps_total: 2,
+                trainable: 10,
+            },
+        ));
+        run.apply(train(7, TrainEvent::Validating { epoch: 0 }));
+        assert_eq!(run.phase, Phase::Validating(0));
+        run.apply(train(
+            7,
+            TrainEvent::Validated {
+                epoch: 0,
+                metrics: summary(0.5),
+            },
+        ));
+        // Validation timed: an ETA stands in for the examples too.
+        assert_eq!(run.phase, Phase::Training(1));
+        assert!(run.eta_secs().is_some());
+        for done in 1..=4 {
+            run.apply(train(
+                7,
+                TrainEvent::Example {
+                    epoch: 1,
+                    done,
+                    total: 4,
+                    loss: 1.0 / done as f32,
+                },
+            ));
+        }
+        run.apply(train(
+            7,
+            TrainEvent::Step {
+                epoch: 1,
+                step: 1,
+                steps_total: 2,
+                loss: 0.5,
+                lr: 1e-4,
+            },
+        ));
+        assert_eq!(run.examples_done, 4);
+        assert_eq!(run.example_losses.last(), Some(&[4.0, 0.25]));
+        assert_eq!(run.step_losses, [[4.0, 0.5]]);
+        assert!(
+            run.phase_text().contains("example 4/4 · step 1/2"),
+            "{}",
+            run.phase_text()
+        );
+        run.apply(train(
+            7,
+            TrainEvent::Validated {
+                epoch: 1,
+                metrics: summary(0.75),
+            },
+        ));
+        run.apply(train(
+            7,
+            TrainEvent::EpochDone(EpochRecord {
+                epoch: 1,
+                train_loss: 0.5,
+                val: Some(summary(0.75)),
+                checkpoint: PathBuf::from("/out/checkpoints/epoch-1"),
+                best: true,
+                seconds: 1.0,
+            }),
+        ));
+        assert_eq!(run.best_epoch, Some(1));
+        assert!(run.adapter_ready());
+        assert!(run.fraction() < 1.0);
+        // Epoch 2: an example on, then the end.
+        run.apply(train(
+            7,
+            TrainEvent::Example {
+                epoch: 2,
+                done: 1,
+                total: 4,
+                loss: 0.1,
+            },
+        ));
+        assert_eq!(run.examples_done, 5);
+        assert_eq!(run.phase, Phase::Training(2));
+        run.apply(Event::JobCancelled { job: 7 });
+        assert_eq!(run.phase, Phase::Cancelled);
+        assert!(!run.is_running());
+        assert_eq!(run.eta_secs(), None);
+        let rows: Vec<(String, bool)> = run.rows().into_iter().map(|(l, _, b)| (l, b)).collect();
+        assert_eq!(
+            rows,
+            [
+                ("before training".to_string(), false),
+                ("epoch 1".to_string(), true)
+            ]
+        );
     }
 }
