@@ -174,4 +174,10 @@ pub trait LanguageModel: Send {
     /// P(yes) for each `prefix + suffix`: softmax over the yes/no logits at the last
     /// position. The prefix is computed once and reused for every suffix.
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>>;
+
+    /// The concrete model, for the work that needs more than this interface (training
+    /// needs the candle engine: the worker downcasts). `None`: not offered.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }

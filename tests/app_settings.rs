@@ -90,3 +90,32 @@ fn results_files_load_for_the_plots_and_bad_lines_name_file_and_line() {
     let err = format!("{:#}", trsr::app::plots::read_sweep(&sweep).unwrap_err());
     assert!(err.contains("block_size"), "{err}");
 }
+
+#[test]
+fn training_settings_persist_and_older_settings_files_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.ron");
+    let mut s = Settings::default();
+    s.train.epochs = 2;
+    s.train.lr = 3e-4;
+    s.train.targets = vec!["q_proj".into(), "gate_proj".into()];
+    s.train.loss_on = trsr::train::LossOn::Text;
+    s.train.max_train_cases = Some(7);
+    s.model.adapter = Some(std::path::PathBuf::from("/data/adapters/lora-1"));
+    s.save(&path).unwrap();
+    assert_eq!(Settings::load_or_default(&path), s);
+
+    // A file written before the Train tab (no `train`, no model adapter) keeps its
+    // values and gets the paper's training settings.
+    std::fs::write(
+        &path,
+        "(model: (model: \"/m/x.gguf\", device: \"cpu\", raw_prompt: false), dark: false, batch_cases: 7)",
+    )
+    .unwrap();
+    let old = Settings::load_or_default(&path);
+    assert_eq!(old.model.model, "/m/x.gguf");
+    assert_eq!(old.model.adapter, None);
+    assert!(!old.dark);
+    assert_eq!(old.batch_cases, 7);
+    assert_eq!(old.train, trsr::train::TrainSettings::default());
+}

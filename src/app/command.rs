@@ -45,6 +45,8 @@ pub enum Command {
     ExportSftDialog,
     /// Run the Export dialog's export into this file.
     ExportSft(PathBuf),
+    /// A Train-tab request (training, its output, the model's adapter).
+    Train(super::TrainCmd),
 }
 
 /// A keyboard shortcut bound to a command.
@@ -337,6 +339,7 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
             }
         }
         Command::Curate(c) => super::curate_panel::execute(c, wb, settings, &mut ui.curate),
+        Command::Train(c) => super::train_panel::execute(c, wb, settings, &mut ui.train),
         Command::OpenProjectDialog => {
             if let Some(p) = rfd::FileDialog::new()
                 .set_title("Open or create a project file")

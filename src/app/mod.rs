@@ -15,11 +15,13 @@ pub mod plots;
 mod ranking;
 mod settings;
 mod summaries;
+pub mod train_panel;
 mod workbench;
 
 pub use command::{Command, Shortcut, SHORTCUTS};
 pub use curate_panel::{CurateCmd, CuratePanel, ProjectSession};
 pub use settings::{BlockControls, Settings};
+pub use train_panel::{TrainCmd, TrainPanel};
 pub use workbench::{ModelStatus, RankView, StepView, SummaryView, Workbench};
 
 use eframe::egui;
@@ -41,16 +43,18 @@ pub enum Tab {
     Plots,
     Model,
     Curation,
+    Train,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Blocks,
         Tab::Summaries,
         Tab::Ranking,
         Tab::Plots,
         Tab::Model,
         Tab::Curation,
+        Tab::Train,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -60,6 +64,7 @@ impl Tab {
             Tab::Plots => "Plots",
             Tab::Model => "Model & settings",
             Tab::Curation => "Curation",
+            Tab::Train => "Train",
         }
     }
 }
@@ -75,6 +80,7 @@ pub struct UiState {
     pub model: settings::ModelPanel,
     pub curate: curate_panel::CuratePanel,
     pub export: export_dialog::ExportDialog,
+    pub train: train_panel::TrainPanel,
 }
 
 /// How the app starts.
@@ -190,6 +196,7 @@ impl WorkbenchApp {
     fn frame_logic(&mut self, ctx: &egui::Context) {
         let events = self.wb.worker.drain(DRAIN_BUDGET);
         let events = curate_panel::observe_events(&mut self.wb, &self.settings, events);
+        let events = train_panel::observe_events(&mut self.wb, events);
         for ev in events {
             self.wb.apply_event(ev, &self.settings);
         }
@@ -292,6 +299,13 @@ impl WorkbenchApp {
                     settings::model_ui(ui, &self.wb, &mut self.settings, &mut self.ui.model, cmds)
                 }
                 Tab::Curation => curate_panel::curate_ui(ui, &self.wb, &mut self.ui.curate, cmds),
+                Tab::Train => train_panel::train_ui(
+                    ui,
+                    &self.wb,
+                    &mut self.settings,
+                    &mut self.ui.train,
+                    cmds,
+                ),
             }
         });
         export_dialog::export_dialog_ui(ui.ctx(), &self.wb, &mut self.ui.export, cmds);

@@ -68,6 +68,8 @@ pub struct Settings {
     pub color_by_prob: bool,
     pub batch_cases: usize,
     pub batch_summarize: bool,
+    /// LoRA fine-tuning settings (the Train tab).
+    pub train: crate::train::TrainSettings,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             color_by_prob: false,
             batch_cases: 20,
             batch_summarize: false,
+            train: crate::train::TrainSettings::default(),
         }
     }
 }
@@ -170,7 +173,47 @@ pub fn model_ui(
             ui.label("Prompt form");
             ui.checkbox(&mut settings.model.raw_prompt, "raw ### User: / ### Assistant: (the paper's)");
             ui.end_row();
+            let l = ui.label("LoRA adapter");
+            ui.horizontal(|ui| {
+                let mut text = settings
+                    .model
+                    .adapter
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                if ui
+                    .add(
+                        egui::TextEdit::singleline(&mut text)
+                            .hint_text("none: the base model")
+                            .desired_width(360.0),
+                    )
+                    .labelled_by(l.id)
+                    .on_hover_text("A PEFT adapter folder (e.g. from the Train tab), merged into the weights at Load: summaries and ranking both use it")
+                    .changed()
+                {
+                    settings.model.adapter =
+                        (!text.trim().is_empty()).then(|| PathBuf::from(text.trim()));
+                }
+                if ui.button("Browse...").on_hover_text("Pick an adapter folder").clicked() {
+                    cmds.push(Command::Train(super::TrainCmd::PickAdapterFolder));
+                }
+                if ui
+                    .add_enabled(settings.model.adapter.is_some(), egui::Button::new("Clear"))
+                    .on_hover_text("Use the base model (press Load model to apply)")
+                    .clicked()
+                {
+                    cmds.push(Command::Train(super::TrainCmd::ClearAdapter));
+                }
+            });
+            ui.end_row();
         });
+        let loaded_adapter = wb.loaded_spec.as_ref().and_then(|s| s.adapter.clone());
+        if loaded_adapter != settings.model.adapter && matches!(wb.model, ModelStatus::Loaded(_)) {
+            ui.weak(match &loaded_adapter {
+                Some(a) => format!("The loaded model carries the adapter {}; press Load model to apply the change.", a.display()),
+                None => "The loaded model has no adapter; press Load model to apply the change.".into(),
+            });
+        }
         ui.horizontal(|ui| {
             let loading = matches!(wb.model, ModelStatus::Loading(_));
             if ui.add_enabled(!loading, egui::Button::new("Load model")).clicked() {

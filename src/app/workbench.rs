@@ -147,6 +147,10 @@ pub struct Workbench {
     pub revision: u64,
     /// The open project (curation), if any.
     pub project: Option<super::ProjectSession>,
+    /// The last training run started from the Train tab (live or finished).
+    pub train: Option<super::train_panel::TrainRun>,
+    /// The spec of the loaded model (its adapter, if any).
+    pub loaded_spec: Option<ModelSpec>,
 }
 
 fn params_key(p: &BlockParams) -> String {
@@ -175,6 +179,8 @@ impl Workbench {
             async_notices: Default::default(),
             revision: 0,
             project: None,
+            train: None,
+            loaded_spec: None,
         }
     }
 
@@ -493,6 +499,9 @@ impl Workbench {
         if self.batch.job.is_some() {
             return format!("evaluating {}/{}", self.batch.done, self.batch.total);
         }
+        if let Some(t) = self.train.as_ref().filter(|t| t.is_running()) {
+            return t.state_text();
+        }
         if self.loading.is_some() {
             return format!("loading data: {}", self.load_progress.0);
         }
@@ -509,13 +518,19 @@ impl Workbench {
                     "loaded {} on {} in {:.0} ms",
                     m.identity.name, m.device, m.load_ms
                 ));
+                self.loaded_spec = match &self.model {
+                    ModelStatus::Loading(spec) => Some(spec.clone()),
+                    _ => None,
+                };
                 self.model = ModelStatus::Loaded(m);
             }
             Event::ModelFailed { spec, error } => {
                 self.notify(format!("could not load {}: {error}", spec.model));
                 self.model = ModelStatus::Failed(error);
+                self.loaded_spec = None;
             }
-            Event::JobStarted { .. } => {}
+            // The Train tab takes its job's events first (train_panel::observe_events).
+            Event::JobStarted { .. } | Event::Train { .. } | Event::TrainReport { .. } => {}
             Event::StepStarted {
                 job,
                 step,
@@ -667,6 +682,7 @@ impl Workbench {
                     self.revision += 1;
                 }
             }
+            JobOutput::Train(_) => {}
             JobOutput::TokenCounts(counts) => {
                 self.count_jobs.remove(&job);
                 for (t, n) in counts {

@@ -366,9 +366,10 @@ fn sample_pool(rng: &mut ChaCha8Rng, pool: &[&String], k: usize) -> Vec<String> 
     chosen.iter().map(|s| (*s).clone()).collect()
 }
 
-/// Labels cases with split names: a seeded shuffle, then consecutive runs sized
-/// by the fractions (the last split takes the rounding remainder).
-fn assign_splits(cases: &mut [Case], split: &[(String, f64)], seed: u64) {
+/// Labels cases with split names (as `trsr prepare --split` does): a seeded shuffle,
+/// then consecutive runs sized by the fractions (the last split takes the rounding
+/// remainder).
+pub fn assign_splits(cases: &mut [Case], split: &[(String, f64)], seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(1);
     let mut order: Vec<usize> = (0..cases.len()).collect();

@@ -452,4 +452,8 @@ impl LanguageModel for Engine {
             .collect::<Result<Vec<_>, _>>()?;
         self.score_ids(&prefix_ids, &suffix_ids)
     }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
 }

@@ -1,4 +1,5 @@
-//! What the worker does for each job: summarize, score, batch-evaluate, count tokens.
+//! What the worker does for each job: summarize, score, batch-evaluate, count tokens,
+//! train (in `worker::train`).
 //!
 //! The method lives in the pipeline (`summarize`, `rank`, `prompt`); this file turns
 //! its callbacks into worker events and reuses cached traces (`cache`).
@@ -72,6 +73,8 @@ pub enum JobOutput {
         metrics: std::collections::BTreeMap<String, crate::metrics::Summary>,
     },
     TokenCounts(Vec<(String, usize)>),
+    /// A finished training run.
+    Train(Box<crate::train::TrainReport>),
 }
 
 /// Runs one job on the worker thread.
@@ -114,6 +117,9 @@ pub fn run_job(
                 out.push((t, n));
             }
             Ok(JobOutput::TokenCounts(out))
+        }
+        JobSpec::Train(j) => {
+            super::train::run(lm, id, &j, cancel, em).map(|r| JobOutput::Train(Box::new(r)))
         }
     }
 }

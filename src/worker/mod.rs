@@ -12,6 +12,7 @@
 
 pub mod dataset;
 pub mod jobs;
+pub mod train;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::lm::{CancelToken, LanguageModel, ModelIdentity, TokenDelta};
 use crate::metrics::ScoreRecord;
 
 pub use jobs::{BatchJob, JobOutput, ScoreJob, SummarizeJob};
+pub use train::TrainJob;
 
 /// Identifies one job between UI and worker.
 pub type JobId = u64;
@@ -101,6 +103,8 @@ pub enum JobSpec {
     BatchEvaluate(Box<BatchJob>),
     /// Token counts of texts with the loaded model's tokenizer.
     CountTokens(Vec<String>),
+    /// LoRA fine-tuning of the recommender (needs the candle engine).
+    Train(Box<TrainJob>),
 }
 
 impl JobSpec {
@@ -110,6 +114,7 @@ impl JobSpec {
             JobSpec::Score(_) => JobKind::Score,
             JobSpec::BatchEvaluate(_) => JobKind::BatchEvaluate,
             JobSpec::CountTokens(_) => JobKind::CountTokens,
+            JobSpec::Train(_) => JobKind::Train,
         }
     }
 }
@@ -120,6 +125,7 @@ pub enum JobKind {
     Score,
     BatchEvaluate,
     CountTokens,
+    Train,
 }
 
 pub use crate::summarize::StepKind;
@@ -181,6 +187,16 @@ pub enum Event {
     JobCancelled {
         job: JobId,
     },
+    /// Progress of a Train job.
+    Train {
+        job: JobId,
+        event: crate::train::TrainEvent,
+    },
+    /// A Train job's report, sent when training returns (finished or cancelled).
+    TrainReport {
+        job: JobId,
+        report: Box<crate::train::TrainReport>,
+    },
     JobFailed {
         job: JobId,
         error: String,
@@ -200,6 +216,8 @@ impl Event {
             | Event::Progress { job, .. }
             | Event::JobFinished { job, .. }
             | Event::JobCancelled { job }
+            | Event::Train { job, .. }
+            | Event::TrainReport { job, .. }
             | Event::JobFailed { job, .. } => Some(*job),
         }
     }
