@@ -335,6 +335,26 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             println!("{}", table.render(TableFormat::Markdown));
         }
     }
+    if let (Some(before), Some(best)) = (
+        &report.before,
+        report
+            .epochs
+            .iter()
+            .find(|e| e.best)
+            .and_then(|e| e.val.as_ref()),
+    ) {
+        let key = format!("recall@{}", settings.ks[0]);
+        let (b, a) = (
+            before.metrics.get(&key).copied().unwrap_or(0.0),
+            best.metrics.get(&key).copied().unwrap_or(0.0),
+        );
+        if a < b {
+            eprintln!(
+                "note: no epoch beat the model before training on validation {key} ({a:.4} < {b:.4}); \
+                 more training cases, epochs or a higher learning rate may help"
+            );
+        }
+    }
     if report.cancelled {
         eprintln!(
             "interrupted: finished epochs' checkpoints are in {}, the current weights in {}",
