@@ -2,17 +2,18 @@
 //! cancellation, field splitting, and an RFC 4180 CSV record reader that follows
 //! quoted fields over line breaks and reports an unclosed quote.
 
-use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{DataError, LoadOptions};
 
-/// Progress over all the files of one load, and the cancel check.
+/// Progress over all the files of one load, and the cancel check. One file is read
+/// at a time, though not always on the same thread.
 pub(crate) struct Meter<'o, 'a> {
     opts: &'o LoadOptions<'a>,
-    done_bytes: Cell<u64>,
+    done_bytes: AtomicU64,
     total_bytes: u64,
 }
 
@@ -25,7 +26,7 @@ impl<'o, 'a> Meter<'o, 'a> {
             .sum();
         Self {
             opts,
-            done_bytes: Cell::new(0),
+            done_bytes: AtomicU64::new(0),
             total_bytes,
         }
     }
@@ -37,14 +38,14 @@ impl<'o, 'a> Meter<'o, 'a> {
             }
         }
         if let Some(cb) = self.opts.progress {
-            let done = self.done_bytes.get() + bytes_in_file;
+            let done = self.done_bytes.load(Ordering::Relaxed) + bytes_in_file;
             cb(done, self.total_bytes.max(done));
         }
         Ok(())
     }
 
     fn finish_file(&self, bytes: u64) -> Result<(), DataError> {
-        self.done_bytes.set(self.done_bytes.get() + bytes);
+        self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.report(0)
     }
 }
@@ -57,7 +58,6 @@ pub(crate) struct LineReader<'m, 'o, 'a> {
     inner: BufReader<File>,
     line_no: u64,
     bytes: u64,
-    len: u64,
     last_tick: u64,
     finished: bool,
     meter: &'m Meter<'o, 'a>,
@@ -76,7 +76,6 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
             inner: BufReader::with_capacity(1 << 20, file),
             line_no: 0,
             bytes: 0,
-            len,
             last_tick: 0,
             finished: false,
             meter,
@@ -90,15 +89,6 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
     /// Number of the line last read (1-based).
     pub fn line_no(&self) -> u64 {
         self.line_no
-    }
-
-    /// Stops reading before the end: the progress counts the whole file as read.
-    pub fn finish(mut self) -> Result<(), DataError> {
-        if !self.finished {
-            self.finished = true;
-            self.meter.finish_file(self.len.max(self.bytes))?;
-        }
-        Ok(())
     }
 
     /// Reads the next line into `buf` (cleared first), without `\n` / `\r\n`.
@@ -131,6 +121,117 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
         }
         Ok(true)
     }
+}
+
+/// Bytes a [`ChunkReader`] reads at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads a file in chunks of whole lines into buffers the caller owns, so that
+/// one chunk can be read while another is parsed, and lines are scanned in place
+/// rather than copied out one by one. Lines end at `\n`; [`chunk_lines`] splits a
+/// chunk the way [`LineReader`] splits the file.
+pub(crate) struct ChunkReader<'m, 'o, 'a> {
+    path: PathBuf,
+    file: File,
+    /// The start of a line that the last chunk did not end.
+    carry: Vec<u8>,
+    bytes: u64,
+    len: u64,
+    last_tick: u64,
+    eof: bool,
+    finished: bool,
+    meter: &'m Meter<'o, 'a>,
+}
+
+impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
+    /// Opens `path`; a missing or 0-byte file is an error that names it.
+    pub fn open(path: &Path, meter: &'m Meter<'o, 'a>) -> Result<Self, DataError> {
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+        if len == 0 {
+            return Err(DataError::file(path, "file is empty (0 bytes)"));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            carry: Vec::new(),
+            bytes: 0,
+            len,
+            last_tick: 0,
+            eof: false,
+            finished: false,
+            meter,
+        })
+    }
+
+    /// Reads the next chunk into `out` (cleared first): whole lines, each ending in
+    /// `\n` except a last line that the file does not end. `false` at the end of
+    /// the file.
+    pub fn read_chunk(&mut self, out: &mut Vec<u8>) -> Result<bool, DataError> {
+        out.clear();
+        if self.finished {
+            return Ok(false);
+        }
+        out.extend_from_slice(&self.carry);
+        self.carry.clear();
+        // The carried bytes hold no line end.
+        let mut searched = out.len();
+        while !self.eof {
+            out.reserve(CHUNK_BYTES);
+            let n = (&mut self.file)
+                .take(CHUNK_BYTES as u64)
+                .read_to_end(out)
+                .map_err(|e| DataError::io(&self.path, e))?;
+            self.bytes += n as u64;
+            self.eof = n == 0;
+            if self.bytes - self.last_tick >= TICK_BYTES {
+                self.last_tick = self.bytes;
+                self.meter.report(self.bytes)?;
+            }
+            if let Some(p) = memchr::memrchr(b'\n', &out[searched..]) {
+                let end = searched + p + 1;
+                self.carry.extend_from_slice(&out[end..]);
+                out.truncate(end);
+                return Ok(true);
+            }
+            searched = out.len();
+        }
+        if out.is_empty() {
+            self.finished = true;
+            self.meter.finish_file(self.bytes)?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Stops reading before the end: the progress counts the whole file as read.
+    pub fn finish(mut self) -> Result<(), DataError> {
+        if !self.finished {
+            self.finished = true;
+            self.meter.finish_file(self.len.max(self.bytes))?;
+        }
+        Ok(())
+    }
+}
+
+/// The lines of a [`ChunkReader`] chunk, without `\n` / `\r\n` (a last line
+/// without `\n` keeps a final `\r`, as [`LineReader`] does).
+pub(crate) fn chunk_lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', chunk);
+    std::iter::from_fn(move || match ends.next() {
+        Some(i) => {
+            let line = &chunk[start..i];
+            start = i + 1;
+            Some(line.strip_suffix(b"\r").unwrap_or(line))
+        }
+        None if start < chunk.len() => {
+            let line = &chunk[start..];
+            start = chunk.len();
+            Some(line)
+        }
+        None => None,
+    })
 }
 
 /// Splits `line` at `sep` into `out` (cleared first) as byte ranges.
