@@ -145,16 +145,18 @@ impl IdIndex {
         }
     }
 
-    /// Reads the first slot of each of `keys` (a prefetch, before inserting them).
-    pub fn touch(&self, keys: impl Iterator<Item = impl AsRef<[u8]>>) {
+    /// The position of `key` when it sits in its first slot (as most keys do), read
+    /// with two independent loads; `None` when it does not (it may still be
+    /// present). Reading it for many keys before inserting them overlaps their
+    /// cache misses.
+    pub fn home_position(&self, key: &[u8]) -> Option<usize> {
         if self.words.is_empty() {
-            return;
+            return None;
         }
-        let mut acc = 0u64;
-        for k in keys {
-            acc ^= self.words[self.home(word(k.as_ref()))];
-        }
-        std::hint::black_box(acc);
+        let w = word(key);
+        let i = self.home(w);
+        let (s, pos) = (self.words[i], self.positions[i]);
+        (s == w && (w & LONG != LONG || self.key(pos) == key)).then_some(pos)
     }
 
     /// Inserts `key` at the next position ([`Self::len`]) unless it is present.

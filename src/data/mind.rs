@@ -13,6 +13,7 @@ use super::index::IdIndex;
 use super::read::{chunk_lines, split_into, utf8, ChunkReader, LineReader, Meter};
 use super::{
     Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Sequence,
+    MAX_REPORT_EXAMPLES,
 };
 
 /// Column names of `news.tsv`, in order.
@@ -43,17 +44,35 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     );
     let mut report = LoadReport::default();
     let mut catalogue = Catalogue::new();
-    if has_news {
+    let keep = if has_news {
         report.files.push(news.clone());
-        read_news(&news, &meter, &mut report, &mut catalogue)?;
+        // The first pass over behaviors.tsv needs no item, so it runs beside
+        // news.tsv, counting into a report of its own.
+        let mut first_report = LoadReport::default();
+        let (news_read, keep) = rayon::join(
+            || read_news(&news, &meter, &mut report, &mut catalogue),
+            || first_rows(&behaviors, &meter, &mut first_report),
+        );
+        news_read?;
+        let keep = keep?;
+        append_report(&mut report, first_report);
+        keep
     } else {
         report.notes.push(format!(
             "{} is missing: items are known by id only and have no text",
             news.display()
         ));
-    }
+        first_rows(&behaviors, &meter, &mut report)?
+    };
     report.files.push(behaviors.clone());
-    let sequences = read_behaviors(&behaviors, &meter, &mut report, &mut catalogue, !has_news)?;
+    let sequences = read_behaviors(
+        &behaviors,
+        &keep,
+        &meter,
+        &mut report,
+        &mut catalogue,
+        !has_news,
+    )?;
     Ok(Dataset::loaded(
         Format::Mind,
         catalogue,
@@ -61,6 +80,23 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         report,
         None,
     ))
+}
+
+/// Adds `later`, the report of a file read after those of `report`, to `report`,
+/// as if one report had counted both. Their skip reasons differ (each names its
+/// file), so only the cap on examples links them.
+fn append_report(report: &mut LoadReport, later: LoadReport) {
+    report.files.extend(later.files);
+    report.rows_read += later.rows_read;
+    for (reason, n) in later.skipped {
+        *report.skipped.entry(reason).or_default() += n;
+    }
+    report.unresolved_ids += later.unresolved_ids;
+    let room = MAX_REPORT_EXAMPLES.saturating_sub(report.examples.len());
+    report
+        .examples
+        .extend(later.examples.into_iter().take(room));
+    report.notes.extend(later.notes);
 }
 
 fn read_news(
@@ -136,21 +172,18 @@ struct Best {
     line: u64,
 }
 
-/// Reads `behaviors.tsv` in two passes: the first finds each user's earliest row
-/// from the first three columns only; the second builds sequences for those rows
-/// alone, so no work or memory goes to rows that are not kept. Both passes scan
-/// the file in large chunks, in place, reading the next chunk while the current
-/// one is worked on.
+/// Pass 2 over `behaviors.tsv`: builds the sequences of the rows `keep` names (the
+/// lines [`first_rows`] found, in file order), so that no work or memory goes to
+/// rows that are not kept. The file is scanned in large chunks, in place; the
+/// next chunk is read while the kept rows of the current one are built in parallel.
 fn read_behaviors(
     path: &Path,
+    keep: &[u64],
     meter: &Meter,
     report: &mut LoadReport,
     catalogue: &mut Catalogue,
     bare_items: bool,
 ) -> Result<Vec<Sequence>, DataError> {
-    let keep = first_rows(path, meter, report)?;
-
-    // Pass 2: build the kept rows' sequences, in file order, in parallel per chunk.
     let mut chunks = ChunkReader::open(path, meter)?;
     let mut sequences = Vec::with_capacity(keep.len());
     let mut next = keep.iter().copied().peekable();
@@ -202,9 +235,10 @@ fn read_behaviors(
     Ok(sequences)
 }
 
-/// Pass 1: the line of each user's earliest row, in file order. Three chunks are in
-/// flight: one is read while the one before is scanned for users and times, and
-/// the one before that is matched against the users seen so far.
+/// Pass 1 over `behaviors.tsv`: the line of each user's earliest row, in file
+/// order, from the first three columns only. Three chunks are in
+/// flight: one is scanned for users and times, then the next one read, while the
+/// one before is matched against the users seen so far.
 fn first_rows(path: &Path, meter: &Meter, report: &mut LoadReport) -> Result<Vec<u64>, DataError> {
     let mut chunks = ChunkReader::open(path, meter)?;
     let mut scan = Scan {
@@ -218,21 +252,17 @@ fn first_rows(path: &Path, meter: &Meter, report: &mut LoadReport) -> Result<Vec
     let (mut scanned_rows, mut read_rows) = (Vec::new(), Vec::new());
     let mut have_read = chunks.read_chunk(&mut read)?;
     while have_read || !scanned_rows.is_empty() {
-        let ((), read_more) = rayon::join(
+        let (read_more, ()) = rayon::join(
             || {
                 read_rows.clear();
                 if have_read {
                     scan.chunk(&read, &mut read_rows);
-                }
-            },
-            || {
-                users.keep(&scanned, &scanned_rows);
-                if have_read {
                     chunks.read_chunk(&mut free)
                 } else {
                     Ok(false)
                 }
             },
+            || users.keep(&scanned, &scanned_rows),
         );
         have_read = read_more?;
         std::mem::swap(&mut scanned, &mut read);
@@ -392,8 +422,15 @@ impl Users {
     /// Keeps each user's earliest row among `rows` (of `chunk`) and those before.
     fn keep(&mut self, chunk: &[u8], rows: &[UserRow]) {
         let user = |r: &UserRow| &chunk[r.user.0..r.user.1];
-        // Loading the users' slots first overlaps their cache misses.
-        self.index.touch(rows.iter().map(user));
+        // The users' slots, then the earliest rows of those found, are loaded for
+        // all rows before any is matched, so that their cache misses overlap.
+        let mut acc = 0;
+        for r in rows {
+            if let Some(i) = self.index.home_position(user(r)) {
+                acc ^= self.best.get(i).map_or(0, |b| b.line);
+            }
+        }
+        std::hint::black_box(acc);
         for r in rows {
             let (time_s, line) = (r.time_s, r.line);
             match self.index.insert_bytes(user(r)) {
@@ -533,7 +570,12 @@ fn build_row<'b>(
         out.reserve_exact(found.iter().filter(|&&f| f).count());
         for (&id, &f) in ids.iter().zip(found.iter()) {
             if f {
-                out.push(ItemId::new(id));
+                // Built in place: a built id moved into the vector would be read back
+                // right after its bytes were written, which stalls the CPU.
+                out.push(ItemId::default());
+                if let Some(last) = out.last_mut() {
+                    last.push_str(id);
+                }
             } else {
                 row.unresolved += 1;
                 if row.unresolved_example.is_none() {

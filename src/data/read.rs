@@ -6,14 +6,18 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::{DataError, LoadOptions};
 
-/// Progress over all the files of one load, and the cancel check. One file is read
-/// at a time, though not always on the same thread.
+/// Progress over all the files of one load, and the cancel check. Files may be
+/// read at the same time, on several threads: each reader adds the bytes it read,
+/// and the progress shown never goes back.
 pub(crate) struct Meter<'o, 'a> {
     opts: &'o LoadOptions<'a>,
-    done_bytes: AtomicU64,
+    read_bytes: AtomicU64,
+    /// The last progress shown; the lock keeps the calls in order.
+    shown: Mutex<u64>,
     total_bytes: u64,
 }
 
@@ -26,27 +30,53 @@ impl<'o, 'a> Meter<'o, 'a> {
             .sum();
         Self {
             opts,
-            done_bytes: AtomicU64::new(0),
+            read_bytes: AtomicU64::new(0),
+            shown: Mutex::new(0),
             total_bytes,
         }
     }
 
-    fn report(&self, bytes_in_file: u64) -> Result<(), DataError> {
+    /// Counts `bytes` more read, shows the progress, and checks for cancellation.
+    fn advance(&self, bytes: u64) -> Result<(), DataError> {
+        let done = self.read_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if let Some(cancel) = &self.opts.cancel {
             if cancel.is_cancelled() {
                 return Err(DataError::Cancelled);
             }
         }
         if let Some(cb) = self.opts.progress {
-            let done = self.done_bytes.load(Ordering::Relaxed) + bytes_in_file;
-            cb(done, self.total_bytes.max(done));
+            let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+            *shown = (*shown).max(done);
+            cb(*shown, self.total_bytes.max(*shown));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of one file counted into a [`Meter`] so far.
+#[derive(Default)]
+struct Counted {
+    /// Bytes read.
+    bytes: u64,
+    /// Bytes passed to the meter.
+    metered: u64,
+}
+
+impl Counted {
+    /// Counts `n` bytes read; passes them on to the meter every [`TICK_BYTES`].
+    fn read(&mut self, n: usize, meter: &Meter) -> Result<(), DataError> {
+        self.bytes += n as u64;
+        if self.bytes - self.metered >= TICK_BYTES {
+            self.finish(self.bytes, meter)?;
         }
         Ok(())
     }
 
-    fn finish_file(&self, bytes: u64) -> Result<(), DataError> {
-        self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.report(0)
+    /// Passes the file's bytes up to `total` on to the meter.
+    fn finish(&mut self, total: u64, meter: &Meter) -> Result<(), DataError> {
+        let n = total.saturating_sub(self.metered);
+        self.metered = self.metered.max(total);
+        meter.advance(n)
     }
 }
 
@@ -57,8 +87,7 @@ pub(crate) struct LineReader<'m, 'o, 'a> {
     path: PathBuf,
     inner: BufReader<File>,
     line_no: u64,
-    bytes: u64,
-    last_tick: u64,
+    counted: Counted,
     finished: bool,
     meter: &'m Meter<'o, 'a>,
 }
@@ -75,8 +104,7 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
             path: path.to_path_buf(),
             inner: BufReader::with_capacity(1 << 20, file),
             line_no: 0,
-            bytes: 0,
-            last_tick: 0,
+            counted: Counted::default(),
             finished: false,
             meter,
         })
@@ -104,10 +132,9 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
             .map_err(|e| DataError::io(&self.path, e))?;
         if n == 0 {
             self.finished = true;
-            self.meter.finish_file(self.bytes)?;
+            self.counted.finish(self.counted.bytes, self.meter)?;
             return Ok(false);
         }
-        self.bytes += n as u64;
         self.line_no += 1;
         if buf.last() == Some(&b'\n') {
             buf.pop();
@@ -115,10 +142,7 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
                 buf.pop();
             }
         }
-        if self.bytes - self.last_tick >= TICK_BYTES {
-            self.last_tick = self.bytes;
-            self.meter.report(self.bytes)?;
-        }
+        self.counted.read(n, self.meter)?;
         Ok(true)
     }
 }
@@ -135,9 +159,8 @@ pub(crate) struct ChunkReader<'m, 'o, 'a> {
     file: File,
     /// The start of a line that the last chunk did not end.
     carry: Vec<u8>,
-    bytes: u64,
+    counted: Counted,
     len: u64,
-    last_tick: u64,
     eof: bool,
     finished: bool,
     meter: &'m Meter<'o, 'a>,
@@ -155,9 +178,8 @@ impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
             path: path.to_path_buf(),
             file,
             carry: Vec::new(),
-            bytes: 0,
+            counted: Counted::default(),
             len,
-            last_tick: 0,
             eof: false,
             finished: false,
             meter,
@@ -182,12 +204,8 @@ impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
                 .take(CHUNK_BYTES as u64)
                 .read_to_end(out)
                 .map_err(|e| DataError::io(&self.path, e))?;
-            self.bytes += n as u64;
             self.eof = n == 0;
-            if self.bytes - self.last_tick >= TICK_BYTES {
-                self.last_tick = self.bytes;
-                self.meter.report(self.bytes)?;
-            }
+            self.counted.read(n, self.meter)?;
             if let Some(p) = memchr::memrchr(b'\n', &out[searched..]) {
                 let end = searched + p + 1;
                 self.carry.extend_from_slice(&out[end..]);
@@ -198,7 +216,7 @@ impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
         }
         if out.is_empty() {
             self.finished = true;
-            self.meter.finish_file(self.bytes)?;
+            self.counted.finish(self.counted.bytes, self.meter)?;
             return Ok(false);
         }
         Ok(true)
@@ -208,7 +226,8 @@ impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
     pub fn finish(mut self) -> Result<(), DataError> {
         if !self.finished {
             self.finished = true;
-            self.meter.finish_file(self.len.max(self.bytes))?;
+            self.counted
+                .finish(self.len.max(self.counted.bytes), self.meter)?;
         }
         Ok(())
     }
