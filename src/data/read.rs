@@ -509,6 +509,65 @@ mod tests {
         assert!(err.contains("unclosed quote"), "{err}");
     }
 
+    /// Lines of `bytes` as `ChunkReader` + `chunk_lines` give them, and as
+    /// `LineReader` does, with the chunks' count and the progress seen.
+    #[allow(clippy::type_complexity)]
+    fn both_readers(bytes: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize, Vec<(u64, u64)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.tsv");
+        std::fs::write(&path, bytes).unwrap();
+        let seen = Mutex::new(Vec::new());
+        let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+        let opts = LoadOptions {
+            progress: Some(&progress),
+            ..LoadOptions::default()
+        };
+        let meter = Meter::new(&opts, &[path.as_path(), path.as_path()]);
+        let mut chunks = ChunkReader::open(&path, &meter).unwrap();
+        let (mut chunked, mut n_chunks, mut chunk) = (Vec::new(), 0, Vec::new());
+        while chunks.read_chunk(&mut chunk).unwrap() {
+            n_chunks += 1;
+            assert!(chunk.ends_with(b"\n") || !bytes.ends_with(b"\n"));
+            chunked.extend(chunk_lines(&chunk).map(<[u8]>::to_vec));
+        }
+        assert!(!chunks.read_chunk(&mut chunk).unwrap() && chunk.is_empty());
+        let mut lines = LineReader::open(&path, &meter).unwrap();
+        let (mut by_line, mut buf) = (Vec::new(), Vec::new());
+        while lines.next_line(&mut buf).unwrap() {
+            by_line.push(buf.clone());
+        }
+        let seen = seen.into_inner().unwrap();
+        (chunked, by_line, n_chunks, seen)
+    }
+
+    #[test]
+    fn chunked_lines_match_line_reader_across_chunk_ends() {
+        // Lines around the chunk size, one longer than two chunks, CRLF and bare
+        // CR, empty lines, and a last line without a line end that ends in CR.
+        let mut bytes = Vec::new();
+        for (i, len) in [10, CHUNK_BYTES - 20, 5, 0, 3 * CHUNK_BYTES + 7, 1, 0, 40]
+            .into_iter()
+            .enumerate()
+        {
+            bytes.extend(std::iter::repeat_n(b'a' + i as u8, len));
+            bytes.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n" });
+        }
+        bytes.extend_from_slice(b"x\ry\r");
+        let (chunked, by_line, n_chunks, seen) = both_readers(&bytes);
+        assert!(n_chunks >= 3, "{n_chunks}");
+        assert_eq!(chunked.len(), 9);
+        assert_eq!(chunked, by_line);
+        assert_eq!(chunked[4].len(), 3 * CHUNK_BYTES + 7);
+        assert_eq!(chunked[8], b"x\ry\r");
+        // Both readers count the file once; the progress never goes back.
+        let total = 2 * bytes.len() as u64;
+        assert_eq!(seen.last().copied(), Some((total, total)));
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+
+        let (chunked, by_line, n_chunks, _) = both_readers(b"only\n");
+        assert_eq!((chunked, n_chunks), (by_line, 1));
+    }
+
     #[test]
     fn split_fields() {
         let mut v = Vec::new();
