@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::detect::required;
 use super::index::IdIndex;
-use super::read::{chunk_lines, split_into, utf8, ChunkReader, LineReader, Meter};
+use super::read::{split_into, utf8, ChunkReader, LineReader, Meter};
 use super::{
     Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Sequence,
     MAX_REPORT_EXAMPLES,
@@ -170,15 +170,25 @@ fn read_news(
 struct Best {
     time_s: i64,
     line: u64,
+    /// Where the row is in the file, without its line end.
+    span: RowSpan,
+}
+
+/// Where a row is in the file: its first byte and its length without the line end.
+#[derive(Clone, Copy)]
+struct RowSpan {
+    offset: u64,
+    len: usize,
 }
 
 /// Pass 2 over `behaviors.tsv`: builds the sequences of the rows `keep` names (the
-/// lines [`first_rows`] found, in file order), so that no work or memory goes to
-/// rows that are not kept. The file is scanned in large chunks, in place; the
-/// next chunk is read while the kept rows of the current one are built in parallel.
+/// rows [`first_rows`] found, in file order), so that no work or memory goes to
+/// rows that are not kept. The file is read in large chunks and the kept rows are
+/// taken from them in place, by where pass 1 found them; the next chunk is read
+/// while the kept rows of the current one are built in parallel.
 fn read_behaviors(
     path: &Path,
-    keep: &[u64],
+    keep: &[(u64, RowSpan)],
     meter: &Meter,
     report: &mut LoadReport,
     catalogue: &mut Catalogue,
@@ -188,22 +198,31 @@ fn read_behaviors(
     let mut sequences = Vec::with_capacity(keep.len());
     let mut next = keep.iter().copied().peekable();
     let (mut chunk, mut next_chunk) = (Vec::new(), Vec::new());
+    let changed = || DataError::file(path, "the file changed while it was read");
     let mut have = next.peek().is_some() && chunks.read_chunk(&mut chunk)?;
-    let mut line = 0u64;
+    // Where the chunk starts in the file.
+    let mut chunk_offset = 0u64;
     while next.peek().is_some() {
         if !have {
-            return Err(DataError::file(path, "the file changed while it was read"));
+            return Err(changed());
         }
         let mut batch: Vec<(u64, &[u8])> = Vec::new();
-        for bytes in chunk_lines(&chunk) {
-            line += 1;
-            if next.peek() == Some(&line) {
-                next.next();
-                batch.push((line, bytes));
-                if next.peek().is_none() {
-                    break;
-                }
+        let chunk_end = chunk_offset + chunk.len() as u64;
+        while let Some(&(line, span)) = next.peek() {
+            if span.offset >= chunk_end {
+                break;
             }
+            // The row and its line end, as pass 1 saw them: a row never spans two
+            // chunks, and starts a line.
+            let start = span.offset.saturating_sub(chunk_offset) as usize;
+            let end = start + span.len;
+            let before_ok = start == 0 || chunk.get(start - 1) == Some(&b'\n');
+            let after_ok = matches!(chunk.get(end), None | Some(b'\n' | b'\r'));
+            if span.offset < chunk_offset || end > chunk.len() || !before_ok || !after_ok {
+                return Err(changed());
+            }
+            batch.push((line, &chunk[start..end]));
+            next.next();
         }
         let more = next.peek().is_some();
         let cat: &Catalogue = catalogue;
@@ -229,22 +248,28 @@ fn read_behaviors(
             apply_row(row, path, report, catalogue, bare_items, &mut sequences)?;
         }
         have = read?;
+        chunk_offset = chunk_end;
         std::mem::swap(&mut chunk, &mut next_chunk);
     }
     chunks.finish()?;
     Ok(sequences)
 }
 
-/// Pass 1 over `behaviors.tsv`: the line of each user's earliest row, in file
-/// order, from the first three columns only. Three chunks are in
+/// Pass 1 over `behaviors.tsv`: the line and place of each user's earliest row, in
+/// file order, from the first three columns only. Three chunks are in
 /// flight: one is scanned for users and times, then the next one read, while the
 /// one before is matched against the users seen so far.
-fn first_rows(path: &Path, meter: &Meter, report: &mut LoadReport) -> Result<Vec<u64>, DataError> {
+fn first_rows(
+    path: &Path,
+    meter: &Meter,
+    report: &mut LoadReport,
+) -> Result<Vec<(u64, RowSpan)>, DataError> {
     let mut chunks = ChunkReader::open(path, meter)?;
     let mut scan = Scan {
         path,
         report,
         line: 0,
+        offset: 0,
     };
     let mut users = Users::default();
     // Scanned (to match), read (to scan), and free (to read into).
@@ -278,17 +303,18 @@ fn first_rows(path: &Path, meter: &Meter, report: &mut LoadReport) -> Result<Vec
             later_rows,
         );
     }
-    let mut keep: Vec<u64> = best.into_iter().map(|b| b.line).collect();
-    keep.sort_unstable();
+    let mut keep: Vec<(u64, RowSpan)> = best.into_iter().map(|b| (b.line, b.span)).collect();
+    keep.sort_unstable_by_key(|k| k.0);
     Ok(keep)
 }
 
 /// A row that names a user and a time: where the user is in its chunk, the time,
-/// and the line.
+/// the line, and where the row is in the file.
 struct UserRow {
     user: (usize, usize),
     time_s: i64,
     line: u64,
+    span: RowSpan,
 }
 
 /// Pass 1's scan: rows, their users and times, and the skipped rows counted.
@@ -297,6 +323,8 @@ struct Scan<'p, 'r> {
     report: &'r mut LoadReport,
     /// Lines scanned so far.
     line: u64,
+    /// Where the next chunk starts in the file.
+    offset: u64,
 }
 
 impl Scan<'_, '_> {
@@ -329,6 +357,7 @@ impl Scan<'_, '_> {
             self.line += 1;
             rows.extend(self.row(chunk, start, chunk.len(), &tabs, n_tabs));
         }
+        self.offset += chunk.len() as u64;
     }
 
     /// Reads the user and time of the row `chunk[start..end]`, or counts why the
@@ -401,11 +430,15 @@ impl Scan<'_, '_> {
             return None;
         }
         // The trimmed user, as a span of the chunk.
-        let start = span(1).0 + (raw_user.len() - raw_user.trim_start().len());
+        let user_start = span(1).0 + (raw_user.len() - raw_user.trim_start().len());
         Some(UserRow {
-            user: (start, start + raw_user.trim().len()),
+            user: (user_start, user_start + raw_user.trim().len()),
             time_s,
             line,
+            span: RowSpan {
+                offset: self.offset + start as u64,
+                len: end - start,
+            },
         })
     }
 }
@@ -432,14 +465,18 @@ impl Users {
         }
         std::hint::black_box(acc);
         for r in rows {
-            let (time_s, line) = (r.time_s, r.line);
+            let row = Best {
+                time_s: r.time_s,
+                line: r.line,
+                span: r.span,
+            };
             match self.index.insert_bytes(user(r)) {
-                (_, true) => self.best.push(Best { time_s, line }),
+                (_, true) => self.best.push(row),
                 (i, false) => {
                     self.later_rows += 1;
                     let b = &mut self.best[i];
-                    if (time_s, line) < (b.time_s, b.line) {
-                        *b = Best { time_s, line };
+                    if (row.time_s, row.line) < (b.time_s, b.line) {
+                        *b = row;
                     }
                 }
             }

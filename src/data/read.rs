@@ -152,8 +152,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 /// Reads a file in chunks of whole lines into buffers the caller owns, so that
 /// one chunk can be read while another is parsed, and lines are scanned in place
-/// rather than copied out one by one. Lines end at `\n`; [`chunk_lines`] splits a
-/// chunk the way [`LineReader`] splits the file.
+/// rather than copied out one by one. Lines end at `\n`, as for [`LineReader`].
 pub(crate) struct ChunkReader<'m, 'o, 'a> {
     path: PathBuf,
     file: File,
@@ -231,26 +230,6 @@ impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
         }
         Ok(())
     }
-}
-
-/// The lines of a [`ChunkReader`] chunk, without `\n` / `\r\n` (a last line
-/// without `\n` keeps a final `\r`, as [`LineReader`] does).
-pub(crate) fn chunk_lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    let mut ends = memchr::memchr_iter(b'\n', chunk);
-    std::iter::from_fn(move || match ends.next() {
-        Some(i) => {
-            let line = &chunk[start..i];
-            start = i + 1;
-            Some(line.strip_suffix(b"\r").unwrap_or(line))
-        }
-        None if start < chunk.len() => {
-            let line = &chunk[start..];
-            start = chunk.len();
-            Some(line)
-        }
-        None => None,
-    })
 }
 
 /// Splits `line` at `sep` into `out` (cleared first) as byte ranges.
@@ -509,6 +488,21 @@ mod tests {
         assert!(err.contains("unclosed quote"), "{err}");
     }
 
+    /// The lines of a chunk, split as `LineReader` splits a file.
+    fn chunk_lines(chunk: &[u8]) -> Vec<&[u8]> {
+        let mut lines: Vec<&[u8]> = chunk.split(|&b| b == b'\n').collect();
+        if chunk.ends_with(b"\n") {
+            lines.pop();
+        }
+        let n = lines.len();
+        for (i, l) in lines.iter_mut().enumerate() {
+            if i + 1 < n || chunk.ends_with(b"\n") {
+                *l = l.strip_suffix(b"\r").unwrap_or(l);
+            }
+        }
+        lines
+    }
+
     /// Lines of `bytes` as `ChunkReader` + `chunk_lines` give them, and as
     /// `LineReader` does, with the chunks' count and the progress seen.
     #[allow(clippy::type_complexity)]
@@ -528,7 +522,7 @@ mod tests {
         while chunks.read_chunk(&mut chunk).unwrap() {
             n_chunks += 1;
             assert!(chunk.ends_with(b"\n") || !bytes.ends_with(b"\n"));
-            chunked.extend(chunk_lines(&chunk).map(<[u8]>::to_vec));
+            chunked.extend(chunk_lines(&chunk).into_iter().map(<[u8]>::to_vec));
         }
         assert!(!chunks.read_chunk(&mut chunk).unwrap() && chunk.is_empty());
         let mut lines = LineReader::open(&path, &meter).unwrap();
