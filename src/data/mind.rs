@@ -607,12 +607,7 @@ fn build_row<'b>(
         out.reserve_exact(found.iter().filter(|&&f| f).count());
         for (&id, &f) in ids.iter().zip(found.iter()) {
             if f {
-                // Built in place: a built id moved into the vector would be read back
-                // right after its bytes were written, which stalls the CPU.
-                out.push(ItemId::default());
-                if let Some(last) = out.last_mut() {
-                    last.push_str(id);
-                }
+                out.push(ItemId::new(id));
             } else {
                 row.unresolved += 1;
                 if row.unresolved_example.is_none() {

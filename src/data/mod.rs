@@ -4,6 +4,7 @@
 
 pub mod amazon_m2;
 mod detect;
+mod id;
 mod index;
 pub mod jsonl;
 pub mod mind;
@@ -13,6 +14,7 @@ pub mod recbole;
 pub mod text;
 
 pub use detect::{detect_format, load_dir, FormatChoice, LoadOptions, ProgressFn};
+pub use id::ItemId;
 pub use text::ItemTextTemplate;
 
 use std::collections::BTreeMap;
@@ -94,12 +96,6 @@ impl Catalogue {
         self.items.is_empty()
     }
 }
-
-/// An item id in a [`Sequence`]: a string that keeps ids of up to 24 bytes inline
-/// (no heap allocation), as a large dataset holds tens of millions of them. It
-/// derefs to `&str`, compares with `&str` and `String`, and reads and writes as a
-/// plain JSON string.
-pub type ItemId = compact_str::CompactString;
 
 /// One user's behaviour sequence, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
