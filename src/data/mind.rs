@@ -37,7 +37,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     let behaviors = required(dir, "behaviors.tsv", Format::Mind)?;
     let news = dir.join("news.tsv");
     let has_news = news.is_file();
-    // behaviors.tsv is read twice (see `read_behaviors`).
+    // behaviors.tsv is read twice (see `first_rows` and `read_behaviors`).
     let meter = Meter::new(
         opts,
         &[news.as_path(), behaviors.as_path(), behaviors.as_path()],
@@ -256,9 +256,9 @@ fn read_behaviors(
 }
 
 /// Pass 1 over `behaviors.tsv`: the line and place of each user's earliest row, in
-/// file order, from the first three columns only. Three chunks are in
-/// flight: one is scanned for users and times, then the next one read, while the
-/// one before is matched against the users seen so far.
+/// file order, from the first three columns only. Three chunks are in flight: one
+/// is scanned for users and times (then the next one is read) while the one before
+/// is matched against the users seen so far.
 fn first_rows(
     path: &Path,
     meter: &Meter,
