@@ -30,15 +30,27 @@ pub(crate) struct IdIndex {
 }
 
 /// A key of up to 7 bytes as one word: its bytes, and its length in the top byte.
+/// Built from two overlapping loads rather than a loop over the bytes: a loop of
+/// varying length mispredicts its end, which also stops the loads of the keys
+/// after it from overlapping ([`IdIndex::contains_each`]).
 fn pack(key: &[u8]) -> Option<u64> {
-    if key.len() > 7 {
-        return None;
-    }
-    let mut w = (key.len() as u64) << 56;
-    for (j, &b) in key.iter().enumerate() {
-        w |= u64::from(b) << (8 * j);
-    }
-    Some(w)
+    let n = key.len();
+    let bytes = match n {
+        8.. => return None,
+        4.. => {
+            let first = key.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b));
+            let last = key.last_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b));
+            u64::from(first) | (u64::from(last) << (8 * (n - 4)))
+        }
+        2.. => {
+            let first = key.first_chunk::<2>().map_or(0, |b| u16::from_le_bytes(*b));
+            let last = key.last_chunk::<2>().map_or(0, |b| u16::from_le_bytes(*b));
+            u64::from(first) | (u64::from(last) << (8 * (n - 2)))
+        }
+        1 => u64::from(key[0]),
+        0 => 0,
+    };
+    Some(bytes | ((n as u64) << 56))
 }
 
 fn hash(key: &[u8]) -> u64 {
@@ -167,9 +179,11 @@ impl IdIndex {
 
     /// [`Self::insert`] for a key given as bytes.
     pub fn insert_bytes(&mut self, key: &[u8]) -> (usize, bool) {
-        // At most 7/8 full: probes stay short, and the word array small enough to
-        // stay in cache for a 100k-item catalogue (1 MiB).
-        if (self.len() + 1) * 8 > self.words.len() * 7 {
+        // At most 5/8 full. Fuller tables are smaller, but then a third of the keys
+        // are not in their first slot, and the mispredicted branches and extra
+        // probes cost more than the larger table's cache misses (on 100k MIND ids,
+        // 7/8 full: ~12 ns a membership check, 5/8 full: ~8 ns).
+        if (self.len() + 1) * 8 > self.words.len() * 5 {
             self.grow();
         }
         let w = word(key);
@@ -252,6 +266,19 @@ mod tests {
             assert_eq!(got, ix.contains(k), "{k}");
         }
         assert_eq!(out.iter().filter(|&&b| b).count(), 6_000);
+    }
+
+    #[test]
+    fn pack_puts_each_byte_in_place() {
+        for n in 0..=7 {
+            let key: Vec<u8> = (1..=n as u8).map(|i| i * 17).collect();
+            let mut want = (n as u64) << 56;
+            for (j, &b) in key.iter().enumerate() {
+                want |= u64::from(b) << (8 * j);
+            }
+            assert_eq!(pack(&key), Some(want), "{key:?}");
+        }
+        assert_eq!(pack(b"12345678"), None);
     }
 
     #[test]
