@@ -88,14 +88,18 @@ fn le_word(b: &[u8]) -> u64 {
 }
 
 impl ItemId {
+    // Inlined, so that the id is written straight where it goes (a vector's slot):
+    // returned through the stack, its pieces would be read back as a whole right
+    // after being written, which stalls the CPU.
+    #[inline]
     pub fn new(id: &str) -> Self {
         let b = id.as_bytes();
         if b.len() > INLINE {
-            return ItemId(Repr::Heap(Box::new(id.into())));
+            return Self::heap(id);
         }
-        // Assembled in two words and stored straight from them: bytes copied into
-        // an array and then moved would be read back right after being written in
-        // pieces, which stalls the CPU (this runs once per id of a large load).
+        // Assembled in two words and stored from them: bytes copied into an array
+        // would be read back right after being written in pieces, which stalls the
+        // CPU (this runs once per id of a large load).
         let (lo, hi) = match b.split_first_chunk::<8>() {
             Some((first, rest)) => (u64::from_le_bytes(*first), le_word(rest)),
             None => (le_word(b), 0),
@@ -107,6 +111,12 @@ impl ItemId {
             bytes,
             len: LENS[b.len()],
         }))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn heap(id: &str) -> Self {
+        ItemId(Repr::Heap(Box::new(id.into())))
     }
 
     pub fn as_str(&self) -> &str {
