@@ -255,6 +255,50 @@ fn progress_reaches_total_and_cancel_stops() {
 }
 
 #[test]
+fn progress_stays_in_order_while_news_and_behaviors_are_read_side_by_side() {
+    // Files of several megabytes, so that both readers report while the other reads.
+    let dir = tempfile::tempdir().unwrap();
+    let mut news = String::new();
+    for i in 0..20_000 {
+        news.push_str(&format!(
+            "N{i}\tnews\tworld\tTitle {i} {}\tAbstract\turl\t[]\t[]\n",
+            "word ".repeat(10)
+        ));
+    }
+    let mut behaviors = String::new();
+    for i in 0..20_000 {
+        let history: Vec<String> = (0..20)
+            .map(|k| format!("N{}", (i * 7 + k) % 20_000))
+            .collect();
+        behaviors.push_str(&format!(
+            "{i}\tU{}\t11/{}/2019 1:00:00 PM\t{}\tN{}-0 N{}-1\n",
+            i % 5_000,
+            11 + i % 3,
+            history.join(" "),
+            i % 20_000,
+            (i + 1) % 20_000
+        ));
+    }
+    std::fs::write(dir.path().join("news.tsv"), &news).unwrap();
+    std::fs::write(dir.path().join("behaviors.tsv"), &behaviors).unwrap();
+    let seen = Mutex::new(Vec::new());
+    let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+    let opts = LoadOptions {
+        progress: Some(&progress),
+        ..LoadOptions::default()
+    };
+    let ds = load_dir(dir.path(), FormatChoice::Mind, &opts).unwrap();
+    assert_eq!(ds.sequences.len(), 5_000);
+    assert_eq!(ds.catalogue.len(), 20_000);
+    let seen = seen.into_inner().unwrap();
+    let total = (news.len() + 2 * behaviors.len()) as u64;
+    assert!(seen.len() > 5, "{seen:?}");
+    assert_eq!(seen.last().copied(), Some((total, total)));
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    assert!(seen.iter().all(|&(done, t)| done <= t && t == total));
+}
+
+#[test]
 fn real_mind_sample_counts_and_unresolved_reporting() {
     let Some(dir) = shared("mind_sample") else {
         return;

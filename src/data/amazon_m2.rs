@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use super::detect::files_matching;
 use super::read::{field_name, utf8, CsvReader, CsvRecord, LineReader, Meter};
-use super::{Catalogue, DataError, Dataset, Format, Item, LoadOptions, LoadReport, Sequence};
+use super::{
+    Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Sequence,
+};
 
 /// Product columns kept as item text, as (column in the CSV, field name).
 pub const PRODUCT_FIELDS: [(&str, &str); 9] = [
@@ -275,16 +277,16 @@ fn read_sessions(
     let mut rec = CsvRecord::default();
     let mut sequences = Vec::new();
     let mut session_no = 0u64;
-    let resolve = |id: &str, catalogue: &mut Catalogue| -> Option<String> {
+    let resolve = |id: &str, catalogue: &mut Catalogue| -> Option<ItemId> {
         if catalogue.contains(id) {
-            return Some(id.to_string());
+            return Some(ItemId::new(id));
         }
         if bare_items {
             catalogue.insert(Item {
                 id: id.to_string(),
                 fields: Vec::new(),
             });
-            return Some(id.to_string());
+            return Some(ItemId::new(id));
         }
         None
     };

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::detect::required;
 use super::read::{LineReader, Meter};
 use super::{
-    Case, Catalogue, DataError, Dataset, Format, Item, LoadOptions, LoadReport, Prepared, Sequence,
+    Case, Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Prepared,
+    Sequence,
 };
 
 /// Parses one `items.jsonl` line: `{"id": "N1", "title": "...", ...}`.
@@ -155,7 +156,12 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
             .iter()
             .map(|c| Sequence {
                 user: c.user.clone(),
-                items: c.history.iter().chain([&c.target]).cloned().collect(),
+                items: c
+                    .history
+                    .iter()
+                    .chain([&c.target])
+                    .map(ItemId::from)
+                    .collect(),
                 shown_not_clicked: Vec::new(),
                 next_item: None,
             })
@@ -167,7 +173,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         let mut sequences = Vec::with_capacity(raw.len());
         for mut s in raw {
             let user = s.user.clone();
-            let keep = |id: &String, field: &str, report: &mut LoadReport| {
+            let keep = |id: &ItemId, field: &str, report: &mut LoadReport| {
                 let ok = catalogue.contains(id);
                 if !ok {
                     report.unresolved(|| {

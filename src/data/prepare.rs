@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::jsonl::{item_to_json, write_jsonl};
-use super::{Case, Catalogue, DataError, Dataset, Format};
+use super::{Case, Catalogue, DataError, Dataset, Format, ItemId};
 
 /// Where negatives come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -246,7 +246,7 @@ pub fn prepare(
     let mut cases = Vec::new();
     for seq in &ds.sequences {
         report.users_read += 1;
-        let (history, target): (&[String], &String) = match &seq.next_item {
+        let (history, target): (&[ItemId], &ItemId) = match &seq.next_item {
             Some(t) => (seq.items.as_slice(), t),
             None => match seq.items.split_last() {
                 Some((t, h)) => (h, t),
@@ -292,7 +292,7 @@ pub fn prepare(
             }
             NegativeSource::Impressions => {
                 let mut seen = HashSet::new();
-                let pool: Vec<&String> = seq
+                let pool: Vec<&ItemId> = seq
                     .shown_not_clicked
                     .iter()
                     .filter(|id| {
@@ -309,8 +309,8 @@ pub fn prepare(
         let case = Case {
             case: format!("c{}", cases.len() + 1),
             user: seq.user.clone(),
-            history: history.to_vec(),
-            target: target.clone(),
+            history: history.iter().map(ItemId::to_string).collect(),
+            target: target.to_string(),
             negatives,
             split: None,
         };
@@ -359,11 +359,11 @@ fn sample_catalogue(
 }
 
 /// `k` distinct items of `pool`, uniform; all of them when it holds `k` or fewer.
-fn sample_pool(rng: &mut ChaCha8Rng, pool: &[&String], k: usize) -> Vec<String> {
-    let mut pool: Vec<&String> = pool.to_vec();
+fn sample_pool(rng: &mut ChaCha8Rng, pool: &[&ItemId], k: usize) -> Vec<String> {
+    let mut pool: Vec<&ItemId> = pool.to_vec();
     let take = k.min(pool.len());
     let (chosen, _) = pool.partial_shuffle(rng, take);
-    chosen.iter().map(|s| (*s).clone()).collect()
+    chosen.iter().map(|s| s.to_string()).collect()
 }
 
 /// Labels cases with split names (as `trsr prepare --split` does): a seeded shuffle,

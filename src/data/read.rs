@@ -2,17 +2,22 @@
 //! cancellation, field splitting, and an RFC 4180 CSV record reader that follows
 //! quoted fields over line breaks and reports an unclosed quote.
 
-use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::{DataError, LoadOptions};
 
-/// Progress over all the files of one load, and the cancel check.
+/// Progress over all the files of one load, and the cancel check. Files may be
+/// read at the same time, on several threads: each reader adds the bytes it read,
+/// and the progress shown never goes back.
 pub(crate) struct Meter<'o, 'a> {
     opts: &'o LoadOptions<'a>,
-    done_bytes: Cell<u64>,
+    read_bytes: AtomicU64,
+    /// The last progress shown; the lock keeps the calls in order.
+    shown: Mutex<u64>,
     total_bytes: u64,
 }
 
@@ -25,27 +30,53 @@ impl<'o, 'a> Meter<'o, 'a> {
             .sum();
         Self {
             opts,
-            done_bytes: Cell::new(0),
+            read_bytes: AtomicU64::new(0),
+            shown: Mutex::new(0),
             total_bytes,
         }
     }
 
-    fn report(&self, bytes_in_file: u64) -> Result<(), DataError> {
+    /// Counts `bytes` more read, shows the progress, and checks for cancellation.
+    fn advance(&self, bytes: u64) -> Result<(), DataError> {
+        let done = self.read_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if let Some(cancel) = &self.opts.cancel {
             if cancel.is_cancelled() {
                 return Err(DataError::Cancelled);
             }
         }
         if let Some(cb) = self.opts.progress {
-            let done = self.done_bytes.get() + bytes_in_file;
-            cb(done, self.total_bytes.max(done));
+            let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+            *shown = (*shown).max(done);
+            cb(*shown, self.total_bytes.max(*shown));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of one file counted into a [`Meter`] so far.
+#[derive(Default)]
+struct Counted {
+    /// Bytes read.
+    bytes: u64,
+    /// Bytes passed to the meter.
+    metered: u64,
+}
+
+impl Counted {
+    /// Counts `n` bytes read; passes them on to the meter every [`TICK_BYTES`].
+    fn read(&mut self, n: usize, meter: &Meter) -> Result<(), DataError> {
+        self.bytes += n as u64;
+        if self.bytes - self.metered >= TICK_BYTES {
+            self.finish(self.bytes, meter)?;
         }
         Ok(())
     }
 
-    fn finish_file(&self, bytes: u64) -> Result<(), DataError> {
-        self.done_bytes.set(self.done_bytes.get() + bytes);
-        self.report(0)
+    /// Passes the file's bytes up to `total` on to the meter.
+    fn finish(&mut self, total: u64, meter: &Meter) -> Result<(), DataError> {
+        let n = total.saturating_sub(self.metered);
+        self.metered = self.metered.max(total);
+        meter.advance(n)
     }
 }
 
@@ -56,9 +87,7 @@ pub(crate) struct LineReader<'m, 'o, 'a> {
     path: PathBuf,
     inner: BufReader<File>,
     line_no: u64,
-    bytes: u64,
-    len: u64,
-    last_tick: u64,
+    counted: Counted,
     finished: bool,
     meter: &'m Meter<'o, 'a>,
 }
@@ -75,9 +104,7 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
             path: path.to_path_buf(),
             inner: BufReader::with_capacity(1 << 20, file),
             line_no: 0,
-            bytes: 0,
-            len,
-            last_tick: 0,
+            counted: Counted::default(),
             finished: false,
             meter,
         })
@@ -90,15 +117,6 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
     /// Number of the line last read (1-based).
     pub fn line_no(&self) -> u64 {
         self.line_no
-    }
-
-    /// Stops reading before the end: the progress counts the whole file as read.
-    pub fn finish(mut self) -> Result<(), DataError> {
-        if !self.finished {
-            self.finished = true;
-            self.meter.finish_file(self.len.max(self.bytes))?;
-        }
-        Ok(())
     }
 
     /// Reads the next line into `buf` (cleared first), without `\n` / `\r\n`.
@@ -114,10 +132,9 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
             .map_err(|e| DataError::io(&self.path, e))?;
         if n == 0 {
             self.finished = true;
-            self.meter.finish_file(self.bytes)?;
+            self.counted.finish(self.counted.bytes, self.meter)?;
             return Ok(false);
         }
-        self.bytes += n as u64;
         self.line_no += 1;
         if buf.last() == Some(&b'\n') {
             buf.pop();
@@ -125,11 +142,93 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
                 buf.pop();
             }
         }
-        if self.bytes - self.last_tick >= TICK_BYTES {
-            self.last_tick = self.bytes;
-            self.meter.report(self.bytes)?;
+        self.counted.read(n, self.meter)?;
+        Ok(true)
+    }
+}
+
+/// Bytes a [`ChunkReader`] reads at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads a file in chunks of whole lines into buffers the caller owns, so that
+/// one chunk can be read while another is parsed, and lines are scanned in place
+/// rather than copied out one by one. Lines end at `\n`, as for [`LineReader`].
+pub(crate) struct ChunkReader<'m, 'o, 'a> {
+    path: PathBuf,
+    file: File,
+    /// The start of a line that the last chunk did not end.
+    carry: Vec<u8>,
+    counted: Counted,
+    len: u64,
+    eof: bool,
+    finished: bool,
+    meter: &'m Meter<'o, 'a>,
+}
+
+impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
+    /// Opens `path`; a missing or 0-byte file is an error that names it.
+    pub fn open(path: &Path, meter: &'m Meter<'o, 'a>) -> Result<Self, DataError> {
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+        if len == 0 {
+            return Err(DataError::file(path, "file is empty (0 bytes)"));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            carry: Vec::new(),
+            counted: Counted::default(),
+            len,
+            eof: false,
+            finished: false,
+            meter,
+        })
+    }
+
+    /// Reads the next chunk into `out` (cleared first): whole lines, each ending in
+    /// `\n` except a last line that the file does not end. `false` at the end of
+    /// the file.
+    pub fn read_chunk(&mut self, out: &mut Vec<u8>) -> Result<bool, DataError> {
+        out.clear();
+        if self.finished {
+            return Ok(false);
+        }
+        out.extend_from_slice(&self.carry);
+        self.carry.clear();
+        // The carried bytes hold no line end.
+        let mut searched = out.len();
+        while !self.eof {
+            out.reserve(CHUNK_BYTES);
+            let n = (&mut self.file)
+                .take(CHUNK_BYTES as u64)
+                .read_to_end(out)
+                .map_err(|e| DataError::io(&self.path, e))?;
+            self.eof = n == 0;
+            self.counted.read(n, self.meter)?;
+            if let Some(p) = memchr::memrchr(b'\n', &out[searched..]) {
+                let end = searched + p + 1;
+                self.carry.extend_from_slice(&out[end..]);
+                out.truncate(end);
+                return Ok(true);
+            }
+            searched = out.len();
+        }
+        if out.is_empty() {
+            self.finished = true;
+            self.counted.finish(self.counted.bytes, self.meter)?;
+            return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Stops reading before the end: the progress counts the whole file as read.
+    pub fn finish(mut self) -> Result<(), DataError> {
+        if !self.finished {
+            self.finished = true;
+            self.counted
+                .finish(self.len.max(self.counted.bytes), self.meter)?;
+        }
+        Ok(())
     }
 }
 
@@ -387,6 +486,80 @@ mod tests {
         let err = records("a,b\n\"x,1\n\"y\",2\n").unwrap_err().to_string();
         assert!(err.contains(":2:") && err.contains("line 3"), "{err}");
         assert!(err.contains("unclosed quote"), "{err}");
+    }
+
+    /// The lines of a chunk, split as `LineReader` splits a file.
+    fn chunk_lines(chunk: &[u8]) -> Vec<&[u8]> {
+        let mut lines: Vec<&[u8]> = chunk.split(|&b| b == b'\n').collect();
+        if chunk.ends_with(b"\n") {
+            lines.pop();
+        }
+        let n = lines.len();
+        for (i, l) in lines.iter_mut().enumerate() {
+            if i + 1 < n || chunk.ends_with(b"\n") {
+                *l = l.strip_suffix(b"\r").unwrap_or(l);
+            }
+        }
+        lines
+    }
+
+    /// Lines of `bytes` as `ChunkReader` + `chunk_lines` give them, and as
+    /// `LineReader` does, with the chunks' count and the progress seen.
+    #[allow(clippy::type_complexity)]
+    fn both_readers(bytes: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize, Vec<(u64, u64)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.tsv");
+        std::fs::write(&path, bytes).unwrap();
+        let seen = Mutex::new(Vec::new());
+        let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+        let opts = LoadOptions {
+            progress: Some(&progress),
+            ..LoadOptions::default()
+        };
+        let meter = Meter::new(&opts, &[path.as_path(), path.as_path()]);
+        let mut chunks = ChunkReader::open(&path, &meter).unwrap();
+        let (mut chunked, mut n_chunks, mut chunk) = (Vec::new(), 0, Vec::new());
+        while chunks.read_chunk(&mut chunk).unwrap() {
+            n_chunks += 1;
+            assert!(chunk.ends_with(b"\n") || !bytes.ends_with(b"\n"));
+            chunked.extend(chunk_lines(&chunk).into_iter().map(<[u8]>::to_vec));
+        }
+        assert!(!chunks.read_chunk(&mut chunk).unwrap() && chunk.is_empty());
+        let mut lines = LineReader::open(&path, &meter).unwrap();
+        let (mut by_line, mut buf) = (Vec::new(), Vec::new());
+        while lines.next_line(&mut buf).unwrap() {
+            by_line.push(buf.clone());
+        }
+        let seen = seen.into_inner().unwrap();
+        (chunked, by_line, n_chunks, seen)
+    }
+
+    #[test]
+    fn chunked_lines_match_line_reader_across_chunk_ends() {
+        // Lines around the chunk size, one longer than two chunks, CRLF and bare
+        // CR, empty lines, and a last line without a line end that ends in CR.
+        let mut bytes = Vec::new();
+        for (i, len) in [10, CHUNK_BYTES - 20, 5, 0, 3 * CHUNK_BYTES + 7, 1, 0, 40]
+            .into_iter()
+            .enumerate()
+        {
+            bytes.extend(std::iter::repeat_n(b'a' + i as u8, len));
+            bytes.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n" });
+        }
+        bytes.extend_from_slice(b"x\ry\r");
+        let (chunked, by_line, n_chunks, seen) = both_readers(&bytes);
+        assert!(n_chunks >= 3, "{n_chunks}");
+        assert_eq!(chunked.len(), 9);
+        assert_eq!(chunked, by_line);
+        assert_eq!(chunked[4].len(), 3 * CHUNK_BYTES + 7);
+        assert_eq!(chunked[8], b"x\ry\r");
+        // Both readers count the file once; the progress never goes back.
+        let total = 2 * bytes.len() as u64;
+        assert_eq!(seen.last().copied(), Some((total, total)));
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+
+        let (chunked, by_line, n_chunks, _) = both_readers(b"only\n");
+        assert_eq!((chunked, n_chunks), (by_line, 1));
     }
 
     #[test]

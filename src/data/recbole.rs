@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use super::detect::files_matching;
 use super::index::IdIndex;
 use super::read::{field_name, split_into, utf8, LineReader, Meter};
-use super::{Catalogue, DataError, Dataset, Format, Item, LoadOptions, LoadReport, Sequence};
+use super::{
+    Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Sequence,
+};
 
 /// One typed header column: `name:type`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,14 +303,10 @@ fn read_inter(
         let Ok(pos) = u32::try_from(pos) else {
             return Err(DataError::file(path, "more than 4 billion items"));
         };
-        let slot = match users.get(user) {
-            Some(s) => s,
-            None => {
-                users.insert(user, events.len());
-                events.push((user.to_string(), Vec::new()));
-                events.len() - 1
-            }
-        };
+        let (slot, new) = users.insert(user);
+        if new {
+            events.push((user.to_string(), Vec::new()));
+        }
         events[slot].1.push((ts, pos));
     }
     let items = catalogue.items();
@@ -321,7 +319,7 @@ fn read_inter(
                 user,
                 items: ev
                     .iter()
-                    .map(|&(_, p)| items[p as usize].id.clone())
+                    .map(|&(_, p)| ItemId::new(&items[p as usize].id))
                     .collect(),
                 shown_not_clicked: Vec::new(),
                 next_item: None,
