@@ -97,16 +97,32 @@ impl Q41Matrix {
         let per = n.div_ceil(parts);
         let out_addr = out.as_mut_ptr() as usize;
         let dot = dot_fn();
+        let dot2 = dot2_fn();
         super::par::for_each_part(parts, |tid| {
             let r0 = tid * per;
             let r1 = (r0 + per).min(n);
-            for r in r0..r1 {
+            // SAFETY (both writes): each thread writes only rows r0..r1 of every output
+            // row `i`; `out` outlives the call, which returns after all threads end.
+            let put = |i: usize, r: usize, v: f32| unsafe {
+                *(out_addr as *mut f32).add(i * n + r) = v;
+            };
+            let mut r = r0;
+            if let Some(dot2) = dot2 {
+                // Two weight rows per pass share each activation block.
+                while r + 1 < r1 {
+                    let (wa, wb) = (self.row(r), self.row(r + 1));
+                    for i in 0..m {
+                        let (a, b) = dot2(wa, wb, &xq[i * nb..(i + 1) * nb]);
+                        put(i, r, a);
+                        put(i, r + 1, b);
+                    }
+                    r += 2;
+                }
+            }
+            for r in r..r1 {
                 let w = self.row(r);
                 for i in 0..m {
-                    let v = dot(w, &xq[i * nb..(i + 1) * nb]);
-                    // SAFETY: each thread writes only rows r0..r1 of every output row
-                    // `i`; `out` outlives the call, which returns after all threads end.
-                    unsafe { *(out_addr as *mut f32).add(i * n + r) = v };
+                    put(i, r, dot(w, &xq[i * nb..(i + 1) * nb]));
                 }
             }
         });
@@ -133,6 +149,27 @@ fn quantize_block(x: &[f32], out: &mut Q81) {
 }
 
 type DotFn = fn(&[u8], &[Q81]) -> f32;
+type Dot2Fn = fn(&[u8], &[u8], &[Q81]) -> (f32, f32);
+
+fn dot2_fn() -> Option<Dot2Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            return Some(|a, b, x| {
+                // SAFETY: the CPU has AVX2 and FMA (checked by has_avx2).
+                unsafe { dot2_avx2(a, b, x) }
+            });
+        }
+    }
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
 
 fn dot_fn() -> DotFn {
     #[cfg(target_arch = "x86_64")]
@@ -191,12 +228,56 @@ unsafe fn dot_avx2(w: &[u8], x: &[Q81]) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(p), acc);
         summs += m * y.s;
     }
-    let hi = _mm256_extractf128_ps(acc, 1);
-    let lo = _mm256_castps256_ps128(acc);
-    let s4 = _mm_add_ps(hi, lo);
+    hsum(acc) + summs
+}
+
+/// Two rows against the same activations: twice the independent work per loaded block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot2_avx2(wa: &[u8], wb: &[u8], x: &[Q81]) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    let nb = x
+        .len()
+        .min(wa.len() / BLOCK_BYTES)
+        .min(wb.len() / BLOCK_BYTES);
+    let mask = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc_a = _mm256_setzero_ps();
+    let mut acc_b = _mm256_setzero_ps();
+    let (mut sa, mut sb) = (0f32, 0f32);
+    let (pa, pb) = (wa.as_ptr(), wb.as_ptr());
+    let nibbles = |p: *const u8| {
+        let tmp = _mm_loadu_si128(p as *const __m128i);
+        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp), mask)
+    };
+    let scales = |p: *const u8| {
+        (
+            half::f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32(),
+            half::f16::from_bits(u16::from_le_bytes([*p.add(2), *p.add(3)])).to_f32(),
+        )
+    };
+    for (i, y) in x.iter().enumerate().take(nb) {
+        let (a, b) = (pa.add(i * BLOCK_BYTES), pb.add(i * BLOCK_BYTES));
+        let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+        let (da, ma) = scales(a);
+        let (db, mb) = scales(b);
+        let qa = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(a.add(4)), by), ones);
+        let qb = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(b.add(4)), by), ones);
+        acc_a = _mm256_fmadd_ps(_mm256_set1_ps(da * y.d), _mm256_cvtepi32_ps(qa), acc_a);
+        acc_b = _mm256_fmadd_ps(_mm256_set1_ps(db * y.d), _mm256_cvtepi32_ps(qb), acc_b);
+        sa += ma * y.s;
+        sb += mb * y.s;
+    }
+    (hsum(acc_a) + sa, hsum(acc_b) + sb)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum(acc: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s4 = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
     let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-    _mm_cvtss_f32(s1) + summs
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
 }
 
 #[cfg(test)]
