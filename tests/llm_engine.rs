@@ -1,21 +1,15 @@
 //! The engine on the real default model (SmolLM2-135M-Instruct Q4_1). Each test skips
 //! with a note when the model file is absent.
 
+mod common;
+
 use std::path::PathBuf;
 
 use trsr::llm::{Engine, LlmError, LoadOptions};
 use trsr::lm::{CancelToken, ChatMessage, LanguageModel, SamplingParams, StopReason};
 
 fn model_path() -> Option<PathBuf> {
-    let candidates = [
-        trsr::llm::fetch::default_model_path(),
-        PathBuf::from("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ];
-    let found = candidates.into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("note: default model absent (run `trsr fetch-model`); skipping");
-    }
-    found
+    common::default_model_path()
 }
 
 fn engine() -> Option<Engine> {

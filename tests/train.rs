@@ -2,6 +2,8 @@
 //! the trainer's logits, and `train::train` on the real default model writes PEFT
 //! checkpoints whose scores come back the same when the adapter is loaded again.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -168,15 +170,7 @@ fn settings_are_checked() {
 }
 
 fn model_path() -> Option<PathBuf> {
-    let candidates = [
-        trsr::llm::fetch::default_model_path(),
-        PathBuf::from("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ];
-    let found = candidates.into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("note: default model absent (run `trsr fetch-model`); skipping");
-    }
-    found
+    common::default_model_path()
 }
 
 #[test]

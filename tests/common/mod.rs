@@ -252,3 +252,17 @@ pub fn write_dataset(dir: &Path, split: bool) {
 pub fn write_split_dataset(dir: &Path) {
     write_dataset(dir, true);
 }
+
+/// The real default model when it is present (fetched by `trsr fetch-model`), else `None`
+/// with a note: tests that need it skip.
+pub fn default_model_path() -> Option<std::path::PathBuf> {
+    let candidates = [
+        trsr::llm::fetch::default_model_path(),
+        std::path::PathBuf::from("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ];
+    let found = candidates.into_iter().find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!("note: default model absent (run `trsr fetch-model`); skipping");
+    }
+    found
+}
