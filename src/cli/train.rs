@@ -382,14 +382,10 @@ fn epoch_label(epoch: usize) -> String {
 }
 
 fn brief(s: &crate::metrics::Summary, ks: &[usize]) -> String {
-    let mut parts = Vec::new();
-    for k in ks {
-        for m in ["recall", "mrr", "ndcg"] {
-            let name = format!("{m}@{k}");
-            if let Some(v) = s.metrics.get(&name) {
-                parts.push(format!("{name} {v:.3}"));
-            }
-        }
-    }
+    let parts: Vec<String> = metric_names(ks)
+        .into_iter()
+        .filter(|n| n != "auc")
+        .filter_map(|n| s.metrics.get(&n).map(|v| format!("{n} {v:.3}")))
+        .collect();
     format!("{} ({} cases)", parts.join(", "), s.cases)
 }

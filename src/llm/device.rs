@@ -40,8 +40,3 @@ pub fn describe(device: &Device) -> String {
         Device::Metal(_) => "metal".to_string(),
     }
 }
-
-/// Sets the CPU thread counts (call before the first inference); see [`super::par::init`].
-pub fn set_threads(threads: Option<usize>) {
-    super::par::init(threads);
-}

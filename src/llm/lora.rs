@@ -501,6 +501,13 @@ pub(crate) fn slot(config: &Config, ff: usize, target: Target) -> (usize, usize)
 pub fn apply(model: &mut Model, adapter: Option<&Adapter>, merge: bool) -> Result<(), LlmError> {
     let config = model.config.clone();
     let device = model.device().clone();
+    if model.merged_adapter {
+        return Err(LlmError::Other(
+            "this model has an adapter merged into its weights; load the base model again to \
+             change adapters"
+                .into(),
+        ));
+    }
     // Remove the current one first.
     for layer in &mut model.layers {
         for proj in [
@@ -509,15 +516,6 @@ pub fn apply(model: &mut Model, adapter: Option<&Adapter>, merge: bool) -> Resul
             &mut layer.gate_up,
             &mut layer.down,
         ] {
-            if let Some(l) = &proj.lora {
-                if l.in_dense {
-                    return Err(LlmError::Other(
-                        "this model has an adapter merged into its weights; load the base \
-                         model again to change adapters"
-                            .into(),
-                    ));
-                }
-            }
             proj.lora = None;
         }
     }
@@ -584,21 +582,16 @@ pub fn apply(model: &mut Model, adapter: Option<&Adapter>, merge: bool) -> Resul
                 in_dense = true;
             }
         }
-        let needs_runtime = !in_dense || proj.quant.is_some();
-        if needs_runtime {
+        // Merged weights serve the dense path; the quantized one (or an unmerged model)
+        // applies the update at run time.
+        if !in_dense || proj.quant.is_some() {
             proj.lora = Some(LowRank {
                 a,
                 b: b_full,
                 in_dense,
             });
-        } else {
-            // Merged and no quantized path: mark it so a second apply() refuses.
-            proj.lora = Some(LowRank {
-                a: Tensor::zeros((1, in_f), DType::F32, &device)?,
-                b: Tensor::zeros((out_total, 1), DType::F32, &device)?,
-                in_dense: true,
-            });
         }
+        model.merged_adapter |= in_dense;
     }
     Ok(())
 }

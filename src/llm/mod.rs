@@ -117,7 +117,7 @@ impl Engine {
     /// it) with `config.json`, `tokenizer.json` and optionally `tokenizer_config.json`.
     pub fn load_path(path: &Path, opts: &LoadOptions) -> anyhow::Result<Engine> {
         let t0 = Instant::now();
-        device::set_threads(opts.threads);
+        par::init(opts.threads);
         let device = device::select(&opts.device)?;
         let is_st = path.is_dir() || path.extension().is_some_and(|e| e == "safetensors");
         let (mut model, tokenizer, chat, add_bos, mut sha256) = if is_st {

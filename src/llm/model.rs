@@ -680,6 +680,8 @@ pub struct Model {
     /// attention scale, saving an operation per layer.
     pub(crate) cos_q: Tensor,
     pub(crate) sin_q: Tensor,
+    /// An adapter is merged into the dense weights (see `lora::apply`).
+    pub(crate) merged_adapter: bool,
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> LlmError {
@@ -1105,6 +1107,7 @@ impl Model {
             sin,
             cos_q,
             sin_q,
+            merged_adapter: false,
         })
     }
 
@@ -1300,6 +1303,7 @@ impl Model {
             sin,
             cos_q,
             sin_q,
+            merged_adapter: false,
         })
     }
 

@@ -205,26 +205,47 @@ fn dot_scalar(w: &[u8], x: &[Q81]) -> f32 {
     sum
 }
 
+/// One block's `(d, m)` scales, read from its two leading f16 values.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn block_scales(b: *const u8) -> (f32, f32) {
+    (
+        half::f16::from_bits(u16::from_le_bytes([*b, *b.add(1)])).to_f32(),
+        half::f16::from_bits(u16::from_le_bytes([*b.add(2), *b.add(3)])).to_f32(),
+    )
+}
+
+/// `Σ q_w·q_x` of one block as 8 i32 lanes: the block's 16 bytes of nibbles (low nibbles
+/// are weights 0..16, high nibbles 16..32) times the activation's 32 signed bytes `by`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_products(
+    qs: *const u8,
+    by: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let tmp = _mm_loadu_si128(qs as *const __m128i);
+    let bx = _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp),
+        _mm256_set1_epi8(0x0F),
+    );
+    // u8 (0..15) x i8 pairs: |sum| <= 2 * 15 * 127, no saturation.
+    _mm256_madd_epi16(_mm256_maddubs_epi16(bx, by), _mm256_set1_epi16(1))
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(w: &[u8], x: &[Q81]) -> f32 {
     use std::arch::x86_64::*;
     let nb = x.len().min(w.len() / BLOCK_BYTES);
-    let mask = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0f32;
     let wp = w.as_ptr();
     for (i, y) in x.iter().enumerate().take(nb) {
         let b = wp.add(i * BLOCK_BYTES);
-        let d = half::f16::from_bits(u16::from_le_bytes([*b, *b.add(1)])).to_f32();
-        let m = half::f16::from_bits(u16::from_le_bytes([*b.add(2), *b.add(3)])).to_f32();
-        let tmp = _mm_loadu_si128(b.add(4) as *const __m128i);
-        // Low nibbles are weights 0..16, high nibbles 16..32.
-        let bx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp), mask);
+        let (d, m) = block_scales(b);
         let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        // u8 (0..15) x i8 pairs: |sum| <= 2 * 15 * 127, no saturation.
-        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(bx, by), ones);
+        let p = block_products(b.add(4), by);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(p), acc);
         summs += m * y.s;
     }
@@ -240,29 +261,17 @@ unsafe fn dot2_avx2(wa: &[u8], wb: &[u8], x: &[Q81]) -> (f32, f32) {
         .len()
         .min(wa.len() / BLOCK_BYTES)
         .min(wb.len() / BLOCK_BYTES);
-    let mask = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
     let mut acc_a = _mm256_setzero_ps();
     let mut acc_b = _mm256_setzero_ps();
     let (mut sa, mut sb) = (0f32, 0f32);
     let (pa, pb) = (wa.as_ptr(), wb.as_ptr());
-    let nibbles = |p: *const u8| {
-        let tmp = _mm_loadu_si128(p as *const __m128i);
-        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp), mask)
-    };
-    let scales = |p: *const u8| {
-        (
-            half::f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32(),
-            half::f16::from_bits(u16::from_le_bytes([*p.add(2), *p.add(3)])).to_f32(),
-        )
-    };
     for (i, y) in x.iter().enumerate().take(nb) {
         let (a, b) = (pa.add(i * BLOCK_BYTES), pb.add(i * BLOCK_BYTES));
         let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let (da, ma) = scales(a);
-        let (db, mb) = scales(b);
-        let qa = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(a.add(4)), by), ones);
-        let qb = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(b.add(4)), by), ones);
+        let (da, ma) = block_scales(a);
+        let (db, mb) = block_scales(b);
+        let qa = block_products(a.add(4), by);
+        let qb = block_products(b.add(4), by);
         acc_a = _mm256_fmadd_ps(_mm256_set1_ps(da * y.d), _mm256_cvtepi32_ps(qa), acc_a);
         acc_b = _mm256_fmadd_ps(_mm256_set1_ps(db * y.d), _mm256_cvtepi32_ps(qb), acc_b);
         sa += ma * y.s;
