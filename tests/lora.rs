@@ -440,25 +440,21 @@ fn mismatched_adapters_are_refused_clearly() {
         "{msg}"
     );
     // Config problems name the file and the field.
-    let d = copy("dora");
-    let cfg = std::fs::read_to_string(d.join(Adapter::CONFIG_FILE)).unwrap();
-    std::fs::write(
-        d.join(Adapter::CONFIG_FILE),
-        cfg.replace("\"use_dora\": false", "\"use_dora\": true"),
-    )
-    .unwrap();
+    // A copy of the adapter whose config has `from` replaced by `to`.
+    let edited = |name: &str, from: &str, to: &str| -> PathBuf {
+        let d = copy(name);
+        let cfg = std::fs::read_to_string(d.join(Adapter::CONFIG_FILE)).unwrap();
+        assert!(cfg.contains(from), "the fixture's config has no `{from}`");
+        std::fs::write(d.join(Adapter::CONFIG_FILE), cfg.replace(from, to)).unwrap();
+        d
+    };
+    let d = edited("dora", "\"use_dora\": false", "\"use_dora\": true");
     let err = Adapter::load(&d).unwrap_err().to_string();
     assert!(
         err.contains("adapter_config.json") && err.contains("use_dora"),
         "{err}"
     );
-    let d = copy("rank");
-    let cfg = std::fs::read_to_string(d.join(Adapter::CONFIG_FILE)).unwrap();
-    std::fs::write(
-        d.join(Adapter::CONFIG_FILE),
-        cfg.replace("\"r\": 4", "\"r\": 8"),
-    )
-    .unwrap();
+    let d = edited("rank", "\"r\": 4", "\"r\": 8");
     let err = Adapter::load(&d).unwrap_err().to_string();
     assert!(err.contains("r = 8"), "{err}");
     let d = copy("truncated");
