@@ -47,9 +47,17 @@ impl Sampler {
         }
         let t = p.temperature as f32;
         let mut idx: Vec<u32> = (0..l.len() as u32).collect();
-        idx.sort_unstable_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]).then(a.cmp(&b)));
-        if let Some(k) = p.top_k.filter(|k| *k > 0) {
-            idx.truncate(k);
+        // Largest first, ties by id: a total order, so selecting the top k and sorting
+        // only those gives exactly the full sort's first k (without sorting the vocabulary
+        // on every token).
+        let order = |a: &u32, b: &u32| l[*b as usize].total_cmp(&l[*a as usize]).then(a.cmp(b));
+        match p.top_k.filter(|k| *k > 0 && *k < idx.len()) {
+            Some(k) => {
+                idx.select_nth_unstable_by(k - 1, order);
+                idx.truncate(k);
+                idx.sort_unstable_by(order);
+            }
+            None => idx.sort_unstable_by(order),
         }
         let max = l[idx[0] as usize];
         let mut probs: Vec<f32> = idx
@@ -329,6 +337,41 @@ mod tests {
         });
         let b: Vec<u32> = (0..20).map(|_| other.sample(&logits, &[])).collect();
         assert_ne!(run(), b);
+    }
+
+    /// Selecting the top k gives the same draws as sorting everything and truncating.
+    #[test]
+    fn top_k_selection_equals_full_sort() {
+        let logits: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 613) as f32 * 0.01)
+            .collect();
+        for k in [1, 2, 50, 4999] {
+            let params = SamplingParams {
+                temperature: 0.8,
+                top_k: Some(k),
+                top_p: Some(0.95),
+                ..SamplingParams::default()
+            };
+            let mut sorted: Vec<u32> = (0..logits.len() as u32).collect();
+            sorted.sort_by(|&a, &b| {
+                logits[b as usize]
+                    .total_cmp(&logits[a as usize])
+                    .then(a.cmp(&b))
+            });
+            sorted.truncate(k);
+            let top: Vec<f32> = sorted.iter().map(|&i| logits[i as usize]).collect();
+            let mut a = Sampler::new(&params);
+            let mut b = Sampler::new(&SamplingParams {
+                top_k: None,
+                ..params.clone()
+            });
+            for _ in 0..50 {
+                // The same draw over the k best (b sees only them, in sorted order).
+                let x = a.sample(&logits, &[]);
+                let y = sorted[b.sample(&top, &[]) as usize];
+                assert_eq!(x, y, "k {k}");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,25 @@
 //! [`Engine::finish`]); scoring computes a user's shared prefix once and evaluates the
 //! candidate suffixes from it in batches ([`Engine::score_yes_no`]).
 
+/// `unroll!(N, |i| body)`: the body for `i = 0..N` (N <= 8, a constant), written out so
+/// that the accumulator arrays indexed by `i` stay in registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! unroll {
+    ($n:expr, |$i:ident| $body:block) => {
+        unroll!(@ $n, $i, $body, 0, 1, 2, 3, 4, 5, 6, 7)
+    };
+    (@ $n:expr, $i:ident, $body:block, $($k:literal),*) => {
+        $(
+            if $k < $n {
+                let $i: usize = $k;
+                $body
+            }
+        )*
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod attn;
 pub mod chat;
 pub mod device;
 pub mod error;
@@ -13,11 +32,14 @@ pub mod generate;
 pub mod lora;
 pub mod model;
 pub mod par;
+pub(crate) mod pool;
 pub mod q41;
 pub mod score;
 pub mod source;
 pub mod tokenizer;
 pub mod train;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod vnni;
 
 use std::path::Path;
 use std::time::Instant;
@@ -159,7 +181,7 @@ impl Engine {
             },
             device: device::describe(model.device()),
             n_params: model.n_params,
-            weight_form: model.form.describe().to_string(),
+            weight_form: model.describe_form(),
             load_ms: t0.elapsed().as_secs_f64() * 1000.0,
         };
         Ok(Engine {

@@ -254,6 +254,49 @@ fn pool_attention(
     {
         return Ok(None);
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::attn::available() && super::attn::supports(hd) {
+        use super::attn::{Keys, ROWS};
+        let blocks = gl.div_ceil(ROWS);
+        let mut out = vec![0f32; nkv * rows * hd];
+        let o_addr = out.as_mut_ptr() as usize;
+        super::par::for_each_chunk(nkv * b * blocks, |range| {
+            let mut scratch = Vec::new();
+            let mut pos = [0usize; ROWS];
+            for t in range {
+                let (h, bi, r0) = (t / (b * blocks), (t / blocks) % b, (t % blocks) * ROWS);
+                let m = ROWS.min(gl - r0);
+                for (rr, ps) in pos.iter_mut().enumerate().take(m) {
+                    *ps = p + (r0 + rr) % l;
+                }
+                let own = (h * b + bi) * l * hd..(h * b + bi + 1) * l * hd;
+                let keys = Keys {
+                    prefix_k: &kcd[h * cap * hd..(h * cap + p) * hd],
+                    prefix_v: &vcd[h * cap * hd..(h * cap + p) * hd],
+                    p,
+                    own_k: &ksd[own.clone()],
+                    own_v: &vsd[own],
+                };
+                let at = (h * rows + bi * gl + r0) * hd;
+                // SAFETY: each task writes its own rows `at..at + m * hd` of `out`, which
+                // outlives the call; the CPU has AVX-512 (checked above) and `keys` holds
+                // positions 0..p + l.
+                unsafe {
+                    let dst = std::slice::from_raw_parts_mut((o_addr as *mut f32).add(at), m * hd);
+                    super::attn::block(
+                        &q[at..at + m * hd],
+                        &pos[..m],
+                        hd,
+                        &keys,
+                        &mut scratch,
+                        dst,
+                    );
+                }
+            }
+        });
+        drop((qg, kcg, vcg, ksg, vsg));
+        return Ok(Some(Tensor::from_vec(out, (nkv, rows, hd), qa.device())?));
+    }
     // Tasks: (kv head, sequence, row block within the sequence's g*l rows).
     const BLOCK: usize = 96;
     let blocks = gl.div_ceil(BLOCK);
@@ -545,14 +588,25 @@ impl Proj {
     /// decode uses the quantized form.
     fn forward(&self, x: &Tensor, batch: bool) -> candle_core::Result<Tensor> {
         let (mut y, used_dense) = match (&self.quant, &self.dense) {
+            // The int8 kernel beats f32 GEMM on batches too (and no f32 copy is held).
+            (Some(QuantParts::Q41(q)), _) if q.is_packed() => (q.matmul(x)?, false),
             (Some(_), Some(d)) if batch => (dense_matmul(x, d)?, true),
             (Some(QuantParts::One(q)), _) => (q.forward(x)?, false),
             (Some(QuantParts::Q41(q)), _) => (q.matmul(x)?, false),
             (Some(QuantParts::Chunks(cs)), _) => {
-                use rayon::prelude::*;
-                let outs = cs
-                    .par_iter()
-                    .map(|c| c.forward(x))
+                let outs: Vec<std::sync::Mutex<Option<candle_core::Result<Tensor>>>> =
+                    cs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+                super::par::for_each_part(cs.len(), |i| {
+                    let y = cs[i].forward(x);
+                    *outs[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(y);
+                });
+                let outs = outs
+                    .into_iter()
+                    .map(|o| {
+                        o.into_inner()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .unwrap_or_else(|| candle_core::bail!("a row chunk did not run"))
+                    })
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 (Tensor::cat(&outs, 1)?, false)
             }
@@ -790,7 +844,7 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
             }
             let q = super::q41::Q41Matrix::from_bytes(bytes, rows, cols)
                 .map_err(|e| bad(self.path, format!("tensors {names:?}: {e}")))?;
-            if keep_dense {
+            if keep_dense && !q.is_packed() {
                 dense_parts.push(q.dequantize(self.device)?);
             }
             let bias = self.bias_of(bias)?;
@@ -1305,6 +1359,22 @@ impl Model {
             sin_q,
             merged_adapter: false,
         })
+    }
+
+    /// How the weights are held, for reports: [`WeightForm::describe`], or the int8 kernel
+    /// when every layer's projections use it.
+    pub fn describe_form(&self) -> String {
+        let packed = |p: &Proj| matches!(&p.quant, Some(QuantParts::Q41(q)) if q.is_packed());
+        let all = !self.layers.is_empty()
+            && self
+                .layers
+                .iter()
+                .all(|l| packed(&l.qkv) && packed(&l.wo) && packed(&l.gate_up) && packed(&l.down));
+        if all {
+            "quantized (Q4_1 x int8 AVX-512 VNNI: decode, prefill, scoring)".to_string()
+        } else {
+            self.form.describe().to_string()
+        }
     }
 
     pub fn device(&self) -> &Device {

@@ -18,13 +18,18 @@ pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
-/// Runs `f(0)`, ..., `f(parts - 1)` in parallel.
+/// Runs `f(0)`, ..., `f(parts - 1)` in parallel: on the engine's pool (`pool.rs`), or on
+/// rayon when that is busy (another thread's loop, or a nested call).
 pub(crate) fn for_each_part(parts: usize, f: impl Fn(usize) + Sync + Send) {
     if parts <= 1 {
         (0..parts).for_each(f);
-    } else {
-        (0..parts).into_par_iter().for_each(f);
+        return;
     }
+    let pool = super::pool::Pool::global(threads());
+    if pool.workers() > 0 && super::pool::enabled() && pool.run(parts, &f) {
+        return;
+    }
+    (0..parts).into_par_iter().for_each(f);
 }
 
 /// Runs `f` over chunks of `0..n` in parallel (a few chunks per thread, for balance).
@@ -38,9 +43,7 @@ pub(crate) fn for_each_chunk(n: usize, f: impl Fn(Range<usize>) + Sync + Send) {
         return;
     }
     let chunk = n.div_ceil(t * 4).max(1);
-    (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .for_each(|c| f(c * chunk..n.min((c + 1) * chunk)));
+    for_each_part(n.div_ceil(chunk), |c| f(c * chunk..n.min((c + 1) * chunk)));
 }
 
 /// Sets the thread counts before the first inference: rayon's pool to `threads` (all

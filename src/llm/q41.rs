@@ -7,6 +7,8 @@
 //! the activations to 8 bits per 32-value block (scale `d`, and `s = d·Σq`, both f32), and
 //! computes `Σ w·x = Σ_blocks d_w·d_x·Σ q_w·q_x + m_w·s_x` as llama.cpp's
 //! `ggml_vec_dot_q4_1_q8_1` does, with the rows split over the engine's threads (`par.rs`).
+//! On CPUs with AVX-512 VNNI the blocks are repacked at load and multiplied by `vnni.rs`,
+//! for batched work as well as decode.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -16,22 +18,47 @@ const BLOCK_BYTES: usize = 20;
 /// An activation block quantized to 8 bits.
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct Q81 {
-    d: f32,
-    s: f32,
-    qs: [i8; QK],
+pub(crate) struct Q81 {
+    pub(crate) d: f32,
+    pub(crate) s: f32,
+    pub(crate) qs: [i8; QK],
 }
 
-/// A Q4_1 matrix `[rows, cols]` in GGUF's block layout.
+const Q81_ZERO: Q81 = Q81 {
+    d: 0.0,
+    s: 0.0,
+    qs: [0; QK],
+};
+
+/// A Q4_1 matrix `[rows, cols]`: GGUF's block layout, or repacked for AVX-512 VNNI (then
+/// `data` is empty).
 pub struct Q41Matrix {
     rows: usize,
     cols: usize,
     data: Vec<u8>,
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<super::vnni::Packed>,
 }
 
 impl Q41Matrix {
-    /// From GGUF bytes (`rows * cols / 32` blocks of 20 bytes, row-major).
+    /// From GGUF bytes (`rows * cols / 32` blocks of 20 bytes, row-major), repacked for the
+    /// VNNI kernel when the CPU has it.
     pub fn from_bytes(data: Vec<u8>, rows: usize, cols: usize) -> candle_core::Result<Self> {
+        #[cfg(target_arch = "x86_64")]
+        let pack = super::vnni::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let pack = false;
+        Self::from_bytes_as(data, rows, cols, pack)
+    }
+
+    /// As [`Q41Matrix::from_bytes`], repacked only when `pack` (which needs the VNNI CPU
+    /// features).
+    pub(crate) fn from_bytes_as(
+        data: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        pack: bool,
+    ) -> candle_core::Result<Self> {
         if !cols.is_multiple_of(QK) || data.len() != rows * cols / QK * BLOCK_BYTES {
             candle_core::bail!(
                 "Q4_1 matrix [{rows}, {cols}]: {} bytes, expected {}",
@@ -39,7 +66,46 @@ impl Q41Matrix {
                 rows * (cols / QK) * BLOCK_BYTES
             );
         }
-        Ok(Self { rows, cols, data })
+        #[cfg(target_arch = "x86_64")]
+        if pack {
+            let packed = super::vnni::Packed::from_gguf(&data, rows, cols);
+            return Ok(Self {
+                rows,
+                cols,
+                data: Vec::new(),
+                packed: Some(packed),
+            });
+        }
+        let _ = pack;
+        Ok(Self {
+            rows,
+            cols,
+            data,
+            #[cfg(target_arch = "x86_64")]
+            packed: None,
+        })
+    }
+
+    /// Whether the VNNI kernel serves this matrix (then batched work uses it too).
+    pub fn is_packed(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.packed.is_some()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Row `r`'s block `b`: `(d, m, the 16 nibble bytes)`.
+    fn block(&self, r: usize, b: usize) -> (f32, f32, [u8; 16]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.packed {
+            return p.block(r, b);
+        }
+        let blk = &self.row(r)[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES];
+        let mut qs = [0u8; 16];
+        qs.copy_from_slice(&blk[4..20]);
+        (f16_at(blk, 0), f16_at(blk, 2), qs)
     }
 
     pub fn rows(&self) -> usize {
@@ -54,15 +120,15 @@ impl Q41Matrix {
     /// The weights as f32 `[rows, cols]`.
     pub fn dequantize(&self, device: &Device) -> candle_core::Result<Tensor> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
-        for b in self.data.chunks_exact(BLOCK_BYTES) {
-            let d = f16_at(b, 0);
-            let m = f16_at(b, 2);
-            let qs = &b[4..20];
-            for &q in qs {
-                out.push(d * (q & 0x0F) as f32 + m);
-            }
-            for &q in qs {
-                out.push(d * (q >> 4) as f32 + m);
+        for r in 0..self.rows {
+            for b in 0..self.cols / QK {
+                let (d, m, qs) = self.block(r, b);
+                for q in qs {
+                    out.push(d * (q & 0x0F) as f32 + m);
+                }
+                for q in qs {
+                    out.push(d * (q >> 4) as f32 + m);
+                }
             }
         }
         Tensor::from_vec(out, (self.rows, self.cols), device)
@@ -78,18 +144,23 @@ impl Q41Matrix {
             );
         }
         let x = x.to_dtype(DType::F32)?.contiguous()?;
-        let xv = x.flatten_all()?.to_vec1::<f32>()?;
         let nb = k / QK;
-        let mut xq = vec![
-            Q81 {
-                d: 0.0,
-                s: 0.0,
-                qs: [0; QK]
+        let mut xq = vec![Q81_ZERO; m * nb];
+        {
+            use candle_core::{CpuStorage, Storage};
+            let (st, layout) = x.storage_and_layout();
+            let (Storage::Cpu(CpuStorage::F32(v)), Some((o0, o1))) =
+                (&*st, layout.contiguous_offsets())
+            else {
+                candle_core::bail!("Q4_1 matmul: the input is not f32 on the CPU");
             };
-            m * nb
-        ];
-        for (src, dst) in xv.chunks_exact(QK).zip(xq.iter_mut()) {
-            quantize_block(src, dst);
+            quantize_rows(&v[o0..o1], &mut xq, self.is_packed());
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.packed {
+            let mut out = vec![0f32; m * self.rows];
+            p.matmul(&xq, m, &mut out);
+            return Tensor::from_vec(out, (m, self.rows), x.device());
         }
         let n = self.rows;
         let mut out = vec![0f32; m * n];
@@ -132,6 +203,36 @@ impl Q41Matrix {
 
 fn f16_at(b: &[u8], at: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+/// Quantizes whole blocks of `x` into `out`, with the AVX-512 code when `simd` (the VNNI
+/// path: its callers have checked the CPU), in parallel for long inputs.
+fn quantize_rows(x: &[f32], out: &mut [Q81], simd: bool) {
+    let blocks = out.len();
+    let run = |x: &[f32], out: &mut [Q81]| {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` is set only when vnni::available() holds.
+            unsafe { super::vnni::quantize(x, out) };
+            return;
+        }
+        let _ = simd;
+        for (src, dst) in x.chunks_exact(QK).zip(out.iter_mut()) {
+            quantize_block(src, dst);
+        }
+    };
+    if blocks < 4096 {
+        run(x, out);
+        return;
+    }
+    let addr = out.as_mut_ptr() as usize;
+    super::par::for_each_chunk(blocks, |r| {
+        // SAFETY: the chunks are disjoint ranges of `out`, which outlives the call.
+        let o = unsafe {
+            std::slice::from_raw_parts_mut((addr as *mut Q81).add(r.start), r.end - r.start)
+        };
+        run(&x[r.start * QK..r.end * QK], o);
+    });
 }
 
 fn quantize_block(x: &[f32], out: &mut Q81) {
@@ -294,10 +395,36 @@ mod tests {
     use super::*;
     use candle_core::quantized::{GgmlDType, QTensor};
 
-    fn q41_of(t: &Tensor) -> Q41Matrix {
+    fn q41_of(t: &Tensor, pack: bool) -> Q41Matrix {
         let q = QTensor::quantize(t, GgmlDType::Q4_1).unwrap();
         let (rows, cols) = t.dims2().unwrap();
-        Q41Matrix::from_bytes(q.data().unwrap().to_vec(), rows, cols).unwrap()
+        Q41Matrix::from_bytes_as(q.data().unwrap().to_vec(), rows, cols, pack).unwrap()
+    }
+
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    fn quantized(x: &[f32]) -> Vec<Q81> {
+        let mut xq = vec![Q81_ZERO; x.len() / QK];
+        for (src, dst) in x.chunks_exact(QK).zip(xq.iter_mut()) {
+            quantize_block(src, dst);
+        }
+        xq
+    }
+
+    fn vnni_here() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            super::super::vnni::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     #[test]
@@ -305,47 +432,30 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (37, 96), &dev).unwrap();
         let x = Tensor::randn(0f32, 1.0, (3, 96), &dev).unwrap();
-        let q = q41_of(&w);
-        let deq = q.dequantize(&dev).unwrap();
         // The dequantized weights are candle's own dequantization of the same blocks.
         let cand = QTensor::quantize(&w, GgmlDType::Q4_1)
             .unwrap()
             .dequantize(&dev)
             .unwrap();
-        let dd = (&deq - &cand).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(dd.to_scalar::<f32>().unwrap(), 0.0);
-        let want = x.matmul(&deq.t().unwrap()).unwrap();
-        let got = q.matmul(&x).unwrap();
-        let err = (&got - &want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = want
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        // 8-bit activations: about 1% of the largest output.
-        assert!(err < 0.02 * scale, "{err} vs {scale}");
-        // SIMD and scalar agree on the same quantized inputs.
-        let xv = x.to_vec2::<f32>().unwrap();
-        let mut xq = vec![
-            Q81 {
-                d: 0.0,
-                s: 0.0,
-                qs: [0; QK]
-            };
-            3
-        ];
-        for (src, dst) in xv[1].chunks_exact(QK).zip(xq.iter_mut()) {
-            quantize_block(src, dst);
+        let want = x.matmul(&cand.t().unwrap()).unwrap();
+        let forms: &[bool] = if vnni_here() {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &pack in forms {
+            let q = q41_of(&w, pack);
+            assert_eq!(q.is_packed(), pack);
+            let deq = q.dequantize(&dev).unwrap();
+            assert_eq!(max_abs(&(&deq - &cand).unwrap()), 0.0, "packed: {pack}");
+            let got = q.matmul(&x).unwrap();
+            let err = max_abs(&(&got - &want).unwrap());
+            // 8-bit activations: about 1% of the largest output.
+            assert!(err < 0.02 * max_abs(&want), "packed {pack}: {err}");
         }
+        // AVX2 and scalar agree on the same quantized inputs.
+        let q = q41_of(&w, false);
+        let xq = quantized(&x.to_vec2::<f32>().unwrap()[1]);
         for r in 0..37 {
             let a = dot_scalar(q.row(r), &xq);
             let b = dot_fn()(q.row(r), &xq);
@@ -353,6 +463,56 @@ mod tests {
                 (a - b).abs() <= 1e-4 * a.abs().max(1.0),
                 "row {r}: {a} vs {b}"
             );
+        }
+    }
+
+    /// The VNNI kernel against the scalar reference on the same quantized inputs, for
+    /// token counts that hit every tile width and the one-token path, and row counts
+    /// that end in a partial group.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vnni_kernel_matches_scalar_reference() {
+        use super::super::vnni;
+        if !vnni::available() {
+            eprintln!("no AVX-512 VNNI here: skipped");
+            return;
+        }
+        let dev = Device::Cpu;
+        for (rows, cols) in [(37, 96), (70, 64), (128, 160)] {
+            let w = Tensor::randn(0f32, 1.0, (rows, cols), &dev).unwrap();
+            let raw = q41_of(&w, false);
+            let packed = q41_of(&w, true);
+            for m in [1, 2, 3, 5, 8, 9, 13, 17] {
+                let x = Tensor::randn(0f32, 1.0, (m, cols), &dev).unwrap();
+                let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                // The SIMD quantizer agrees with the scalar one (ties may round apart).
+                let xq = quantized(&xv);
+                let mut xs = vec![Q81_ZERO; xq.len()];
+                // SAFETY: checked `available` above.
+                unsafe { vnni::quantize(&xv, &mut xs) };
+                for (a, b) in xq.iter().zip(&xs) {
+                    assert_eq!(a.d, b.d);
+                    for (p, q) in a.qs.iter().zip(&b.qs) {
+                        assert!((*p as i32 - *q as i32).abs() <= 1);
+                    }
+                }
+                let mut out = vec![f32::NAN; m * rows];
+                let Some(p) = &packed.packed else {
+                    panic!("not packed")
+                };
+                p.matmul(&xq, m, &mut out);
+                let nb = cols / QK;
+                for i in 0..m {
+                    for r in 0..rows {
+                        let want = dot_scalar(raw.row(r), &xq[i * nb..(i + 1) * nb]);
+                        let got = out[i * rows + r];
+                        assert!(
+                            (want - got).abs() <= 1e-4 * want.abs().max(1.0),
+                            "[{rows}x{cols}] m {m}, token {i}, row {r}: {want} vs {got}"
+                        );
+                    }
+                }
+            }
         }
     }
 
