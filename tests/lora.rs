@@ -297,11 +297,13 @@ fn quantized_path_applies_the_update_at_run_time() {
     let mut m = gguf_model(&dir, GgmlDType::Q8_0);
     let base_last = logits_decode(&m, &e.ids);
     lora::apply(&mut m, Some(&adapter()), true).unwrap();
-    // Batched work uses the merged dense weights, decode the quantized ones plus the
-    // run-time update; both land near PEFT's logits (Q8_0 weights, 8-bit activations).
+    // Decode uses the quantized weights plus the run-time update; batched work uses the
+    // merged dense weights, or, where the int8 kernels run (AVX-512 VNNI), the quantized
+    // ones plus the run-time update too. All land near PEFT's logits (Q8_0 weights; 8-bit
+    // activations: ~0.1 on this random model's every position, whose logits move by
+    // ~5.6 with the adapter).
     let batch = logits_batch(&m, &e.ids);
-    let d = max_diff(&batch, &e.lora);
-    assert!(d < 0.1, "merged dense (Q8_0 base) vs PEFT: {d}");
+    let d_batch = max_diff(&batch, &e.lora);
     let last = logits_decode(&m, &e.ids);
     let want = e.lora.last().unwrap();
     let d = last
@@ -314,6 +316,10 @@ fn quantized_path_applies_the_update_at_run_time() {
         .zip(want)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
+    assert!(
+        d_batch < 0.3 && d_batch < moved / 10.0,
+        "batched (Q8_0 base) with the adapter is {d_batch} from PEFT (base: {moved})"
+    );
     assert!(
         d < 0.1 && d < moved / 5.0,
         "quantized decode with the adapter is {d} from PEFT (base: {moved})"

@@ -441,6 +441,66 @@ fn pool_attention(
     Ok(Some(Tensor::from_vec(out, (nkv, rows, hd), qa.device())?))
 }
 
+/// One decode step's attention with the batch kernel (`attn.rs`): the query heads `q`
+/// (`nkv * g` heads of `hd`, pre-scaled) over cache rows `0..=p` of `kc, vc [nkv, cap,
+/// hd]`, as `[nkv, g, hd]`; `None` where the kernel does not run.
+fn decode_attention(
+    q: &Tensor,
+    kc: &Tensor,
+    vc: &Tensor,
+    (nkv, g, hd, p): (usize, usize, usize, usize),
+) -> candle_core::Result<Option<Tensor>> {
+    #[cfg(target_arch = "x86_64")]
+    if super::attn::available() && super::attn::supports(hd) && g <= super::attn::ROWS {
+        let q = q.contiguous()?;
+        let (Some(qg), Some(kg), Some(vg)) = (f32_data(&q), f32_data(kc), f32_data(vc)) else {
+            return Ok(None);
+        };
+        let (qd, kd, vd) = (f32_slice(&qg), f32_slice(&kg), f32_slice(&vg));
+        let cap = kd.len() / (nkv * hd);
+        if qd.len() != nkv * g * hd || cap <= p || vd.len() != kd.len() {
+            return Ok(None);
+        }
+        let mut out = vec![0f32; nkv * g * hd];
+        let o_addr = out.as_mut_ptr() as usize;
+        let head = |h: usize| {
+            let keys = super::attn::Keys {
+                prefix_k: &kd[h * cap * hd..(h * cap + p + 1) * hd],
+                prefix_v: &vd[h * cap * hd..(h * cap + p + 1) * hd],
+                p: p + 1,
+                own_k: &[],
+                own_v: &[],
+            };
+            let pos = [p; super::attn::ROWS];
+            let mut scratch = Vec::new();
+            // SAFETY: head `h` writes its own rows of `out`, which outlives the call; the
+            // CPU has AVX-512 (checked above) and `keys` holds positions 0..=p.
+            unsafe {
+                let dst =
+                    std::slice::from_raw_parts_mut((o_addr as *mut f32).add(h * g * hd), g * hd);
+                super::attn::block(
+                    &qd[h * g * hd..(h + 1) * g * hd],
+                    &pos[..g],
+                    hd,
+                    &keys,
+                    &mut scratch,
+                    dst,
+                );
+            }
+        };
+        // Short contexts are not worth a parallel loop.
+        if p >= 256 {
+            super::par::for_each_part(nkv, head);
+        } else {
+            (0..nkv).for_each(head);
+        }
+        drop((qg, kg, vg));
+        return Ok(Some(Tensor::from_vec(out, (nkv, g, hd), q.device())?));
+    }
+    let _ = (q, kc, vc, nkv, g, hd, p);
+    Ok(None)
+}
+
 /// `silu(y[:, ..ff]) * y[:, ff..]` for `y [n, 2 ff]` (contiguous f32 on the CPU) in one
 /// pass into a contiguous `[n, ff]`, rows split over the engine's threads when large
 /// (candle's own silu and mul on the two strided halves run single-threaded and take two
@@ -492,6 +552,25 @@ pub(crate) enum QuantParts {
     /// On the CPU: row chunks (of any types), multiplied in parallel on the engine's
     /// threads, their outputs side by side.
     Chunks(Vec<QMatMul>),
+    /// Q8_0 in the AVX-512 VNNI layout (`vnni.rs`), for decode and batched work.
+    #[cfg(target_arch = "x86_64")]
+    Packed(super::vnni::Packed),
+}
+
+/// Q8_0 GGUF bytes `[rows, cols]` in the VNNI layout, where the CPU has it.
+fn packed_q8_0(
+    dtype: GgmlDType,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    device: &Device,
+) -> Option<QuantParts> {
+    #[cfg(target_arch = "x86_64")]
+    if dtype == GgmlDType::Q8_0 && device.is_cpu() && super::vnni::available() {
+        return super::vnni::Packed::from_gguf_q8_0(bytes, rows, cols).map(QuantParts::Packed);
+    }
+    let _ = (dtype, bytes, rows, cols, device);
+    None
 }
 
 /// Splits quantized matrices into row chunks, one per engine thread, so that candle's
@@ -559,6 +638,8 @@ impl QuantParts {
                 Tensor::cat(&ts, 0)
             }
             QuantParts::Q41(q) => q.dequantize(device),
+            #[cfg(target_arch = "x86_64")]
+            QuantParts::Packed(p) => Tensor::from_vec(p.dequantize(), (p.rows(), p.cols()), device),
         }
     }
 }
@@ -590,6 +671,8 @@ impl Proj {
         let (mut y, used_dense) = match (&self.quant, &self.dense) {
             // The int8 kernel beats f32 GEMM on batches too (and no f32 copy is held).
             (Some(QuantParts::Q41(q)), _) if q.is_packed() => (q.matmul(x)?, false),
+            #[cfg(target_arch = "x86_64")]
+            (Some(QuantParts::Packed(p)), _) => (super::q41::packed_matmul(p, x)?, false),
             (Some(_), Some(d)) if batch => (dense_matmul(x, d)?, true),
             (Some(QuantParts::One(q)), _) => (q.forward(x)?, false),
             (Some(QuantParts::Q41(q)), _) => (q.matmul(x)?, false),
@@ -854,6 +937,21 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
                 bias,
                 lora: None,
             });
+        }
+        if keep_quant && same_type && dtypes[0] == GgmlDType::Q8_0 {
+            let mut bytes = Vec::new();
+            for n in names {
+                bytes.extend(self.raw(n)?);
+            }
+            if let Some(q) = packed_q8_0(dtypes[0], &bytes, rows, cols, self.device) {
+                let bias = self.bias_of(bias)?;
+                return Ok(Proj {
+                    quant: Some(q),
+                    dense: None,
+                    bias,
+                    lora: None,
+                });
+            }
         }
         if keep_quant && same_type && names.len() > 1 {
             let mut bytes = Vec::new();
@@ -1136,8 +1234,14 @@ impl Model {
                 None
             };
             // Generation needs one row of logits at a time: the quantized head serves it.
+            let (rows, cols) = head_q.shape().dims2()?;
+            let packed = packed_q8_0(head_q.dtype(), &head_q.data()?, rows, cols, device);
+            let quant = match packed {
+                Some(p) => Some(p),
+                None => QuantParts::for_device(vec![QMatMul::from_arc(Arc::new(head_q))?], device)?,
+            };
             let head = Proj {
-                quant: QuantParts::for_device(vec![QMatMul::from_arc(Arc::new(head_q))?], device)?,
+                quant,
                 dense: None,
                 bias: None,
                 lora: None,
@@ -1364,14 +1468,19 @@ impl Model {
     /// How the weights are held, for reports: [`WeightForm::describe`], or the int8 kernel
     /// when every layer's projections use it.
     pub fn describe_form(&self) -> String {
-        let packed = |p: &Proj| matches!(&p.quant, Some(QuantParts::Q41(q)) if q.is_packed());
+        let packed = |p: &Proj| match &p.quant {
+            Some(QuantParts::Q41(q)) => q.is_packed(),
+            #[cfg(target_arch = "x86_64")]
+            Some(QuantParts::Packed(_)) => true,
+            _ => false,
+        };
         let all = !self.layers.is_empty()
             && self
                 .layers
                 .iter()
                 .all(|l| packed(&l.qkv) && packed(&l.wo) && packed(&l.gate_up) && packed(&l.down));
         if all {
-            "quantized (Q4_1 x int8 AVX-512 VNNI: decode, prefill, scoring)".to_string()
+            "quantized (int8 AVX-512 VNNI kernels: decode, prefill, scoring)".to_string()
         } else {
             self.form.describe().to_string()
         }
@@ -1625,11 +1734,17 @@ impl Model {
             let k = self.rope(&k, p, 1, false)?;
             cache.k[li].slice_set(&k.reshape((nkv, 1, hd))?, 1, p)?;
             cache.v[li].slice_set(&v.reshape((nkv, 1, hd))?.contiguous()?, 1, p)?;
-            let kc = cache.k[li].narrow(1, 0, p + 1)?;
-            let vc = cache.v[li].narrow(1, 0, p + 1)?;
-            let att = q.reshape((nkv, g, hd))?.matmul(&kc.t()?)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let out = att.matmul(&vc)?.reshape((1, c.n_head * hd))?;
+            let out = match decode_attention(&q, &cache.k[li], &cache.v[li], (nkv, g, hd, p))? {
+                Some(out) => out,
+                None => {
+                    let kc = cache.k[li].narrow(1, 0, p + 1)?;
+                    let vc = cache.v[li].narrow(1, 0, p + 1)?;
+                    let att = q.reshape((nkv, g, hd))?.matmul(&kc.t()?)?;
+                    let att = candle_nn::ops::softmax_last_dim(&att)?;
+                    att.matmul(&vc)?
+                }
+            }
+            .reshape((1, c.n_head * hd))?;
             let x1 = (layer.wo.forward(&out, false)? + &x)?;
             let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps)?;
             let m = layer.mlp(&h, false)?;

@@ -136,6 +136,10 @@ impl Q41Matrix {
 
     /// `x [m, cols] · selfᵀ` -> `[m, rows]` (f32, CPU).
     pub fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.packed {
+            return packed_matmul(p, x);
+        }
         let (m, k) = x.dims2()?;
         if k != self.cols {
             candle_core::bail!(
@@ -145,23 +149,7 @@ impl Q41Matrix {
         }
         let x = x.to_dtype(DType::F32)?.contiguous()?;
         let nb = k / QK;
-        let mut xq = vec![Q81_ZERO; m * nb];
-        {
-            use candle_core::{CpuStorage, Storage};
-            let (st, layout) = x.storage_and_layout();
-            let (Storage::Cpu(CpuStorage::F32(v)), Some((o0, o1))) =
-                (&*st, layout.contiguous_offsets())
-            else {
-                candle_core::bail!("Q4_1 matmul: the input is not f32 on the CPU");
-            };
-            quantize_rows(&v[o0..o1], &mut xq, self.is_packed());
-        }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(p) = &self.packed {
-            let mut out = vec![0f32; m * self.rows];
-            p.matmul(&xq, m, &mut out);
-            return Tensor::from_vec(out, (m, self.rows), x.device());
-        }
+        let xq = quantized_input(&x, false)?;
         let n = self.rows;
         let mut out = vec![0f32; m * n];
         let parts = super::par::threads();
@@ -199,6 +187,37 @@ impl Q41Matrix {
         });
         Tensor::from_vec(out, (m, n), x.device())
     }
+}
+
+/// `x [m, k]` (f32, CPU) quantized per row and block, with the AVX-512 code when `simd`.
+fn quantized_input(x: &Tensor, simd: bool) -> candle_core::Result<Vec<Q81>> {
+    use candle_core::{CpuStorage, Storage};
+    let (m, k) = x.dims2()?;
+    let mut xq = vec![Q81_ZERO; m * (k / QK)];
+    let (st, layout) = x.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(v)), Some((o0, o1))) = (&*st, layout.contiguous_offsets())
+    else {
+        candle_core::bail!("quantized matmul: the input is not contiguous f32 on the CPU");
+    };
+    quantize_rows(&v[o0..o1], &mut xq, simd);
+    Ok(xq)
+}
+
+/// `x [m, cols] · wᵀ` for a matrix in the VNNI layout -> `[m, rows]` (f32, CPU).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn packed_matmul(w: &super::vnni::Packed, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    if k != w.cols() {
+        candle_core::bail!(
+            "quantized matmul: input has {k} columns, the matrix {}",
+            w.cols()
+        );
+    }
+    let x = x.to_dtype(DType::F32)?.contiguous()?;
+    let xq = quantized_input(&x, true)?;
+    let mut out = vec![0f32; m * w.rows()];
+    w.matmul(&xq, m, &mut out);
+    Tensor::from_vec(out, (m, w.rows()), x.device())
 }
 
 fn f16_at(b: &[u8], at: usize) -> f32 {

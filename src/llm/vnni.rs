@@ -10,6 +10,10 @@
 //! rows' `d` and the 16 rows' `m` as f32. That is 384 bytes per 512 weights, and the GGUF
 //! bytes are not kept.
 //!
+//! Q8_0 weights (`d: f16, qs: [i8; 32]`) use the same layout with eight lines of bytes per
+//! block, each weight stored as `q + 128` (unsigned), and `Σ q·a = Σ (q+128)·a - 128·Σ a`;
+//! then the `d` line (9 lines, 576 bytes per 512 weights).
+//!
 //! The same kernel serves decode (one token, four groups at a time) and batched prompt
 //! and scoring work (eight tokens per group), so a token's result does not depend on how
 //! the tokens were batched. Each token's row is quantized per 32-value block (`d =
@@ -21,8 +25,10 @@ use super::q41::Q81;
 
 /// Blocks of 32 weights.
 const QK: usize = 32;
-/// 64-byte lines per (group, block): four of nibbles, `d`, `m`.
-const LINES: usize = 6;
+/// 64-byte lines per (group, block): Q4_1 has four of nibbles, `d`, `m`; Q8_0 eight of
+/// bytes and `d`.
+const LINES_Q41: usize = 6;
+const LINES_Q80: usize = 9;
 /// Rows per group (i32 lanes of a 512-bit register).
 const GROUP: usize = 16;
 /// Tokens per tile in batched work.
@@ -51,6 +57,8 @@ pub(crate) fn available() -> bool {
 pub(crate) struct Packed {
     rows: usize,
     nb: usize,
+    /// Q8_0 (else Q4_1).
+    q8: bool,
     lines: Vec<Line>,
 }
 
@@ -60,35 +68,109 @@ impl Packed {
     pub(crate) fn from_gguf(data: &[u8], rows: usize, cols: usize) -> Packed {
         let nb = cols / QK;
         let groups = rows.div_ceil(GROUP);
-        let mut lines = vec![Line([0; 64]); groups * nb * LINES];
+        let mut lines = vec![Line([0; 64]); groups * nb * LINES_Q41];
         for (i, blk) in data.chunks_exact(20).enumerate() {
             let (r, b) = (i / nb, i % nb);
-            let base = ((r / GROUP) * nb + b) * LINES;
+            let base = ((r / GROUP) * nb + b) * LINES_Q41;
             let lane = (r % GROUP) * 4;
             for v in 0..4 {
                 lines[base + v].0[lane..lane + 4].copy_from_slice(&blk[4 + 4 * v..8 + 4 * v]);
             }
-            let d = half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
-            let m = half::f16::from_bits(u16::from_le_bytes([blk[2], blk[3]])).to_f32();
-            lines[base + 4].0[lane..lane + 4].copy_from_slice(&d.to_le_bytes());
-            lines[base + 5].0[lane..lane + 4].copy_from_slice(&m.to_le_bytes());
+            lines[base + 4].0[lane..lane + 4].copy_from_slice(&f16_at(blk, 0).to_le_bytes());
+            lines[base + 5].0[lane..lane + 4].copy_from_slice(&f16_at(blk, 2).to_le_bytes());
         }
-        Packed { rows, nb, lines }
+        Packed {
+            rows,
+            nb,
+            q8: false,
+            lines,
+        }
     }
 
-    /// Row `r`'s block `b`: `(d, m, the 16 GGUF nibble bytes)`.
+    /// Repacks GGUF Q8_0 bytes (`rows * cols / 32` blocks of 34 bytes, row-major), or
+    /// `None` when the sizes do not fit.
+    pub(crate) fn from_gguf_q8_0(data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
+        if !cols.is_multiple_of(QK) || data.len() != rows * (cols / QK) * 34 {
+            return None;
+        }
+        let nb = cols / QK;
+        let groups = rows.div_ceil(GROUP);
+        let mut lines = vec![Line([0; 64]); groups * nb * LINES_Q80];
+        for (i, blk) in data.chunks_exact(34).enumerate() {
+            let (r, b) = (i / nb, i % nb);
+            let base = ((r / GROUP) * nb + b) * LINES_Q80;
+            let lane = (r % GROUP) * 4;
+            for v in 0..8 {
+                for j in 0..4 {
+                    lines[base + v].0[lane + j] = blk[2 + 4 * v + j] ^ 0x80;
+                }
+            }
+            lines[base + 8].0[lane..lane + 4].copy_from_slice(&f16_at(blk, 0).to_le_bytes());
+        }
+        Some(Packed {
+            rows,
+            nb,
+            q8: true,
+            lines,
+        })
+    }
+
+    fn lines_per_block(&self) -> usize {
+        if self.q8 {
+            LINES_Q80
+        } else {
+            LINES_Q41
+        }
+    }
+
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn cols(&self) -> usize {
+        self.nb * QK
+    }
+
+    /// Row `r`'s block `b` of a Q4_1 matrix: `(d, m, the 16 GGUF nibble bytes)`.
     pub(crate) fn block(&self, r: usize, b: usize) -> (f32, f32, [u8; 16]) {
-        let base = ((r / GROUP) * self.nb + b) * LINES;
+        debug_assert!(!self.q8);
+        let base = ((r / GROUP) * self.nb + b) * LINES_Q41;
         let lane = (r % GROUP) * 4;
         let mut qs = [0u8; 16];
         for v in 0..4 {
             qs[4 * v..4 * v + 4].copy_from_slice(&self.lines[base + v].0[lane..lane + 4]);
         }
-        let f = |l: usize| {
-            let s = &self.lines[base + l].0[lane..lane + 4];
-            f32::from_le_bytes([s[0], s[1], s[2], s[3]])
-        };
-        (f(4), f(5), qs)
+        (self.f32_at(base + 4, lane), self.f32_at(base + 5, lane), qs)
+    }
+
+    fn f32_at(&self, line: usize, lane: usize) -> f32 {
+        let s = &self.lines[line].0[lane..lane + 4];
+        f32::from_le_bytes([s[0], s[1], s[2], s[3]])
+    }
+
+    /// The weights as f32, row-major.
+    pub(crate) fn dequantize(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.rows * self.nb * QK);
+        let lpb = self.lines_per_block();
+        for r in 0..self.rows {
+            let lane = (r % GROUP) * 4;
+            for b in 0..self.nb {
+                let base = ((r / GROUP) * self.nb + b) * lpb;
+                if self.q8 {
+                    let d = self.f32_at(base + 8, lane);
+                    for v in 0..8 {
+                        for &q in &self.lines[base + v].0[lane..lane + 4] {
+                            out.push(d * ((q ^ 0x80) as i8) as f32);
+                        }
+                    }
+                } else {
+                    let (d, m, qs) = self.block(r, b);
+                    out.extend(qs.iter().map(|q| d * (q & 0x0F) as f32 + m));
+                    out.extend(qs.iter().map(|q| d * (q >> 4) as f32 + m));
+                }
+            }
+        }
+        out
     }
 
     /// `out[i * rows + r] = Σ_k w[r, k] · x[i, k]` for the `m` tokens of `xq` (each `nb`
@@ -101,7 +183,7 @@ impl Packed {
         // Whole groups per thread; decode takes four at a time.
         let step = if m == 1 { 4 } else { 1 };
         let per = groups.div_ceil(parts).div_ceil(step) * step;
-        let chunk = (CHUNK_BYTES / (nb * LINES * 64)).max(1);
+        let chunk = (CHUNK_BYTES / (nb * self.lines_per_block() * 64)).max(1);
         let out_addr = out.as_mut_ptr() as usize;
         super::par::for_each_part(parts, |tid| {
             let g0 = tid * per;
@@ -124,7 +206,7 @@ impl Packed {
     /// As in [`Packed::matmul`].
     unsafe fn run(&self, g0: usize, g1: usize, xq: &[Q81], m: usize, out: *mut f32) {
         let (n, nb) = (self.rows, self.nb);
-        let gs = nb * LINES;
+        let gs = nb * self.lines_per_block();
         let mask = |g: usize| -> __mmask16 {
             let valid = (n - g * GROUP).min(GROUP);
             ((1u32 << valid) - 1) as __mmask16
@@ -135,26 +217,43 @@ impl Packed {
             let mut g = g0;
             while g + 4 <= g1 {
                 let masks = [mask(g), mask(g + 1), mask(g + 2), mask(g + 3)];
-                tile::<4, 1>(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, masks);
+                if self.q8 {
+                    tile::<4, 1, true>(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, masks);
+                } else {
+                    tile::<4, 1, false>(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, masks);
+                }
                 g += 4;
             }
             for g in g..g1 {
-                tile::<1, 1>(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, [mask(g)]);
+                let f: TileFn = if self.q8 {
+                    tile::<1, 1, true>
+                } else {
+                    tile::<1, 1, false>
+                };
+                f(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, [mask(g)]);
             }
             return;
         }
         let mut t0 = 0;
         while t0 < m {
             let tn = (m - t0).min(TILE);
-            let f: TileFn = match tn {
-                8 => tile::<1, 8>,
-                7 => tile::<1, 7>,
-                6 => tile::<1, 6>,
-                5 => tile::<1, 5>,
-                4 => tile::<1, 4>,
-                3 => tile::<1, 3>,
-                2 => tile::<1, 2>,
-                _ => tile::<1, 1>,
+            let f: TileFn = match (tn, self.q8) {
+                (8, false) => tile::<1, 8, false>,
+                (7, false) => tile::<1, 7, false>,
+                (6, false) => tile::<1, 6, false>,
+                (5, false) => tile::<1, 5, false>,
+                (4, false) => tile::<1, 4, false>,
+                (3, false) => tile::<1, 3, false>,
+                (2, false) => tile::<1, 2, false>,
+                (_, false) => tile::<1, 1, false>,
+                (8, true) => tile::<1, 8, true>,
+                (7, true) => tile::<1, 7, true>,
+                (6, true) => tile::<1, 6, true>,
+                (5, true) => tile::<1, 5, true>,
+                (4, true) => tile::<1, 4, true>,
+                (3, true) => tile::<1, 3, true>,
+                (2, true) => tile::<1, 2, true>,
+                (_, true) => tile::<1, 1, true>,
             };
             for g in g0..g1 {
                 f(
@@ -184,7 +283,7 @@ type TileFn =
 /// AVX-512 F/BW/VNNI; the pointers cover the ranges described.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile<const G: usize, const T: usize>(
+unsafe fn tile<const G: usize, const T: usize, const Q8: bool>(
     w: *const Line,
     gs: usize,
     nb: usize,
@@ -195,16 +294,25 @@ unsafe fn tile<const G: usize, const T: usize>(
     masks: [__mmask16; G],
 ) {
     let low = _mm512_set1_epi8(0x0F);
+    let lpb = if Q8 { LINES_Q80 } else { LINES_Q41 };
     let mut accf = [[_mm512_setzero_ps(); T]; G];
     for b in 0..nb {
         let mut acci = [[_mm512_setzero_si512(); T]; G];
+        // Line v of Q8_0 holds weights 4v..4v+4 of each row; Q4_1's low nibbles of line
+        // v those of v, and its high nibbles those of v + 4.
         unroll!(4, |v| {
             let mut lo = [_mm512_setzero_si512(); G];
             let mut hi = [_mm512_setzero_si512(); G];
             unroll!(G, |g| {
-                let p = _mm512_load_si512(w.add(g * gs + b * LINES + v) as *const __m512i);
-                lo[g] = _mm512_and_si512(p, low);
-                hi[g] = _mm512_and_si512(_mm512_srli_epi16::<4>(p), low);
+                let line = w.add(g * gs + b * lpb);
+                if Q8 {
+                    lo[g] = _mm512_load_si512(line.add(v) as *const __m512i);
+                    hi[g] = _mm512_load_si512(line.add(v + 4) as *const __m512i);
+                } else {
+                    let p = _mm512_load_si512(line.add(v) as *const __m512i);
+                    lo[g] = _mm512_and_si512(p, low);
+                    hi[g] = _mm512_and_si512(_mm512_srli_epi16::<4>(p), low);
+                }
             });
             unroll!(T, |t| {
                 let qs = (x.add(t * xs + b) as *const u8).add(8);
@@ -217,14 +325,29 @@ unsafe fn tile<const G: usize, const T: usize>(
             });
         });
         unroll!(G, |g| {
-            let dv = _mm512_load_ps(w.add(g * gs + b * LINES + 4) as *const f32);
-            let mv = _mm512_load_ps(w.add(g * gs + b * LINES + 5) as *const f32);
-            unroll!(T, |t| {
-                let xb = &*x.add(t * xs + b);
-                let p = _mm512_mul_ps(_mm512_cvtepi32_ps(acci[g][t]), dv);
-                accf[g][t] = _mm512_fmadd_ps(p, _mm512_set1_ps(xb.d), accf[g][t]);
-                accf[g][t] = _mm512_fmadd_ps(mv, _mm512_set1_ps(xb.s), accf[g][t]);
-            });
+            let line = w.add(g * gs + b * lpb);
+            if Q8 {
+                // d_w · (d_x · Σ(q+128)·a - 128 · s_x), s_x = d_x · Σ a.
+                let dv = _mm512_load_ps(line.add(8) as *const f32);
+                unroll!(T, |t| {
+                    let xb = &*x.add(t * xs + b);
+                    let p = _mm512_fmsub_ps(
+                        _mm512_cvtepi32_ps(acci[g][t]),
+                        _mm512_set1_ps(xb.d),
+                        _mm512_set1_ps(128.0 * xb.s),
+                    );
+                    accf[g][t] = _mm512_fmadd_ps(p, dv, accf[g][t]);
+                });
+            } else {
+                let dv = _mm512_load_ps(line.add(4) as *const f32);
+                let mv = _mm512_load_ps(line.add(5) as *const f32);
+                unroll!(T, |t| {
+                    let xb = &*x.add(t * xs + b);
+                    let p = _mm512_mul_ps(_mm512_cvtepi32_ps(acci[g][t]), dv);
+                    accf[g][t] = _mm512_fmadd_ps(p, _mm512_set1_ps(xb.d), accf[g][t]);
+                    accf[g][t] = _mm512_fmadd_ps(mv, _mm512_set1_ps(xb.s), accf[g][t]);
+                });
+            }
         });
     }
     unroll!(G, |g| {
@@ -232,6 +355,10 @@ unsafe fn tile<const G: usize, const T: usize>(
             _mm512_mask_storeu_ps(out.add(t * os + g * GROUP), masks[g], accf[g][t]);
         });
     });
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
 
 /// Quantizes `x` (whole blocks of 32) into `out` (one [`Q81`] per block).
@@ -255,5 +382,67 @@ pub(crate) unsafe fn quantize(x: &[f32], out: &mut [Q81]) {
         let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
         o.d = d;
         o.s = d * sum as f32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// Q8_0 against the scalar reference on the same quantized inputs, and its
+    /// dequantization against candle's, for every tile width and a partial last group.
+    #[test]
+    fn q8_0_kernel_matches_scalar_reference() {
+        if !available() {
+            eprintln!("no AVX-512 VNNI here: skipped");
+            return;
+        }
+        let dev = Device::Cpu;
+        for (rows, cols) in [(37, 96), (70, 64)] {
+            let w = Tensor::randn(0f32, 1.0, (rows, cols), &dev).unwrap();
+            let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+            let bytes = q.data().unwrap().to_vec();
+            let p = Packed::from_gguf_q8_0(&bytes, rows, cols).unwrap();
+            let cand = q.dequantize(&dev).unwrap().flatten_all().unwrap();
+            assert_eq!(p.dequantize(), cand.to_vec1::<f32>().unwrap());
+            let nb = cols / QK;
+            for m in [1, 3, 8, 11] {
+                let x = Tensor::randn(0f32, 1.0, (m, cols), &dev).unwrap();
+                let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let mut xq = vec![
+                    Q81 {
+                        d: 0.0,
+                        s: 0.0,
+                        qs: [0; QK]
+                    };
+                    m * nb
+                ];
+                // SAFETY: checked `available` above.
+                unsafe { quantize(&xv, &mut xq) };
+                let mut out = vec![f32::NAN; m * rows];
+                p.matmul(&xq, m, &mut out);
+                for i in 0..m {
+                    for r in 0..rows {
+                        let mut want = 0f32;
+                        for b in 0..nb {
+                            let blk = &bytes[(r * nb + b) * 34..(r * nb + b + 1) * 34];
+                            let xb = &xq[i * nb + b];
+                            let s: i32 = (0..QK)
+                                .map(|j| blk[2 + j] as i8 as i32 * xb.qs[j] as i32)
+                                .sum();
+                            want += f16_at(blk, 0) * xb.d * s as f32;
+                        }
+                        let got = out[i * rows + r];
+                        assert!(
+                            (want - got).abs() <= 1e-4 * want.abs().max(1.0),
+                            "[{rows}x{cols}] m {m}, token {i}, row {r}: {want} vs {got}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(Packed::from_gguf_q8_0(&[0; 33], 1, 32).is_none());
     }
 }
