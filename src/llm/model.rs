@@ -1718,6 +1718,10 @@ impl Model {
     /// One decode step: `token` at position `cache.len()`, appended to the cache.
     /// Returns the logits over the vocabulary `[vocab]`.
     pub fn forward_one(&self, token: u32, cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        super::par::low_latency(|| self.decode_step(token, cache))
+    }
+
+    fn decode_step(&self, token: u32, cache: &mut KvCache) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let p = cache.len();
         if p + 1 > cache.capacity {

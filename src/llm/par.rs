@@ -18,16 +18,33 @@ pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
-/// Runs `f(0)`, ..., `f(parts - 1)` in parallel: on the engine's pool (`pool.rs`), or on
-/// rayon when that is busy (another thread's loop, or a nested call).
+thread_local! {
+    static LOW_LATENCY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's parallel loops on the engine's spinning pool (`pool.rs`):
+/// for one-token decode, whose loops are tens of microseconds long. Batched work stays on
+/// rayon, whose threads do not spin while candle's own (rayon) operations run between loops.
+pub(crate) fn low_latency<R>(f: impl FnOnce() -> R) -> R {
+    let before = LOW_LATENCY.with(|c| c.replace(true));
+    let r = f();
+    LOW_LATENCY.with(|c| c.set(before));
+    r
+}
+
+/// Runs `f(0)`, ..., `f(parts - 1)` in parallel: inside [`low_latency`] on the engine's
+/// pool (unless that is busy with another thread's loop, or this is a nested call), else on
+/// rayon.
 pub(crate) fn for_each_part(parts: usize, f: impl Fn(usize) + Sync + Send) {
     if parts <= 1 {
         (0..parts).for_each(f);
         return;
     }
-    let pool = super::pool::Pool::global(threads());
-    if pool.workers() > 0 && super::pool::enabled() && pool.run(parts, &f) {
-        return;
+    if LOW_LATENCY.with(|c| c.get()) && super::pool::enabled() {
+        let pool = super::pool::Pool::global(threads());
+        if pool.workers() > 0 && pool.run(parts, &f) {
+            return;
+        }
     }
     (0..parts).into_par_iter().for_each(f);
 }

@@ -22,7 +22,7 @@ const SPIN: Duration = Duration::from_micros(200);
 /// After this long, the spinning worker yields its core between looks.
 const YIELD_AFTER: Duration = Duration::from_micros(20);
 
-/// Whether the engine uses this pool (`TRSR_KERNEL_POOL=rayon` uses rayon instead).
+/// Whether decode uses this pool (`TRSR_KERNEL_POOL=rayon` uses rayon instead).
 pub(crate) fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("TRSR_KERNEL_POOL").map_or(true, |v| v != "rayon"))

@@ -24,7 +24,7 @@ pub(crate) struct Q81 {
     pub(crate) qs: [i8; QK],
 }
 
-const Q81_ZERO: Q81 = Q81 {
+pub(crate) const Q81_ZERO: Q81 = Q81 {
     d: 0.0,
     s: 0.0,
     qs: [0; QK],

@@ -411,14 +411,7 @@ mod tests {
             for m in [1, 3, 8, 11] {
                 let x = Tensor::randn(0f32, 1.0, (m, cols), &dev).unwrap();
                 let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let mut xq = vec![
-                    Q81 {
-                        d: 0.0,
-                        s: 0.0,
-                        qs: [0; QK]
-                    };
-                    m * nb
-                ];
+                let mut xq = vec![super::super::q41::Q81_ZERO; m * nb];
                 // SAFETY: checked `available` above.
                 unsafe { quantize(&xv, &mut xq) };
                 let mut out = vec![f32::NAN; m * rows];
