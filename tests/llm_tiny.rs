@@ -413,3 +413,48 @@ fn qwen2_and_qwen3_variants_generate_and_score_consistently() {
         assert!(done.new_tokens >= 1);
     }
 }
+
+/// A separate quantized output matrix: the yes/no rows the scorer takes from it match the
+/// logits the decode path computes with the whole matrix.
+#[test]
+fn untied_output_matrix_gives_the_scorer_the_right_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(&tiny(
+        &dir,
+        "untied.gguf",
+        &TinyOpts {
+            untied_head: true,
+            ..TinyOpts::default()
+        },
+    ));
+    let m = e.model();
+    let ids = e.encode_prompt("the no yes the").unwrap();
+    let mut cache = m.new_cache(ids.len()).unwrap();
+    let hidden = m.prefill(&ids, &mut cache).unwrap();
+    let logits: Vec<f32> = m
+        .logits(&hidden)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let picks = [1u32, 5, 17, logits.len() as u32 - 1];
+    let rows = m.head_rows(&picks).unwrap();
+    let dots: Vec<f32> = hidden
+        .matmul(&rows.t().unwrap())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let scale = logits.iter().fold(0f32, |a, b| a.max(b.abs()));
+    for (&id, d) in picks.iter().zip(&dots) {
+        let l = logits[id as usize];
+        // The decode path quantizes the hidden state to 8 bits: ~1% of the largest logit.
+        assert!(
+            (l - d).abs() < 0.03 * scale,
+            "token {id}: row gives {d}, logits {l}"
+        );
+    }
+    assert!(m.head_rows(&[logits.len() as u32]).is_err());
+}

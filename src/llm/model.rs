@@ -1521,6 +1521,17 @@ impl Model {
         let idx = Tensor::new(ids, &self.device)?;
         match &self.head_dense_source {
             Some(d) => d.index_select(&idx, 0)?.to_dtype(DType::F32),
+            #[cfg(target_arch = "x86_64")]
+            None if let Some(QuantParts::Packed(p)) = &self.head.quant => {
+                let mut rows = Vec::with_capacity(ids.len() * p.cols());
+                for &id in ids {
+                    if id as usize >= p.rows() {
+                        candle_core::bail!("token {id} is outside the output matrix");
+                    }
+                    p.dequantize_row(id as usize, &mut rows);
+                }
+                Tensor::from_vec(rows, (ids.len(), p.cols()), &self.device)
+            }
             None => match &self.head.quant {
                 Some(q) => q.dequantize(&self.device)?.index_select(&idx, 0),
                 None => candle_core::bail!("output matrix has no weights"),

@@ -151,26 +151,31 @@ impl Packed {
     /// The weights as f32, row-major.
     pub(crate) fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows * self.nb * QK);
-        let lpb = self.lines_per_block();
         for r in 0..self.rows {
-            let lane = (r % GROUP) * 4;
-            for b in 0..self.nb {
-                let base = ((r / GROUP) * self.nb + b) * lpb;
-                if self.q8 {
-                    let d = self.f32_at(base + 8, lane);
-                    for v in 0..8 {
-                        for &q in &self.lines[base + v].0[lane..lane + 4] {
-                            out.push(d * ((q ^ 0x80) as i8) as f32);
-                        }
-                    }
-                } else {
-                    let (d, m, qs) = self.block(r, b);
-                    out.extend(qs.iter().map(|q| d * (q & 0x0F) as f32 + m));
-                    out.extend(qs.iter().map(|q| d * (q >> 4) as f32 + m));
-                }
-            }
+            self.dequantize_row(r, &mut out);
         }
         out
+    }
+
+    /// Appends row `r` as f32 to `out`.
+    pub(crate) fn dequantize_row(&self, r: usize, out: &mut Vec<f32>) {
+        let lpb = self.lines_per_block();
+        let lane = (r % GROUP) * 4;
+        for b in 0..self.nb {
+            let base = ((r / GROUP) * self.nb + b) * lpb;
+            if self.q8 {
+                let d = self.f32_at(base + 8, lane);
+                for v in 0..8 {
+                    for &q in &self.lines[base + v].0[lane..lane + 4] {
+                        out.push(d * ((q ^ 0x80) as i8) as f32);
+                    }
+                }
+            } else {
+                let (d, m, qs) = self.block(r, b);
+                out.extend(qs.iter().map(|q| d * (q & 0x0F) as f32 + m));
+                out.extend(qs.iter().map(|q| d * (q >> 4) as f32 + m));
+            }
+        }
     }
 
     /// `out[i * rows + r] = Σ_k w[r, k] · x[i, k]` for the `m` tokens of `xq` (each `nb`

@@ -45,6 +45,8 @@ pub struct TinyOpts {
     pub zero_output_norm: bool,
     /// The context length the GGUF declares.
     pub context: u32,
+    /// A separate output matrix (`output.weight`, Q8_0) instead of the tied embeddings.
+    pub untied_head: bool,
 }
 
 impl Default for TinyOpts {
@@ -53,6 +55,7 @@ impl Default for TinyOpts {
             arch: "llama",
             zero_output_norm: false,
             context: CONTEXT,
+            untied_head: false,
         }
     }
 }
@@ -144,6 +147,12 @@ pub fn write_tiny(path: &Path, o: &TinyOpts) {
         Tensor::ones(HIDDEN, candle_core::DType::F32, &Device::Cpu).unwrap()
     };
     tensors.push(("output_norm.weight".into(), f(norm)));
+    if o.untied_head {
+        tensors.push((
+            "output.weight".into(),
+            q(tensor(&mut rng, vocab, HIDDEN, 1.0)),
+        ));
+    }
     for i in 0..N_LAYER {
         let p = format!("blk.{i}");
         let ones = Tensor::ones(HIDDEN, candle_core::DType::F32, &Device::Cpu).unwrap();
