@@ -552,13 +552,32 @@ pub(crate) enum QuantParts {
     /// On the CPU: row chunks (of any types), multiplied in parallel on the engine's
     /// threads, their outputs side by side.
     Chunks(Vec<QMatMul>),
-    /// Q8_0 in the AVX-512 VNNI layout (`vnni.rs`), for decode and batched work.
+    /// Q8_0, Q4_0 or Q4_K in the AVX-512 VNNI layout (`vnni.rs`), for decode and batched
+    /// work.
     #[cfg(target_arch = "x86_64")]
     Packed(super::vnni::Packed),
 }
 
-/// Q8_0 GGUF bytes `[rows, cols]` in the VNNI layout, where the CPU has it.
-fn packed_q8_0(
+/// The types [`packed`] takes (Q4_1 goes through `q41.rs`).
+fn packable(dtype: GgmlDType) -> bool {
+    matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q4K)
+}
+
+/// Whether [`packed`] packs on `device` (the CPU, with AVX-512 VNNI).
+fn packs_on(device: &Device) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        device.is_cpu() && super::vnni::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// GGUF bytes `[rows, cols]` of a [`packable`] type in the VNNI layout, where the CPU has it.
+fn packed(
     dtype: GgmlDType,
     bytes: &[u8],
     rows: usize,
@@ -566,8 +585,15 @@ fn packed_q8_0(
     device: &Device,
 ) -> Option<QuantParts> {
     #[cfg(target_arch = "x86_64")]
-    if dtype == GgmlDType::Q8_0 && device.is_cpu() && super::vnni::available() {
-        return super::vnni::Packed::from_gguf_q8_0(bytes, rows, cols).map(QuantParts::Packed);
+    if device.is_cpu() && super::vnni::available() {
+        use super::vnni::Packed;
+        let p = match dtype {
+            GgmlDType::Q8_0 => Packed::from_gguf_q8_0(bytes, rows, cols),
+            GgmlDType::Q4_0 => Packed::from_gguf_q4_0(bytes, rows, cols),
+            GgmlDType::Q4K => Packed::from_gguf_q4_k(bytes, rows, cols),
+            _ => None,
+        };
+        return p.map(QuantParts::Packed);
     }
     let _ = (dtype, bytes, rows, cols, device);
     None
@@ -938,12 +964,12 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
                 lora: None,
             });
         }
-        if keep_quant && same_type && dtypes[0] == GgmlDType::Q8_0 {
+        if keep_quant && same_type && packable(dtypes[0]) && packs_on(self.device) {
             let mut bytes = Vec::new();
             for n in names {
                 bytes.extend(self.raw(n)?);
             }
-            if let Some(q) = packed_q8_0(dtypes[0], &bytes, rows, cols, self.device) {
+            if let Some(q) = packed(dtypes[0], &bytes, rows, cols, self.device) {
                 let bias = self.bias_of(bias)?;
                 return Ok(Proj {
                     quant: Some(q),
@@ -1235,8 +1261,12 @@ impl Model {
             };
             // Generation needs one row of logits at a time: the quantized head serves it.
             let (rows, cols) = head_q.shape().dims2()?;
-            let packed = packed_q8_0(head_q.dtype(), &head_q.data()?, rows, cols, device);
-            let quant = match packed {
+            let head_packed = if packable(head_q.dtype()) && packs_on(device) {
+                packed(head_q.dtype(), &head_q.data()?, rows, cols, device)
+            } else {
+                None
+            };
+            let quant = match head_packed {
                 Some(p) => Some(p),
                 None => QuantParts::for_device(vec![QMatMul::from_arc(Arc::new(head_q))?], device)?,
             };

@@ -1,14 +1,15 @@
-//! Q4_1 weights times 8-bit activations with AVX-512 VNNI (x86-64).
+//! Quantized weights times 8-bit activations with AVX-512 VNNI (x86-64).
 //!
 //! `vpdpbusd` multiplies 64 unsigned bytes by 64 signed bytes and adds each group of four
-//! products into one of 16 i32 lanes. Q4_1 nibbles (0..15) are the unsigned side and the
+//! products into one of 16 i32 lanes. 4-bit weights (0..15) are the unsigned side and the
 //! Q8_1 activations the signed side, so one instruction does 64 multiply-adds, four times
 //! what an f32 FMA of the same width does. The weights are repacked at load so that each
 //! lane is one weight row: a "group" is 16 rows, and per 32-weight block a group holds
 //! four 64-byte lines of nibbles (line `v`, byte `4r + j`: row `r`'s GGUF byte `4v + j`,
 //! whose low nibble is weight `4v + j` and high nibble weight `16 + 4v + j`), then the 16
-//! rows' `d` and the 16 rows' `m` as f32. That is 384 bytes per 512 weights, and the GGUF
-//! bytes are not kept.
+//! rows' scales `d` and offsets `m` (weight = d·q + m): Q4_1 as it is, Q4_0 with `m =
+//! -8d`, and each 32-weight sub-block of Q4_K with `d·sc`, `-dmin·m`. The file's bytes are
+//! not kept.
 //!
 //! Q8_0 weights (`d: f16, qs: [i8; 32]`) use the same layout with eight lines of bytes per
 //! block, each weight stored as `q + 128` (unsigned), and `Σ q·a = Σ (q+128)·a - 128·Σ a`;
@@ -25,10 +26,22 @@ use super::q41::Q81;
 
 /// Blocks of 32 weights.
 const QK: usize = 32;
-/// 64-byte lines per (group, block): Q4_1 has four of nibbles, `d`, `m`; Q8_0 eight of
-/// bytes and `d`.
-const LINES_Q41: usize = 6;
-const LINES_Q80: usize = 9;
+/// Layouts, by the 64-byte lines per (group, block): 4-bit weights have four lines of
+/// nibbles, then their scales: 16 `d` and 16 `m` as f16 in one line where they are f16 in
+/// the file (Q4_1, Q4_0: 320 bytes per 512 weights, as many as Q4_1's), else as f32 in two
+/// lines (Q4_K, whose `d·sc` products f16 cannot hold); Q8_0 has eight lines of bytes and
+/// a line of f32 `d`.
+const K4H: u8 = 0;
+const K4F: u8 = 1;
+const K8: u8 = 2;
+
+const fn lines_of(kind: u8) -> usize {
+    match kind {
+        K4H => 5,
+        K4F => 6,
+        _ => 9,
+    }
+}
 /// Rows per group (i32 lanes of a 512-bit register).
 const GROUP: usize = 16;
 /// Tokens per tile in batched work.
@@ -57,8 +70,8 @@ pub(crate) fn available() -> bool {
 pub(crate) struct Packed {
     rows: usize,
     nb: usize,
-    /// Q8_0 (else Q4_1).
-    q8: bool,
+    /// [`K4H`], [`K4F`] or [`K8`].
+    kind: u8,
     lines: Vec<Line>,
 }
 
@@ -67,22 +80,107 @@ impl Packed {
     /// caller has checked the sizes.
     pub(crate) fn from_gguf(data: &[u8], rows: usize, cols: usize) -> Packed {
         let nb = cols / QK;
-        let groups = rows.div_ceil(GROUP);
-        let mut lines = vec![Line([0; 64]); groups * nb * LINES_Q41];
-        for (i, blk) in data.chunks_exact(20).enumerate() {
-            let (r, b) = (i / nb, i % nb);
-            let base = ((r / GROUP) * nb + b) * LINES_Q41;
-            let lane = (r % GROUP) * 4;
-            for v in 0..4 {
-                lines[base + v].0[lane..lane + 4].copy_from_slice(&blk[4 + 4 * v..8 + 4 * v]);
+        Self::pack_4bit(rows, cols, true, |r, b| {
+            let blk = &data[(r * nb + b) * 20..(r * nb + b + 1) * 20];
+            let mut qs = [0u8; 16];
+            qs.copy_from_slice(&blk[4..20]);
+            (f16_at(blk, 0), f16_at(blk, 2), qs)
+        })
+    }
+
+    /// Repacks GGUF Q4_0 bytes (blocks of 18: `d`, then the nibbles; weight = d·(q - 8)),
+    /// or `None` when the sizes do not fit.
+    pub(crate) fn from_gguf_q4_0(data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
+        if !cols.is_multiple_of(QK) || data.len() != rows * (cols / QK) * 18 {
+            return None;
+        }
+        let nb = cols / QK;
+        // m = -8·d is exact in f16 (a power-of-two multiple).
+        Some(Self::pack_4bit(rows, cols, true, |r, b| {
+            let blk = &data[(r * nb + b) * 18..(r * nb + b + 1) * 18];
+            let mut qs = [0u8; 16];
+            qs.copy_from_slice(&blk[2..18]);
+            let d = f16_at(blk, 0);
+            (d, -8.0 * d, qs)
+        }))
+    }
+
+    /// Repacks GGUF Q4_K bytes (super-blocks of 256 weights in 144 bytes: `d`, `dmin`, twelve
+    /// bytes of 6-bit scales and mins for the eight 32-weight sub-blocks, 128 bytes of
+    /// nibbles), or `None` when the sizes do not fit. Sub-block `j` has weight
+    /// `d·sc_j·q - dmin·m_j`: Q4_1's form with `d = d·sc_j`, `m = -dmin·m_j`.
+    pub(crate) fn from_gguf_q4_k(data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
+        const QKK: usize = 256;
+        if !cols.is_multiple_of(QKK) || data.len() != rows * (cols / QKK) * 144 {
+            return None;
+        }
+        let nsb = cols / QKK;
+        Some(Self::pack_4bit(rows, cols, false, |r, b| {
+            let sb = &data[(r * nsb + b / 8) * 144..(r * nsb + b / 8 + 1) * 144];
+            let j = b % 8;
+            let sc = &sb[4..16];
+            let (s, m) = if j < 4 {
+                (sc[j] & 63, sc[j + 4] & 63)
+            } else {
+                (
+                    (sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4),
+                    (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4),
+                )
+            };
+            // Sub-blocks 2i and 2i + 1 share 32 bytes: low nibbles, then high nibbles.
+            let src = &sb[16 + (j / 2) * 32..16 + (j / 2) * 32 + 32];
+            let nib = |i: usize| {
+                if j % 2 == 0 {
+                    src[i] & 0x0F
+                } else {
+                    src[i] >> 4
+                }
+            };
+            let mut qs = [0u8; 16];
+            for (i, q) in qs.iter_mut().enumerate() {
+                *q = nib(i) | (nib(16 + i) << 4);
             }
-            lines[base + 4].0[lane..lane + 4].copy_from_slice(&f16_at(blk, 0).to_le_bytes());
-            lines[base + 5].0[lane..lane + 4].copy_from_slice(&f16_at(blk, 2).to_le_bytes());
+            (f16_at(sb, 0) * s as f32, -(f16_at(sb, 2) * m as f32), qs)
+        }))
+    }
+
+    /// Packs a 4-bit matrix from its blocks: `block(r, b)` gives row `r`'s block `b` as
+    /// `(d, m, nibbles)` (weight `i` in the low nibble of byte `i`, weight `16 + i` in its
+    /// high nibble; weight = d·q + m). `f16_scales`: `d` and `m` are exact in f16.
+    fn pack_4bit(
+        rows: usize,
+        cols: usize,
+        f16_scales: bool,
+        block: impl Fn(usize, usize) -> (f32, f32, [u8; 16]),
+    ) -> Packed {
+        let kind = if f16_scales { K4H } else { K4F };
+        let lpb = lines_of(kind);
+        let nb = cols / QK;
+        let groups = rows.div_ceil(GROUP);
+        let mut lines = vec![Line([0; 64]); groups * nb * lpb];
+        for r in 0..rows {
+            let rr = r % GROUP;
+            let lane = rr * 4;
+            for b in 0..nb {
+                let (d, m, qs) = block(r, b);
+                let base = ((r / GROUP) * nb + b) * lpb;
+                for v in 0..4 {
+                    lines[base + v].0[lane..lane + 4].copy_from_slice(&qs[4 * v..4 * v + 4]);
+                }
+                if f16_scales {
+                    let (d, m) = (half::f16::from_f32(d), half::f16::from_f32(m));
+                    lines[base + 4].0[2 * rr..2 * rr + 2].copy_from_slice(&d.to_le_bytes());
+                    lines[base + 4].0[32 + 2 * rr..34 + 2 * rr].copy_from_slice(&m.to_le_bytes());
+                } else {
+                    lines[base + 4].0[lane..lane + 4].copy_from_slice(&d.to_le_bytes());
+                    lines[base + 5].0[lane..lane + 4].copy_from_slice(&m.to_le_bytes());
+                }
+            }
         }
         Packed {
             rows,
             nb,
-            q8: false,
+            kind,
             lines,
         }
     }
@@ -95,10 +193,10 @@ impl Packed {
         }
         let nb = cols / QK;
         let groups = rows.div_ceil(GROUP);
-        let mut lines = vec![Line([0; 64]); groups * nb * LINES_Q80];
+        let mut lines = vec![Line([0; 64]); groups * nb * lines_of(K8)];
         for (i, blk) in data.chunks_exact(34).enumerate() {
             let (r, b) = (i / nb, i % nb);
-            let base = ((r / GROUP) * nb + b) * LINES_Q80;
+            let base = ((r / GROUP) * nb + b) * lines_of(K8);
             let lane = (r % GROUP) * 4;
             for v in 0..8 {
                 for j in 0..4 {
@@ -110,17 +208,13 @@ impl Packed {
         Some(Packed {
             rows,
             nb,
-            q8: true,
+            kind: K8,
             lines,
         })
     }
 
     fn lines_per_block(&self) -> usize {
-        if self.q8 {
-            LINES_Q80
-        } else {
-            LINES_Q41
-        }
+        lines_of(self.kind)
     }
 
     pub(crate) fn rows(&self) -> usize {
@@ -131,14 +225,20 @@ impl Packed {
         self.nb * QK
     }
 
-    /// Row `r`'s block `b` of a Q4_1 matrix: `(d, m, the 16 GGUF nibble bytes)`.
+    /// Row `r`'s block `b` of a 4-bit matrix: `(d, m, the 16 nibble bytes)`.
     pub(crate) fn block(&self, r: usize, b: usize) -> (f32, f32, [u8; 16]) {
-        debug_assert!(!self.q8);
-        let base = ((r / GROUP) * self.nb + b) * LINES_Q41;
-        let lane = (r % GROUP) * 4;
+        debug_assert!(self.kind != K8);
+        let base = ((r / GROUP) * self.nb + b) * self.lines_per_block();
+        let (rr, lane) = (r % GROUP, (r % GROUP) * 4);
         let mut qs = [0u8; 16];
         for v in 0..4 {
             qs[4 * v..4 * v + 4].copy_from_slice(&self.lines[base + v].0[lane..lane + 4]);
+        }
+        if self.kind == K4H {
+            let line = &self.lines[base + 4].0;
+            let d = f16_at(line, 2 * rr);
+            let m = f16_at(line, 32 + 2 * rr);
+            return (d, m, qs);
         }
         (self.f32_at(base + 4, lane), self.f32_at(base + 5, lane), qs)
     }
@@ -163,7 +263,7 @@ impl Packed {
         let lane = (r % GROUP) * 4;
         for b in 0..self.nb {
             let base = ((r / GROUP) * self.nb + b) * lpb;
-            if self.q8 {
+            if self.kind == K8 {
                 let d = self.f32_at(base + 8, lane);
                 for v in 0..8 {
                     for &q in &self.lines[base + v].0[lane..lane + 4] {
@@ -222,19 +322,16 @@ impl Packed {
             let mut g = g0;
             while g + 4 <= g1 {
                 let masks = [mask(g), mask(g + 1), mask(g + 2), mask(g + 3)];
-                if self.q8 {
-                    tile::<4, 1, true>(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, masks);
-                } else {
-                    tile::<4, 1, false>(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, masks);
-                }
+                let f: Tile4Fn = match self.kind {
+                    K4H => tile::<4, 1, K4H>,
+                    K4F => tile::<4, 1, K4F>,
+                    _ => tile::<4, 1, K8>,
+                };
+                f(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, masks);
                 g += 4;
             }
             for g in g..g1 {
-                let f: TileFn = if self.q8 {
-                    tile::<1, 1, true>
-                } else {
-                    tile::<1, 1, false>
-                };
+                let f = tile_fn(1, self.kind);
                 f(w(g), gs, nb, x(0), nb, out.add(g * GROUP), n, [mask(g)]);
             }
             return;
@@ -242,24 +339,7 @@ impl Packed {
         let mut t0 = 0;
         while t0 < m {
             let tn = (m - t0).min(TILE);
-            let f: TileFn = match (tn, self.q8) {
-                (8, false) => tile::<1, 8, false>,
-                (7, false) => tile::<1, 7, false>,
-                (6, false) => tile::<1, 6, false>,
-                (5, false) => tile::<1, 5, false>,
-                (4, false) => tile::<1, 4, false>,
-                (3, false) => tile::<1, 3, false>,
-                (2, false) => tile::<1, 2, false>,
-                (_, false) => tile::<1, 1, false>,
-                (8, true) => tile::<1, 8, true>,
-                (7, true) => tile::<1, 7, true>,
-                (6, true) => tile::<1, 6, true>,
-                (5, true) => tile::<1, 5, true>,
-                (4, true) => tile::<1, 4, true>,
-                (3, true) => tile::<1, 3, true>,
-                (2, true) => tile::<1, 2, true>,
-                (_, true) => tile::<1, 1, true>,
-            };
+            let f = tile_fn(tn, self.kind);
             for g in g0..g1 {
                 f(
                     w(g),
@@ -279,6 +359,31 @@ impl Packed {
 
 type TileFn =
     unsafe fn(*const Line, usize, usize, *const Q81, usize, *mut f32, usize, [__mmask16; 1]);
+type Tile4Fn =
+    unsafe fn(*const Line, usize, usize, *const Q81, usize, *mut f32, usize, [__mmask16; 4]);
+
+/// The one-group kernel for `tn` (1..=8) tokens of a `kind` matrix.
+fn tile_fn(tn: usize, kind: u8) -> TileFn {
+    macro_rules! by_tokens {
+        ($k:expr) => {
+            match tn {
+                8 => tile::<1, 8, { $k }>,
+                7 => tile::<1, 7, { $k }>,
+                6 => tile::<1, 6, { $k }>,
+                5 => tile::<1, 5, { $k }>,
+                4 => tile::<1, 4, { $k }>,
+                3 => tile::<1, 3, { $k }>,
+                2 => tile::<1, 2, { $k }>,
+                _ => tile::<1, 1, { $k }>,
+            }
+        };
+    }
+    match kind {
+        K4H => by_tokens!(K4H),
+        K4F => by_tokens!(K4F),
+        _ => by_tokens!(K8),
+    }
+}
 
 /// `G` consecutive groups (`gs` lines apart, from `w`) times `T` consecutive tokens (`xs`
 /// blocks apart, from `x`), over `nb` blocks; token `t`, group `g` goes to
@@ -288,7 +393,7 @@ type TileFn =
 /// AVX-512 F/BW/VNNI; the pointers cover the ranges described.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile<const G: usize, const T: usize, const Q8: bool>(
+unsafe fn tile<const G: usize, const T: usize, const K: u8>(
     w: *const Line,
     gs: usize,
     nb: usize,
@@ -299,7 +404,7 @@ unsafe fn tile<const G: usize, const T: usize, const Q8: bool>(
     masks: [__mmask16; G],
 ) {
     let low = _mm512_set1_epi8(0x0F);
-    let lpb = if Q8 { LINES_Q80 } else { LINES_Q41 };
+    let lpb = lines_of(K);
     let mut accf = [[_mm512_setzero_ps(); T]; G];
     for b in 0..nb {
         let mut acci = [[_mm512_setzero_si512(); T]; G];
@@ -310,7 +415,7 @@ unsafe fn tile<const G: usize, const T: usize, const Q8: bool>(
             let mut hi = [_mm512_setzero_si512(); G];
             unroll!(G, |g| {
                 let line = w.add(g * gs + b * lpb);
-                if Q8 {
+                if K == K8 {
                     lo[g] = _mm512_load_si512(line.add(v) as *const __m512i);
                     hi[g] = _mm512_load_si512(line.add(v + 4) as *const __m512i);
                 } else {
@@ -331,7 +436,7 @@ unsafe fn tile<const G: usize, const T: usize, const Q8: bool>(
         });
         unroll!(G, |g| {
             let line = w.add(g * gs + b * lpb);
-            if Q8 {
+            if K == K8 {
                 // d_w · (d_x · Σ(q+128)·a - 128 · s_x), s_x = d_x · Σ a.
                 let dv = _mm512_load_ps(line.add(8) as *const f32);
                 unroll!(T, |t| {
@@ -344,8 +449,18 @@ unsafe fn tile<const G: usize, const T: usize, const Q8: bool>(
                     accf[g][t] = _mm512_fmadd_ps(p, dv, accf[g][t]);
                 });
             } else {
-                let dv = _mm512_load_ps(line.add(4) as *const f32);
-                let mv = _mm512_load_ps(line.add(5) as *const f32);
+                let (dv, mv) = if K == K4H {
+                    let h = line.add(4) as *const __m256i;
+                    (
+                        _mm512_cvtph_ps(_mm256_load_si256(h)),
+                        _mm512_cvtph_ps(_mm256_load_si256(h.add(1))),
+                    )
+                } else {
+                    (
+                        _mm512_load_ps(line.add(4) as *const f32),
+                        _mm512_load_ps(line.add(5) as *const f32),
+                    )
+                };
                 unroll!(T, |t| {
                     let xb = &*x.add(t * xs + b);
                     let p = _mm512_mul_ps(_mm512_cvtepi32_ps(acci[g][t]), dv);
@@ -442,5 +557,52 @@ mod tests {
             }
         }
         assert!(Packed::from_gguf_q8_0(&[0; 33], 1, 32).is_none());
+    }
+
+    /// Q4_0 and Q4_K repacked into the Q4_1 form dequantize exactly as candle does, and
+    /// multiply like the dequantized weights (8-bit activations: ~1%).
+    #[test]
+    fn q4_0_and_q4_k_repack_exactly() {
+        if !available() {
+            eprintln!("no AVX-512 VNNI here: skipped");
+            return;
+        }
+        let dev = Device::Cpu;
+        let (rows, cols) = (37, 512);
+        let w = Tensor::randn(0f32, 1.0, (rows, cols), &dev).unwrap();
+        for dt in [GgmlDType::Q4_0, GgmlDType::Q4K] {
+            let q = QTensor::quantize(&w, dt).unwrap();
+            let bytes = q.data().unwrap().to_vec();
+            let p = match dt {
+                GgmlDType::Q4_0 => Packed::from_gguf_q4_0(&bytes, rows, cols),
+                _ => Packed::from_gguf_q4_k(&bytes, rows, cols),
+            }
+            .unwrap();
+            let cand = q.dequantize(&dev).unwrap();
+            let want = cand.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let got = p.dequantize();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                // Q4_K: d·sc and dmin·m are formed in f32 here, in candle per weight.
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                    "{dt:?} weight {i}: {a} vs {b}"
+                );
+            }
+            let x = Tensor::randn(0f32, 1.0, (3, cols), &dev).unwrap();
+            let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut xq = vec![super::super::q41::Q81_ZERO; 3 * cols / QK];
+            // SAFETY: checked `available` above.
+            unsafe { quantize(&xv, &mut xq) };
+            let mut out = vec![0f32; 3 * rows];
+            p.matmul(&xq, 3, &mut out);
+            let exact = x.matmul(&cand.t().unwrap()).unwrap().flatten_all().unwrap();
+            let exact = exact.to_vec1::<f32>().unwrap();
+            let scale = exact.iter().fold(0f32, |a, b| a.max(b.abs()));
+            for (a, b) in out.iter().zip(&exact) {
+                assert!((a - b).abs() < 0.02 * scale, "{dt:?}: {a} vs {b}");
+            }
+        }
+        assert!(Packed::from_gguf_q4_0(&[0; 17], 1, 32).is_none());
+        assert!(Packed::from_gguf_q4_k(&[0; 144], 1, 128).is_none());
     }
 }
