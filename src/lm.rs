@@ -175,6 +175,13 @@ pub trait LanguageModel: Send {
     /// position. The prefix is computed once and reused for every suffix.
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>>;
 
+    /// A tag for the engine's arithmetic where it differs from its reference path (e.g.
+    /// 8-bit activations in the int8 kernels), so that cached results of the two stay
+    /// apart; `""` for the reference.
+    fn numerics(&self) -> String {
+        String::new()
+    }
+
     /// The concrete model, for the work that needs more than this interface (training
     /// needs the candle engine: the worker downcasts). `None`: not offered.
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {

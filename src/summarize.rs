@@ -536,6 +536,19 @@ fn kind_name(k: StepKind) -> &'static str {
     }
 }
 
+/// The `extra` part of `lm`'s cache keys: [`prompt_form_tag`] and the engine's
+/// [`LanguageModel::numerics`], the non-empty ones joined by `+` (`""` for a chat model on
+/// the reference arithmetic, which keeps [`crate::cache::trace_key`]'s entries).
+pub fn cache_tag(lm: &dyn LanguageModel) -> anyhow::Result<String> {
+    let form = prompt_form_tag(lm)?;
+    let numerics = lm.numerics();
+    Ok([form, numerics.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("+"))
+}
+
 /// A tag for how the model renders prompts, for cache keys: `""` with a chat
 /// template (what [`crate::cache::trace_key`] assumes, so the window and the CLI share
 /// entries), `"raw"` when it renders the plain `### User:` form instead.

@@ -21,7 +21,7 @@ use crate::rank::{
     llm_scorer_name, recommend_chat_prompt, score_baseline, Baseline, BaselineStats,
     RecommendOptions,
 };
-use crate::summarize::{prompt_form_tag, Cancelled, Method, SummaryTrace};
+use crate::summarize::{cache_tag, Cancelled, Method, SummaryTrace};
 
 /// Which scorer `trsr score` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -170,7 +170,7 @@ pub fn score_llm_all(
         let key = match b.cache {
             Some(_) => Some(score_key(
                 &lm.identity(),
-                prompt_form_tag(&*lm)?,
+                &cache_tag(&*lm)?,
                 b.templates,
                 job.case,
                 &b.data.catalogue,

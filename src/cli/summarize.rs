@@ -17,8 +17,7 @@ use crate::lm::{CancelToken, LanguageModel, SamplingParams};
 use crate::prompt::Templates;
 use crate::segment::BlockParams;
 use crate::summarize::{
-    is_cancelled, prompt_form_tag, summarize, Method, SummarizeEvent, SummarizeRequest,
-    SummaryTrace,
+    cache_tag, is_cancelled, summarize, Method, SummarizeEvent, SummarizeRequest, SummaryTrace,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -127,7 +126,7 @@ pub fn summarize_all(
             sampling: b.sampling.clone(),
         };
         let key = match b.cache {
-            Some(_) => Some(trace_key_with(&req, &lm.identity(), prompt_form_tag(&*lm)?)),
+            Some(_) => Some(trace_key_with(&req, &lm.identity(), &cache_tag(&*lm)?)),
             None => None,
         };
         if let (Some(cache), Some(key), true) = (b.cache, &key, b.read_cache) {

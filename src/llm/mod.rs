@@ -426,6 +426,10 @@ fn answer_head(
 }
 
 impl LanguageModel for Engine {
+    fn numerics(&self) -> String {
+        self.model.numerics_tag().to_string()
+    }
+
     fn identity(&self) -> ModelIdentity {
         self.info.identity.clone()
     }

@@ -1495,6 +1495,27 @@ impl Model {
         })
     }
 
+    /// `"int8-vnni"` when some weights run on the int8 kernels (8-bit activations), else
+    /// `""` (see [`crate::lm::LanguageModel::numerics`]).
+    pub fn numerics_tag(&self) -> &'static str {
+        let packed = |p: &Proj| match &p.quant {
+            Some(QuantParts::Q41(q)) => q.is_packed(),
+            #[cfg(target_arch = "x86_64")]
+            Some(QuantParts::Packed(_)) => true,
+            _ => false,
+        };
+        let any = packed(&self.head)
+            || self
+                .layers
+                .iter()
+                .any(|l| packed(&l.qkv) || packed(&l.wo) || packed(&l.gate_up) || packed(&l.down));
+        if any {
+            "int8-vnni"
+        } else {
+            ""
+        }
+    }
+
     /// How the weights are held, for reports: [`WeightForm::describe`], or the int8 kernel
     /// when every layer's projections use it.
     pub fn describe_form(&self) -> String {

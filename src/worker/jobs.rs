@@ -167,7 +167,8 @@ fn summarize(
     } else {
         None
     };
-    let key = crate::cache::trace_key(&req, &lm.identity());
+    let key =
+        crate::cache::trace_key_with(&req, &lm.identity(), &crate::summarize::cache_tag(&*lm)?);
     if let Some(trace) = cache.as_ref().and_then(|c| c.get_trace(&key)) {
         for (i, st) in trace.steps.iter().enumerate() {
             let _ = em.send(Event::StepStarted {
