@@ -529,6 +529,12 @@ fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
         let (g, u) = src.split_at(ff);
         // SAFETY: row `r` of `out` (n x ff) is written by exactly one caller.
         let dst = unsafe { std::slice::from_raw_parts_mut((addr as *mut f32).add(r * ff), ff) };
+        #[cfg(target_arch = "x86_64")]
+        if super::attn::available() {
+            // SAFETY: the CPU has AVX-512 (checked).
+            unsafe { super::attn::silu_mul(g, u, dst) };
+            return;
+        }
         for ((d, &a), &b) in dst.iter_mut().zip(g).zip(u) {
             *d = a / (1.0 + (-a).exp()) * b;
         }
