@@ -530,7 +530,7 @@ fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
         // SAFETY: row `r` of `out` (n x ff) is written by exactly one caller.
         let dst = unsafe { std::slice::from_raw_parts_mut((addr as *mut f32).add(r * ff), ff) };
         #[cfg(target_arch = "x86_64")]
-        if super::attn::available() {
+        if super::vnni::level() == Some(super::vnni::Level::Avx512) {
             // SAFETY: the CPU has AVX-512 (checked).
             unsafe { super::attn::silu_mul(g, u, dst) };
             return;
@@ -594,7 +594,9 @@ fn packed(
     if device.is_cpu() && super::vnni::available() {
         use super::vnni::Packed;
         let p = match dtype {
-            GgmlDType::Q8_0 => Packed::from_gguf_q8_0(bytes, rows, cols),
+            GgmlDType::Q8_0 if super::vnni::packs_q8_0() => {
+                Packed::from_gguf_q8_0(bytes, rows, cols)
+            }
             GgmlDType::Q4_0 => Packed::from_gguf_q4_0(bytes, rows, cols),
             GgmlDType::Q4K => Packed::from_gguf_q4_k(bytes, rows, cols),
             _ => None,
@@ -1501,8 +1503,9 @@ impl Model {
         })
     }
 
-    /// `"int8-vnni"` when some weights run on the int8 kernels (8-bit activations), else
-    /// `""` (see [`crate::lm::LanguageModel::numerics`]).
+    /// `"int8-vnni"` or `"int8-avx2"` when some weights run on the int8 kernels (8-bit
+    /// activations; the two levels round a few steps differently), else `""` (see
+    /// [`crate::lm::LanguageModel::numerics`]).
     pub fn numerics_tag(&self) -> &'static str {
         let packed = |p: &Proj| match &p.quant {
             Some(QuantParts::Q41(q)) => q.is_packed(),
@@ -1515,11 +1518,15 @@ impl Model {
                 .layers
                 .iter()
                 .any(|l| packed(&l.qkv) || packed(&l.wo) || packed(&l.gate_up) || packed(&l.down));
+        #[cfg(target_arch = "x86_64")]
         if any {
-            "int8-vnni"
-        } else {
-            ""
+            return match super::vnni::level() {
+                Some(super::vnni::Level::Avx512) => "int8-vnni",
+                _ => "int8-avx2",
+            };
         }
+        let _ = any;
+        ""
     }
 
     /// How the weights are held, for reports: [`WeightForm::describe`], or the int8 kernel
@@ -1537,7 +1544,11 @@ impl Model {
                 .iter()
                 .all(|l| packed(&l.qkv) && packed(&l.wo) && packed(&l.gate_up) && packed(&l.down));
         if all {
-            "quantized (int8 AVX-512 VNNI kernels: decode, prefill, scoring)".to_string()
+            let level = match self.numerics_tag() {
+                "int8-vnni" => "AVX-512 VNNI",
+                _ => "AVX2",
+            };
+            format!("quantized (int8 kernels, {level}: decode, prefill, scoring)")
         } else {
             self.form.describe().to_string()
         }

@@ -232,7 +232,7 @@ fn quantize_rows(x: &[f32], out: &mut [Q81], simd: bool) {
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: `simd` is set only when vnni::available() holds.
-            unsafe { super::vnni::quantize(x, out) };
+            unsafe { super::vnni::quantize_any(x, out) };
             return;
         }
         let _ = simd;
@@ -493,9 +493,15 @@ mod tests {
     fn vnni_kernel_matches_scalar_reference() {
         use super::super::vnni;
         if !vnni::available() {
-            eprintln!("no AVX-512 VNNI here: skipped");
+            eprintln!("no int8 kernels here: skipped");
             return;
         }
+        let has512 = is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni");
+        let levels: &[vnni::Level] = if has512 {
+            &[vnni::Level::Avx512, vnni::Level::Avx2]
+        } else {
+            &[vnni::Level::Avx2]
+        };
         let dev = Device::Cpu;
         for (rows, cols) in [(37, 96), (70, 64), (128, 160)] {
             let w = Tensor::randn(0f32, 1.0, (rows, cols), &dev).unwrap();
@@ -504,31 +510,42 @@ mod tests {
             for m in [1, 2, 3, 5, 8, 9, 13, 17] {
                 let x = Tensor::randn(0f32, 1.0, (m, cols), &dev).unwrap();
                 let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                // The SIMD quantizer agrees with the scalar one (ties may round apart).
+                // The SIMD quantizers agree with the scalar one (ties may round apart) and
+                // with each other exactly.
                 let xq = quantized(&xv);
-                let mut xs = vec![Q81_ZERO; xq.len()];
-                // SAFETY: checked `available` above.
-                unsafe { vnni::quantize(&xv, &mut xs) };
-                for (a, b) in xq.iter().zip(&xs) {
+                let mut x2 = vec![Q81_ZERO; xq.len()];
+                // SAFETY: the int8 kernels run here, so the CPU has AVX2 and FMA.
+                unsafe { vnni::quantize_avx2(&xv, &mut x2) };
+                for (a, b) in xq.iter().zip(&x2) {
                     assert_eq!(a.d, b.d);
                     for (p, q) in a.qs.iter().zip(&b.qs) {
                         assert!((*p as i32 - *q as i32).abs() <= 1);
                     }
                 }
-                let mut out = vec![f32::NAN; m * rows];
+                if has512 {
+                    let mut xs = vec![Q81_ZERO; xq.len()];
+                    // SAFETY: checked the CPU above.
+                    unsafe { vnni::quantize(&xv, &mut xs) };
+                    for (a, b) in xs.iter().zip(&x2) {
+                        assert_eq!((a.d, a.s, a.qs), (b.d, b.s, b.qs));
+                    }
+                }
                 let Some(p) = &packed.packed else {
                     panic!("not packed")
                 };
-                p.matmul(&xq, m, &mut out);
-                let nb = cols / QK;
-                for i in 0..m {
-                    for r in 0..rows {
-                        let want = dot_scalar(raw.row(r), &xq[i * nb..(i + 1) * nb]);
-                        let got = out[i * rows + r];
-                        assert!(
+                for &level in levels {
+                    let mut out = vec![f32::NAN; m * rows];
+                    p.matmul_at(level, &xq, m, &mut out);
+                    let nb = cols / QK;
+                    for i in 0..m {
+                        for r in 0..rows {
+                            let want = dot_scalar(raw.row(r), &xq[i * nb..(i + 1) * nb]);
+                            let got = out[i * rows + r];
+                            assert!(
                             (want - got).abs() <= 1e-4 * want.abs().max(1.0),
-                            "[{rows}x{cols}] m {m}, token {i}, row {r}: {want} vs {got}"
+                            "{level:?} [{rows}x{cols}] m {m}, token {i}, row {r}: {want} vs {got}"
                         );
+                        }
                     }
                 }
             }

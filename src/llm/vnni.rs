@@ -54,16 +54,48 @@ const CHUNK_BYTES: usize = 256 * 1024;
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// Whether this CPU runs the kernels (AVX-512 F/BW/VNNI); `TRSR_NO_VNNI=1` turns them off.
-pub(crate) fn available() -> bool {
+/// Which int8 kernels this CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// AVX2 + FMA + F16C: 4-bit types only, two instructions (`vpmaddubsw`, `vpmaddwd`)
+    /// where VNNI has one; Q8_0 stays on candle's kernels.
+    Avx2,
+    /// AVX-512 F/BW/VNNI: every packed type.
+    Avx512,
+}
+
+/// The int8 kernels' level here: AVX-512 VNNI, else AVX2, else none. `TRSR_NO_VNNI=1`
+/// turns them off, `TRSR_SIMD=avx2` keeps to the AVX2 ones.
+pub(crate) fn level() -> Option<Level> {
     use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::env::var_os("TRSR_NO_VNNI").is_none_or(|v| v.is_empty() || v == "0")
-            && is_x86_feature_detected!("avx512f")
+    static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if std::env::var_os("TRSR_NO_VNNI").is_some_and(|v| !v.is_empty() && v != "0") {
+            return None;
+        }
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        let avx512 = is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512vnni");
+        let only_avx2 = std::env::var("TRSR_SIMD").is_ok_and(|v| v == "avx2");
+        match (avx512 && !only_avx2, avx2) {
+            (true, _) => Some(Level::Avx512),
+            (false, true) => Some(Level::Avx2),
+            _ => None,
+        }
     })
+}
+
+/// Whether the int8 kernels run here (at either [`Level`]).
+pub(crate) fn available() -> bool {
+    level().is_some()
+}
+
+/// Whether Q8_0 matrices are packed here (the AVX-512 level only).
+pub(crate) fn packs_q8_0() -> bool {
+    level() == Some(Level::Avx512)
 }
 
 /// A Q4_1 matrix `[rows, cols]` in the VNNI layout.
@@ -281,6 +313,13 @@ impl Packed {
     /// `out[i * rows + r] = Σ_k w[r, k] · x[i, k]` for the `m` tokens of `xq` (each `nb`
     /// blocks, from [`quantize`]), rows split over the engine's threads.
     pub(crate) fn matmul(&self, xq: &[Q81], m: usize, out: &mut [f32]) {
+        self.matmul_at(level().unwrap_or(Level::Avx2), xq, m, out);
+    }
+
+    /// [`Packed::matmul`] with the kernels of `level` (which the CPU must have; AVX2 only
+    /// for 4-bit matrices).
+    pub(crate) fn matmul_at(&self, level: Level, xq: &[Q81], m: usize, out: &mut [f32]) {
+        assert!(level == Level::Avx512 || self.kind != K8);
         let (n, nb) = (self.rows, self.nb);
         assert!(xq.len() >= m * nb && out.len() >= m * n);
         let groups = n.div_ceil(GROUP);
@@ -299,7 +338,7 @@ impl Packed {
                 // SAFETY: the CPU has the features (callers check `available`); each thread
                 // writes only the columns of its own groups (masked at the last group), of
                 // rows < m of `out`, which outlives the call; `xq` has m * nb blocks.
-                unsafe { self.run(c0, c1, xq, m, out_addr as *mut f32) };
+                unsafe { self.run(level, c0, c1, xq, m, out_addr as *mut f32) };
                 c0 = c1;
             }
         });
@@ -309,7 +348,7 @@ impl Packed {
     ///
     /// # Safety
     /// As in [`Packed::matmul`].
-    unsafe fn run(&self, g0: usize, g1: usize, xq: &[Q81], m: usize, out: *mut f32) {
+    unsafe fn run(&self, level: Level, g0: usize, g1: usize, xq: &[Q81], m: usize, out: *mut f32) {
         let (n, nb) = (self.rows, self.nb);
         let gs = nb * self.lines_per_block();
         let mask = |g: usize| -> __mmask16 {
@@ -318,6 +357,24 @@ impl Packed {
         };
         let w = |g: usize| self.lines.as_ptr().add(g * gs);
         let x = |t: usize| xq.as_ptr().add(t * nb);
+        if level == Level::Avx2 {
+            // AVX2: one group, up to two tokens at a time (16 ymm registers).
+            let mut t0 = 0;
+            while t0 < m {
+                let tn = (m - t0).min(2);
+                for g in g0..g1 {
+                    let o = out.add(t0 * n + g * GROUP);
+                    match (tn, self.kind) {
+                        (2, K4H) => tile_avx2::<2, K4H>(w(g), nb, x(t0), nb, o, n, mask(g)),
+                        (2, _) => tile_avx2::<2, K4F>(w(g), nb, x(t0), nb, o, n, mask(g)),
+                        (_, K4H) => tile_avx2::<1, K4H>(w(g), nb, x(t0), nb, o, n, mask(g)),
+                        (_, _) => tile_avx2::<1, K4F>(w(g), nb, x(t0), nb, o, n, mask(g)),
+                    }
+                }
+                t0 += tn;
+            }
+            return;
+        }
         if m == 1 {
             let mut g = g0;
             while g + 4 <= g1 {
@@ -477,6 +534,132 @@ unsafe fn tile<const G: usize, const T: usize, const K: u8>(
     });
 }
 
+/// The AVX2 form of [`tile`] for one group of a 4-bit matrix (the group's two halves of
+/// 8 rows in two registers) and `T` tokens: `Σ q·a` per 4 bytes by `vpmaddubsw` (u8 · i8
+/// pairs, at most 2·15·127, so no saturation) then `vpmaddwd` by ones.
+///
+/// # Safety
+/// AVX2, FMA and F16C; the pointers cover the ranges described at [`tile`]; a 4-bit kind.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_avx2<const T: usize, const K: u8>(
+    w: *const Line,
+    nb: usize,
+    x: *const Q81,
+    xs: usize,
+    out: *mut f32,
+    os: usize,
+    mask: __mmask16,
+) {
+    debug_assert!(K != K8);
+    let low = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let lpb = lines_of(K);
+    let mut accf = [[_mm256_setzero_ps(); T]; 2];
+    for b in 0..nb {
+        let line = w.add(b * lpb);
+        let mut acci = [[_mm256_setzero_si256(); T]; 2];
+        unroll!(4, |v| {
+            let base = line.add(v) as *const __m256i;
+            let mut lo = [_mm256_setzero_si256(); 2];
+            let mut hi = [_mm256_setzero_si256(); 2];
+            unroll!(2, |h| {
+                let p = _mm256_load_si256(base.add(h));
+                lo[h] = _mm256_and_si256(p, low);
+                hi[h] = _mm256_and_si256(_mm256_srli_epi16::<4>(p), low);
+            });
+            unroll!(T, |t| {
+                let qs = (x.add(t * xs + b) as *const u8).add(8);
+                let al = _mm256_set1_epi32((qs.add(4 * v) as *const i32).read_unaligned());
+                let ah = _mm256_set1_epi32((qs.add(16 + 4 * v) as *const i32).read_unaligned());
+                unroll!(2, |h| {
+                    let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[h], al), ones);
+                    let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[h], ah), ones);
+                    acci[h][t] = _mm256_add_epi32(acci[h][t], _mm256_add_epi32(pl, ph));
+                });
+            });
+        });
+        unroll!(2, |h| {
+            let (dv, mv) = if K == K4H {
+                let s = line.add(4) as *const __m128i;
+                (
+                    _mm256_cvtph_ps(_mm_load_si128(s.add(h))),
+                    _mm256_cvtph_ps(_mm_load_si128(s.add(2 + h))),
+                )
+            } else {
+                (
+                    _mm256_load_ps((line.add(4) as *const f32).add(8 * h)),
+                    _mm256_load_ps((line.add(5) as *const f32).add(8 * h)),
+                )
+            };
+            unroll!(T, |t| {
+                let xb = &*x.add(t * xs + b);
+                let p = _mm256_mul_ps(_mm256_cvtepi32_ps(acci[h][t]), dv);
+                accf[h][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(xb.d), accf[h][t]);
+                accf[h][t] = _mm256_fmadd_ps(mv, _mm256_set1_ps(xb.s), accf[h][t]);
+            });
+        });
+    }
+    let mut buf = [0f32; 16];
+    unroll!(T, |t| {
+        _mm256_storeu_ps(buf.as_mut_ptr(), accf[0][t]);
+        _mm256_storeu_ps(buf.as_mut_ptr().add(8), accf[1][t]);
+        let o = out.add(t * os);
+        for (r, v) in buf.iter().enumerate() {
+            if mask & (1 << r) != 0 {
+                *o.add(r) = *v;
+            }
+        }
+    });
+}
+
+/// Quantizes `x` (whole blocks of 32) into `out` with this CPU's [`Level`] (the same
+/// rounding as [`quantize`]: to nearest, ties to even).
+///
+/// # Safety
+/// [`available`] holds.
+pub(crate) unsafe fn quantize_any(x: &[f32], out: &mut [Q81]) {
+    match level() {
+        Some(Level::Avx512) => quantize(x, out),
+        _ => quantize_avx2(x, out),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn quantize_avx2(x: &[f32], out: &mut [Q81]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (o, v) in out.iter_mut().zip(x.chunks_exact(QK)) {
+        let p = v.as_ptr();
+        let xs = [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ];
+        let mut m = _mm256_setzero_ps();
+        for &x in &xs {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, x));
+        }
+        let m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let mut sum = 0i32;
+        for (k, &x) in xs.iter().enumerate() {
+            let q = _mm256_cvtps_epi32(_mm256_mul_ps(x, id));
+            let mut lanes = [0i32; 8];
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, q);
+            for (j, l) in lanes.iter().enumerate() {
+                o.qs[8 * k + j] = *l as i8;
+                sum += l;
+            }
+        }
+        o.d = d;
+        o.s = d * sum as f32;
+    }
+}
+
 fn f16_at(b: &[u8], at: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
@@ -515,7 +698,7 @@ mod tests {
     /// dequantization against candle's, for every tile width and a partial last group.
     #[test]
     fn q8_0_kernel_matches_scalar_reference() {
-        if !available() {
+        if !(is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")) {
             eprintln!("no AVX-512 VNNI here: skipped");
             return;
         }
@@ -535,7 +718,7 @@ mod tests {
                 // SAFETY: checked `available` above.
                 unsafe { quantize(&xv, &mut xq) };
                 let mut out = vec![f32::NAN; m * rows];
-                p.matmul(&xq, m, &mut out);
+                p.matmul_at(Level::Avx512, &xq, m, &mut out);
                 for i in 0..m {
                     for r in 0..rows {
                         let mut want = 0f32;
@@ -564,7 +747,7 @@ mod tests {
     #[test]
     fn q4_0_and_q4_k_repack_exactly() {
         if !available() {
-            eprintln!("no AVX-512 VNNI here: skipped");
+            eprintln!("no int8 kernels here: skipped");
             return;
         }
         let dev = Device::Cpu;
@@ -591,10 +774,21 @@ mod tests {
             let x = Tensor::randn(0f32, 1.0, (3, cols), &dev).unwrap();
             let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let mut xq = vec![super::super::q41::Q81_ZERO; 3 * cols / QK];
-            // SAFETY: checked `available` above.
-            unsafe { quantize(&xv, &mut xq) };
+            // SAFETY: the int8 kernels run here (checked above): AVX2 at least.
+            unsafe { quantize_avx2(&xv, &mut xq) };
             let mut out = vec![0f32; 3 * rows];
-            p.matmul(&xq, 3, &mut out);
+            p.matmul_at(Level::Avx2, &xq, 3, &mut out);
+            if is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni") {
+                // The VNNI kernel gives the same sums (integer products, same f32 steps).
+                let mut o2 = vec![0f32; 3 * rows];
+                p.matmul_at(Level::Avx512, &xq, 3, &mut o2);
+                for (a, b) in out.iter().zip(&o2) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                        "{dt:?} vnni: {a} vs {b}"
+                    );
+                }
+            }
             let exact = x.matmul(&cand.t().unwrap()).unwrap().flatten_all().unwrap();
             let exact = exact.to_vec1::<f32>().unwrap();
             let scale = exact.iter().fold(0f32, |a, b| a.max(b.abs()));
