@@ -91,17 +91,29 @@ fn train_events(evs: &[Event]) -> Vec<&TrainEvent> {
         .collect()
 }
 
-#[test]
-fn a_train_job_streams_its_events_and_writes_an_adapter_that_loads() {
+/// A split dataset and a tiny model in a fresh folder, and a worker loading the model:
+/// `(folder, data, model, adapter output, worker)`.
+fn start() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Worker,
+) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     common::write_split_dataset(&data);
     let model = common::write_tiny_for_prompts(dir.path());
     let out = dir.path().join("adapter");
-
-    let mut w = Worker::spawn(engine_loader(), Arc::new(|| {})).unwrap();
+    let w = Worker::spawn(engine_loader(), Arc::new(|| {})).unwrap();
     w.load_model(spec(&model));
+    (dir, data, model, out, w)
+}
+
+#[test]
+fn a_train_job_streams_its_events_and_writes_an_adapter_that_loads() {
+    let (_dir, data, model, out, mut w) = start();
     let base = wait_loaded(&mut w);
     let settings = TrainSettings {
         epochs: 2,
@@ -231,15 +243,7 @@ fn a_train_job_streams_its_events_and_writes_an_adapter_that_loads() {
 
 #[test]
 fn cancelling_a_train_job_stops_it_and_keeps_the_current_weights() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    common::write_split_dataset(&data);
-    let model = common::write_tiny_for_prompts(dir.path());
-    let out = dir.path().join("adapter");
-
-    let mut w = Worker::spawn(engine_loader(), Arc::new(|| {})).unwrap();
-    w.load_model(spec(&model));
+    let (_dir, data, _model, out, mut w) = start();
     wait_loaded(&mut w);
     // Far more work than the test waits for: it must be cut short.
     let epochs = 10_000;

@@ -82,6 +82,16 @@ impl Counted {
 
 const TICK_BYTES: u64 = 1 << 20;
 
+/// Opens `path` and its length; a missing or 0-byte file is an error that names it.
+fn open_nonempty(path: &Path) -> Result<(File, u64), DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    if len == 0 {
+        return Err(DataError::file(path, "file is empty (0 bytes)"));
+    }
+    Ok((file, len))
+}
+
 /// Reads a file line by line (without line endings), counting lines and bytes.
 pub(crate) struct LineReader<'m, 'o, 'a> {
     path: PathBuf,
@@ -95,11 +105,7 @@ pub(crate) struct LineReader<'m, 'o, 'a> {
 impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
     /// Opens `path`; a missing or 0-byte file is an error that names it.
     pub fn open(path: &Path, meter: &'m Meter<'o, 'a>) -> Result<Self, DataError> {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-        if len == 0 {
-            return Err(DataError::file(path, "file is empty (0 bytes)"));
-        }
+        let (file, _) = open_nonempty(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             inner: BufReader::with_capacity(1 << 20, file),
@@ -168,11 +174,7 @@ pub(crate) struct ChunkReader<'m, 'o, 'a> {
 impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
     /// Opens `path`; a missing or 0-byte file is an error that names it.
     pub fn open(path: &Path, meter: &'m Meter<'o, 'a>) -> Result<Self, DataError> {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-        if len == 0 {
-            return Err(DataError::file(path, "file is empty (0 bytes)"));
-        }
+        let (file, len) = open_nonempty(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             file,

@@ -82,6 +82,35 @@ pub(crate) unsafe fn block(
     }
 }
 
+/// Lays out `scratch` for a block of `L` lanes (`L` query rows): the queries transposed
+/// (`qt[d * L + lane]`, unused lanes zero), then room for `nk * L` scores and the lanes'
+/// inverse sums. Returns `nk` (keys up to the largest position) and each lane's position;
+/// unused lanes take the largest, so they see every key (scores 0) and their sums stay
+/// finite.
+fn prepare<const L: usize>(
+    q: &[f32],
+    pos: &[usize],
+    hd: usize,
+    scratch: &mut Vec<f32>,
+) -> (usize, [i32; L]) {
+    let r = pos.len();
+    debug_assert!(r > 0 && r <= L && q.len() >= r * hd);
+    let last = pos.iter().copied().max().unwrap_or(0);
+    let nk = last + 1;
+    scratch.clear();
+    scratch.resize(hd * L + nk * L + 2 * L, 0.0);
+    for (lane, row) in q.chunks_exact(hd).take(r).enumerate() {
+        for (d, &v) in row.iter().enumerate() {
+            scratch[d * L + lane] = v;
+        }
+    }
+    let mut pos_lanes = [last as i32; L];
+    for (l, &p) in pos_lanes.iter_mut().zip(pos) {
+        *l = p as i32;
+    }
+    (nk, pos_lanes)
+}
+
 /// [`block`] with AVX-512F.
 #[target_feature(enable = "avx512f")]
 unsafe fn block16(
@@ -92,25 +121,10 @@ unsafe fn block16(
     scratch: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let r = pos.len();
-    debug_assert!(r > 0 && r <= ROWS && q.len() >= r * hd && out.len() >= r * hd);
-    let last = pos.iter().copied().max().unwrap_or(0);
-    let nk = last + 1;
-    scratch.clear();
-    scratch.resize(hd * ROWS + nk * ROWS + 2 * ROWS, 0.0);
+    debug_assert!(out.len() >= pos.len() * hd);
+    let (nk, pos_lanes) = prepare::<ROWS>(q, pos, hd, scratch);
     let (qt, rest) = scratch.split_at_mut(hd * ROWS);
     let (s, lanes) = rest.split_at_mut(nk * ROWS);
-    // Queries transposed: qt[d * 16 + lane]; unused lanes stay zero.
-    for (lane, row) in q.chunks_exact(hd).take(r).enumerate() {
-        for (d, &v) in row.iter().enumerate() {
-            qt[d * ROWS + lane] = v;
-        }
-    }
-    // Unused lanes see every key (scores 0), so their sums stay finite.
-    let mut pos_lanes = [last as i32; ROWS];
-    for (l, &p) in pos_lanes.iter_mut().zip(pos) {
-        *l = p as i32;
-    }
     let posv = _mm512_loadu_si512(pos_lanes.as_ptr() as *const __m512i);
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
     let qt = qt.as_ptr();
@@ -220,22 +234,10 @@ unsafe fn block8(
 ) {
     const L: usize = 8;
     let r = pos.len();
-    debug_assert!(r > 0 && r <= L && q.len() >= r * hd && out.len() >= r * hd);
-    let last = pos.iter().copied().max().unwrap_or(0);
-    let nk = last + 1;
-    scratch.clear();
-    scratch.resize(hd * L + nk * L + 2 * L, 0.0);
+    debug_assert!(out.len() >= r * hd);
+    let (nk, pos_lanes) = prepare::<L>(q, pos, hd, scratch);
     let (qt, rest) = scratch.split_at_mut(hd * L);
     let (s, lanes) = rest.split_at_mut(nk * L);
-    for (lane, row) in q.chunks_exact(hd).take(r).enumerate() {
-        for (d, &v) in row.iter().enumerate() {
-            qt[d * L + lane] = v;
-        }
-    }
-    let mut pos_lanes = [last as i32; L];
-    for (l, &p) in pos_lanes.iter_mut().zip(pos) {
-        *l = p as i32;
-    }
     let posv = _mm256_loadu_si256(pos_lanes.as_ptr() as *const __m256i);
     let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
     let qt = qt.as_ptr();

@@ -441,6 +441,17 @@ fn pool_attention(
     Ok(Some(Tensor::from_vec(out, (nkv, rows, hd), qa.device())?))
 }
 
+/// The mask over `[prefix of p | own l tokens]`, causal over the own part: `[1, l, p + l]`.
+fn causal_mask(l: usize, p: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let mut m = vec![0f32; l * (p + l)];
+    for i in 0..l {
+        for j in (i + 1)..l {
+            m[i * (p + l) + p + j] = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::from_vec(m, (1, l, p + l), device)
+}
+
 /// One decode step's attention with the batch kernel (`attn.rs`): the query heads `q`
 /// (`nkv * g` heads of `hd`, pre-scaled) over cache rows `0..=p` of `kc, vc [nkv, cap,
 /// hd]`, as `[nkv, g, hd]`; `None` where the kernel does not run.
@@ -564,12 +575,18 @@ pub(crate) enum QuantParts {
     Packed(super::vnni::Packed),
 }
 
-/// The types [`packed`] takes (Q4_1 goes through `q41.rs`).
+/// The types [`packed`] takes at this CPU's kernel level (Q4_1 goes through `q41.rs`;
+/// Q8_0 needs AVX-512 VNNI), so that no caller reads a matrix's bytes for nothing.
 fn packable(dtype: GgmlDType) -> bool {
-    matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q4K)
+    match dtype {
+        GgmlDType::Q4_0 | GgmlDType::Q4K => true,
+        #[cfg(target_arch = "x86_64")]
+        GgmlDType::Q8_0 => super::vnni::packs_q8_0(),
+        _ => false,
+    }
 }
 
-/// Whether [`packed`] packs on `device` (the CPU, with AVX-512 VNNI).
+/// Whether [`packed`] packs on `device` (the CPU, with the int8 kernels).
 fn packs_on(device: &Device) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -698,6 +715,16 @@ pub(crate) struct LowRank {
 }
 
 impl Proj {
+    /// Whether the int8 kernels (`vnni.rs`) multiply this projection.
+    fn is_packed(&self) -> bool {
+        match &self.quant {
+            Some(QuantParts::Q41(q)) => q.is_packed(),
+            #[cfg(target_arch = "x86_64")]
+            Some(QuantParts::Packed(_)) => true,
+            _ => false,
+        }
+    }
+
     /// `x: [n, in]` -> `[n, sum out_i]`. Batched work (`batch`) uses the dense form when
     /// held, so that prompt and scoring results do not depend on how tokens were chunked;
     /// decode uses the quantized form.
@@ -765,6 +792,10 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
+    fn projections(&self) -> [&Proj; 4] {
+        [&self.qkv, &self.wo, &self.gate_up, &self.down]
+    }
+
     fn mlp(&self, x: &Tensor, batch: bool) -> candle_core::Result<Tensor> {
         let y = self.gate_up.forward(x, batch)?;
         if let Some(h) = silu_mul(&y, self.ff)? {
@@ -1507,17 +1538,11 @@ impl Model {
     /// activations; the two levels round a few steps differently), else `""` (see
     /// [`crate::lm::LanguageModel::numerics`]).
     pub fn numerics_tag(&self) -> &'static str {
-        let packed = |p: &Proj| match &p.quant {
-            Some(QuantParts::Q41(q)) => q.is_packed(),
-            #[cfg(target_arch = "x86_64")]
-            Some(QuantParts::Packed(_)) => true,
-            _ => false,
-        };
-        let any = packed(&self.head)
+        let any = self.head.is_packed()
             || self
                 .layers
                 .iter()
-                .any(|l| packed(&l.qkv) || packed(&l.wo) || packed(&l.gate_up) || packed(&l.down));
+                .any(|l| l.projections().iter().any(|p| p.is_packed()));
         #[cfg(target_arch = "x86_64")]
         if any {
             return match super::vnni::level() {
@@ -1532,17 +1557,11 @@ impl Model {
     /// How the weights are held, for reports: [`WeightForm::describe`], or the int8 kernel
     /// when every layer's projections use it.
     pub fn describe_form(&self) -> String {
-        let packed = |p: &Proj| match &p.quant {
-            Some(QuantParts::Q41(q)) => q.is_packed(),
-            #[cfg(target_arch = "x86_64")]
-            Some(QuantParts::Packed(_)) => true,
-            _ => false,
-        };
         let all = !self.layers.is_empty()
             && self
                 .layers
                 .iter()
-                .all(|l| packed(&l.qkv) && packed(&l.wo) && packed(&l.gate_up) && packed(&l.down));
+                .all(|l| l.projections().iter().all(|p| p.is_packed()));
         if all {
             let level = match self.numerics_tag() {
                 "int8-vnni" => "AVX-512 VNNI",
@@ -1681,16 +1700,9 @@ impl Model {
             candle_core::bail!("forward_batch: {} tokens exceed the cache", p + l);
         }
         let (nkv, g, hd) = (c.n_kv_head, c.group(), c.head_dim);
-        // Mask over [prefix | own tokens]: rows (b, g, l), causal over the own part.
-        let mask = {
-            let mut m = vec![0f32; l * (p + l)];
-            for i in 0..l {
-                for j in (i + 1)..l {
-                    m[i * (p + l) + p + j] = f32::NEG_INFINITY;
-                }
-            }
-            Tensor::from_vec(m, (1, l, p + l), &self.device)?
-        };
+        // Mask over [prefix | own tokens] for the fallback attention, made when first needed
+        // (the CPU kernels mask in place).
+        let mut mask: Option<Tensor> = None;
         let mut x = self.embed(tokens)?;
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
@@ -1730,7 +1742,13 @@ impl Model {
             };
             let out = match pooled {
                 Some(out) => out,
-                None => self.attention_fallback(&qa, &ks, &vs, &mask, cache, li, (b, g, l, p))?,
+                None => {
+                    let m = match mask {
+                        Some(ref m) => m,
+                        None => mask.insert(causal_mask(l, p, &self.device)?),
+                    };
+                    self.attention_fallback(&qa, &ks, &vs, m, cache, li, (b, g, l, p))?
+                }
             };
             // [nkv, b, g, l, hd] -> [b, l, nkv, g, hd] -> [b*l, hidden]
             let out = out

@@ -96,22 +96,6 @@ impl Q41Matrix {
         false
     }
 
-    /// Row `r`'s block `b`: `(d, m, the 16 nibble bytes)`.
-    fn block(&self, r: usize, b: usize) -> (f32, f32, [u8; 16]) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(p) = &self.packed {
-            return p.block(r, b);
-        }
-        let blk = &self.row(r)[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES];
-        let mut qs = [0u8; 16];
-        qs.copy_from_slice(&blk[4..20]);
-        (f16_at(blk, 0), f16_at(blk, 2), qs)
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     fn row(&self, r: usize) -> &[u8] {
         let n = self.cols / QK * BLOCK_BYTES;
         &self.data[r * n..(r + 1) * n]
@@ -119,17 +103,15 @@ impl Q41Matrix {
 
     /// The weights as f32 `[rows, cols]`.
     pub fn dequantize(&self, device: &Device) -> candle_core::Result<Tensor> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.packed {
+            return Tensor::from_vec(p.dequantize(), (self.rows, self.cols), device);
+        }
         let mut out = Vec::with_capacity(self.rows * self.cols);
-        for r in 0..self.rows {
-            for b in 0..self.cols / QK {
-                let (d, m, qs) = self.block(r, b);
-                for q in qs {
-                    out.push(d * (q & 0x0F) as f32 + m);
-                }
-                for q in qs {
-                    out.push(d * (q >> 4) as f32 + m);
-                }
-            }
+        for blk in self.data.chunks_exact(BLOCK_BYTES) {
+            let mut qs = [0u8; 16];
+            qs.copy_from_slice(&blk[4..20]);
+            push_q4(&mut out, f16_at(blk, 0), f16_at(blk, 2), &qs);
         }
         Tensor::from_vec(out, (self.rows, self.cols), device)
     }
@@ -220,7 +202,14 @@ pub(crate) fn packed_matmul(w: &super::vnni::Packed, x: &Tensor) -> candle_core:
     Tensor::from_vec(out, (m, w.rows()), x.device())
 }
 
-fn f16_at(b: &[u8], at: usize) -> f32 {
+/// Appends a 4-bit block's 32 weights `d·q + m` to `out`: the low nibbles of `qs` are
+/// weights 0..16, the high nibbles 16..32.
+pub(crate) fn push_q4(out: &mut Vec<f32>, d: f32, m: f32, qs: &[u8; 16]) {
+    out.extend(qs.iter().map(|q| d * (q & 0x0F) as f32 + m));
+    out.extend(qs.iter().map(|q| d * (q >> 4) as f32 + m));
+}
+
+pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
 
@@ -293,17 +282,11 @@ fn has_avx2() -> bool {
 
 fn dot_fn() -> DotFn {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        let has = *HAS
-            .get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
-        if has {
-            return |w, x| {
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
-                unsafe { dot_avx2(w, x) }
-            };
-        }
+    if has_avx2() {
+        return |w, x| {
+            // SAFETY: the CPU has AVX2 and FMA (checked by has_avx2).
+            unsafe { dot_avx2(w, x) }
+        };
     }
     dot_scalar
 }

@@ -22,7 +22,7 @@
 
 use std::arch::x86_64::*;
 
-use super::q41::Q81;
+use super::q41::{f16_at, Q81};
 
 /// Blocks of 32 weights.
 const QK: usize = 32;
@@ -304,8 +304,7 @@ impl Packed {
                 }
             } else {
                 let (d, m, qs) = self.block(r, b);
-                out.extend(qs.iter().map(|q| d * (q & 0x0F) as f32 + m));
-                out.extend(qs.iter().map(|q| d * (q >> 4) as f32 + m));
+                super::q41::push_q4(out, d, m, &qs);
             }
         }
     }
@@ -658,10 +657,6 @@ pub(crate) unsafe fn quantize_avx2(x: &[f32], out: &mut [Q81]) {
         o.d = d;
         o.s = d * sum as f32;
     }
-}
-
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
 
 /// Quantizes `x` (whole blocks of 32) into `out` (one [`Q81`] per block).
