@@ -14,73 +14,27 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use trsr::app::{Command, StartOptions, Tab, WorkbenchApp};
-use trsr::lm::{
-    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
-    TokenDelta,
-};
-use trsr::worker::{LoadedModel, Loader, ModelSpec};
+use trsr::worker::Loader;
 
-struct FakeStream;
+#[path = "../tests/common/scripted.rs"]
+#[allow(dead_code)]
+mod scripted;
+use scripted::{Length, Scripted};
 
-impl LanguageModel for FakeStream {
-    fn identity(&self) -> ModelIdentity {
-        ModelIdentity {
-            name: "fake-stream".into(),
-            sha256: "0".into(),
-            architecture: "fake".into(),
-            context_len: 2048,
-        }
-    }
-    fn context_len(&self) -> usize {
-        2048
-    }
-    fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
-        Ok(text.len().div_ceil(4))
-    }
-    fn render_chat(&self, m: &[ChatMessage]) -> anyhow::Result<String> {
-        Ok(m.iter().map(|m| m.content.clone()).collect())
-    }
-    fn generate(
-        &mut self,
-        _p: &str,
-        params: &SamplingParams,
-        cancel: &CancelToken,
-        on_token: &mut dyn FnMut(&TokenDelta),
-    ) -> anyhow::Result<Generated> {
-        let mut n = 0;
-        while n < params.max_new_tokens && !cancel.is_cancelled() {
-            std::thread::sleep(Duration::from_millis(17)); // ~58 tok/s, like candle decode
-            on_token(&TokenDelta {
-                token: n as u32,
-                text: " token".into(),
-                logprob: -0.7,
-            });
-            n += 1;
-        }
-        Ok(Generated {
-            text: " token".repeat(n),
-            prompt_tokens: 100,
-            new_tokens: n,
-            stop: StopReason::MaxTokens,
-            prefill_ms: 0.0,
-            decode_ms: n as f64 * 17.0,
-        })
-    }
-    fn score_yes_no(&mut self, _p: &str, s: &[String]) -> anyhow::Result<Vec<f32>> {
-        Ok(vec![0.5; s.len()])
-    }
+/// A scripted model streaming ~58 tokens/s, like candle decode (plumbing only).
+fn fake_stream() -> Scripted {
+    let mut m = Scripted::streaming("fake-stream", " token", Duration::from_millis(17))
+        .with_context(2048)
+        .with_logprob(-0.7);
+    m.length = Length::MaxNewTokens;
+    m.count = |t| t.len().div_ceil(4);
+    m
 }
 
+/// The default model where `trsr fetch-model` put it.
 fn model_path() -> Option<PathBuf> {
-    let mut c = Vec::new();
-    if let Ok(d) = std::env::var("TRSR_MODEL_DIR") {
-        c.push(PathBuf::from(d).join("SmolLM2-135M-Instruct.Q4_1.gguf"));
-    }
-    if let Some(h) = dirs::cache_dir() {
-        c.push(h.join("trsr/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    }
-    c.push(PathBuf::from("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    c.into_iter().find(|p| p.is_file())
+    let p = trsr::llm::fetch::default_model_path();
+    p.is_file().then_some(p)
 }
 
 fn data_dir(tmp: &tempfile::TempDir) -> PathBuf {
@@ -162,15 +116,7 @@ fn main() {
         Some(p) => (trsr::app::engine_loader(), p.display().to_string()),
         None => {
             println!("note: default model absent; a fake model streams ~58 tok/s instead");
-            (
-                Box::new(|_: &ModelSpec| {
-                    Ok(LoadedModel {
-                        model: Box::new(FakeStream),
-                        device: "cpu".into(),
-                    })
-                }),
-                "fake".into(),
-            )
+            (fake_stream().loader(), "fake".into())
         }
     };
     let ctx = egui::Context::default();

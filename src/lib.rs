@@ -1,13 +1,35 @@
 //! TRSR Workbench: LLM-TRSR (Zheng et al., WWW 2024) end to end.
 //!
-//! Dependency direction: `app -> worker -> llm -> core`, `app -> core`,
-//! `cli -> worker, llm, core`. The core modules (`data`, `segment`, `prompt`,
-//! `metrics`, `summarize`, `rank`, `curate`, `export`, `lm`) know neither egui nor
-//! candle. `summarize` and `rank` drive a model through the [`lm::LanguageModel`]
-//! trait, which `llm` implements on candle.
+//! # Layers and the direction of use
+//!
+//! ```text
+//! cli ──> app ──> worker ──> llm ────> core
+//!  │        │        └─────> remote ─> core
+//!  └────────┴──────────────────────────> core
+//! ```
+//!
+//! An arrow means "may use"; nothing may use a layer above it. `tests/layers.rs` checks
+//! this on the source text, and that each outside library stays in its layer.
+//!
+//! - **core** (pure logic, no egui, no candle, no HTTP): `data` (items, loaders,
+//!   prepare), `segment` (blocks), `prompt` (templates), `summarize` and `rank` (the
+//!   method, driving any [`lm::LanguageModel`]), `metrics`, `curate`, `project`,
+//!   `export`, `train` (the recommender's SFT set, settings, events and report; the
+//!   training loop itself needs candle and lives in `llm::finetune`), `cache` (results
+//!   on disk), `lm` (the model interface), `cancel`, `calendar`.
+//! - **llm**: candle and tokenizers: the engine that implements `lm::LanguageModel`,
+//!   its CPU kernels (`llm::cpu`), GGUF/safetensors loading, LoRA, training.
+//! - **remote**: the same interface over OpenAI-compatible HTTP servers (when built).
+//! - **worker**: the background thread that owns a model and runs jobs for the window;
+//!   plain data in and out, woken UI through a closure (no egui).
+//! - **app**: the window (eframe, egui, egui_plot, rfd); only it knows egui.
+//! - **cli**: the subcommands, including `trsr gui`, which opens the window through
+//!   `app::run_native`.
 
 pub mod app;
 pub mod cache;
+pub mod calendar;
+pub mod cancel;
 pub mod cli;
 pub mod curate;
 pub mod data;

@@ -3,26 +3,9 @@
 //! `llm::Engine` implements it on candle; tests of plumbing may implement it with a
 //! fake, but no feature is claimed on a fake.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-/// Shared cancellation flag, checked by long jobs at every token / case.
-#[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::cancel::CancelToken;
 
 /// Sampling settings. `temperature <= 0` means greedy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -429,6 +429,25 @@ pub fn fill(template: &str, values: &[(&str, Option<&str>)]) -> String {
     out
 }
 
+/// Guesses the dataset's kind from its items' fields.
+pub fn guess_wording(catalogue: &crate::data::Catalogue) -> Option<Wording> {
+    let mut news = 0;
+    let mut products = 0;
+    for item in catalogue.items().iter().take(200) {
+        if item.field("subcategory").is_some() || item.field("category").is_some() {
+            news += 1;
+        }
+        if item.field("price").is_some() || item.field("brand").is_some() {
+            products += 1;
+        }
+    }
+    match (news, products) {
+        (0, 0) => None,
+        (n, p) if p >= n => Some(Wording::Products),
+        _ => Some(Wording::News),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

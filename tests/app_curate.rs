@@ -2,46 +2,18 @@
 //! counters, edits undo and redo, the project is saved and reopened with its
 //! annotations, and "Re-run stale" re-runs exactly the stale steps.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::scripted::Scripted;
+use common::ui::step_until;
 use eframe::egui;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use trsr::app::{StartOptions, Tab, WorkbenchApp};
 use trsr::curate::{Curation, Edit, Key, Status, StepKind};
-use trsr::lm::{
-    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
-    TokenDelta,
-};
 use trsr::project::{DatasetRef, Project};
-use trsr::worker::{LoadedModel, Loader, ModelSpec};
-
-/// A prepared dataset: 3 users with 12, 7 and 20 history items.
-fn sample_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut items = String::new();
-    let topics = ["football", "elections", "recipes", "space", "markets"];
-    for i in 0..40 {
-        items.push_str(&format!(
-            "{{\"id\": \"N{i}\", \"category\": \"{}\", \"title\": \"Story {i} about {}\"}}\n",
-            topics[i % 5],
-            topics[i % 5]
-        ));
-    }
-    std::fs::write(dir.path().join("items.jsonl"), items).unwrap();
-    let mut cases = String::new();
-    for (u, len) in [(1, 12), (2, 7), (3, 20)] {
-        let hist: Vec<String> = (0..len).map(|i| format!("\"N{}\"", (i * u) % 35)).collect();
-        cases.push_str(&format!(
-            "{{\"case\": \"c{u}\", \"user\": \"U{u}\", \"history\": [{}], \"target\": \"N{}\", \"negatives\": [\"N36\", \"N37\", \"N38\"]}}\n",
-            hist.join(", "),
-            35 + u
-        ));
-    }
-    std::fs::write(dir.path().join("cases.jsonl"), cases).unwrap();
-    dir
-}
 
 /// A project on `data` with recurrent traces of c1 and c2 (2 steps each).
 fn project_file(dir: &Path, data: &Path) -> PathBuf {
@@ -79,104 +51,18 @@ fn project_file(dir: &Path, data: &Path) -> PathBuf {
     path
 }
 
-/// A fake model that answers at once with a numbered text (plumbing only).
-struct Quick(usize);
-
-impl LanguageModel for Quick {
-    fn identity(&self) -> ModelIdentity {
-        ModelIdentity {
-            name: "quick-fake".into(),
-            sha256: "0".into(),
-            architecture: "fake".into(),
-            context_len: 4096,
-        }
-    }
-    fn context_len(&self) -> usize {
-        4096
-    }
-    fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
-        Ok(text.split_whitespace().count())
-    }
-    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
-        Ok(messages
-            .iter()
-            .map(|m| m.content.clone())
-            .collect::<String>())
-    }
-    fn generate(
-        &mut self,
-        _prompt: &str,
-        _params: &SamplingParams,
-        _cancel: &CancelToken,
-        on_token: &mut dyn FnMut(&TokenDelta),
-    ) -> anyhow::Result<Generated> {
-        self.0 += 1;
-        let text = format!("summary {}", self.0);
-        on_token(&TokenDelta {
-            token: 0,
-            text: text.clone(),
-            logprob: -1.0,
-        });
-        Ok(Generated {
-            text,
-            prompt_tokens: 1,
-            new_tokens: 1,
-            stop: StopReason::Eos,
-            prefill_ms: 0.0,
-            decode_ms: 1.0,
-        })
-    }
-    fn score_yes_no(&mut self, _prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
-        self.0 += 1;
-        Ok((0..suffixes.len())
-            .map(|i| ((self.0 + i) % 7) as f32 / 7.0)
-            .collect())
-    }
-}
-
-fn quick_loader() -> Loader {
-    Box::new(|_: &ModelSpec| {
-        Ok(LoadedModel {
-            model: Box::new(Quick(0)),
-            device: "cpu".into(),
-        })
-    })
-}
-
+/// The app on `data` with `project` open and a model that answers at once with a
+/// numbered text (plumbing only).
 fn harness(data: &Path, project: &Path, model: Option<String>) -> Harness<'static, WorkbenchApp> {
-    let data = data.to_path_buf();
-    let project = project.to_path_buf();
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .with_max_steps(10_000)
-        .build_eframe(move |cc| {
-            WorkbenchApp::new(
-                &cc.egui_ctx,
-                quick_loader(),
-                StartOptions {
-                    data: Some(data),
-                    project: Some(project),
-                    model,
-                    ..StartOptions::default()
-                },
-            )
-            .unwrap()
-        })
-}
-
-fn step_until(
-    h: &mut Harness<'_, WorkbenchApp>,
-    what: &str,
-    secs: u64,
-    cond: impl Fn(&WorkbenchApp) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.run_steps(2);
+    common::ui::harness(
+        Scripted::numbered("quick-fake").loader(),
+        data,
+        StartOptions {
+            project: Some(project.to_path_buf()),
+            model,
+            ..StartOptions::default()
+        },
+    )
 }
 
 fn curation<'a>(h: &'a Harness<'static, WorkbenchApp>) -> &'a Curation {
@@ -193,7 +79,7 @@ fn ready(dir: &Path, data: &Path) -> Harness<'static, WorkbenchApp> {
 
 #[test]
 fn accept_and_reject_keys_change_the_counters() {
-    let data = sample_dir();
+    let data = common::three_users_dir();
     let dir = tempfile::tempdir().unwrap();
     let mut h = ready(dir.path(), data.path());
     // 2 traces x (2 steps + final).
@@ -260,7 +146,7 @@ fn accept_and_reject_keys_change_the_counters() {
 
 #[test]
 fn edit_shows_a_word_diff_and_undo_restores_the_model_text() {
-    let data = sample_dir();
+    let data = common::three_users_dir();
     let dir = tempfile::tempdir().unwrap();
     let mut h = ready(dir.path(), data.path());
     let key = Key::final_of("c1", "recurrent");
@@ -307,7 +193,7 @@ fn edit_shows_a_word_diff_and_undo_restores_the_model_text() {
 
 #[test]
 fn annotations_are_autosaved_and_survive_reopening() {
-    let data = sample_dir();
+    let data = common::three_users_dir();
     let dir = tempfile::tempdir().unwrap();
     let project = project_file(dir.path(), data.path());
     {
@@ -358,10 +244,8 @@ fn annotations_are_autosaved_and_survive_reopening() {
 
 #[test]
 fn rerun_stale_regenerates_only_the_stale_steps_and_rescores() {
-    let data = sample_dir();
+    let data = common::three_users_dir();
     let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    std::env::set_var("TRSR_CACHE_DIR", cache.path());
     // A new, empty project on the dataset.
     let project = dir.path().join("new.ron");
     let mut h = harness(data.path(), &project, Some("fake".into()));
@@ -451,7 +335,7 @@ fn rerun_stale_regenerates_only_the_stale_steps_and_rescores() {
 
 #[test]
 fn the_export_dialog_writes_the_accepted_examples_with_the_real_prompts() {
-    let data = sample_dir();
+    let data = common::three_users_dir();
     let dir = tempfile::tempdir().unwrap();
     let mut h = ready(dir.path(), data.path());
     h.key_press(egui::Key::A);

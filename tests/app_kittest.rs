@@ -3,148 +3,31 @@
 //! UI flows that need no model run with a fake model (plumbing only); the summary and
 //! ranking flows run the real default model and skip with a note when it is absent.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::scripted::Scripted;
+use common::ui::{harness, step_until};
 use eframe::egui;
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
-use trsr::app::{StartOptions, WorkbenchApp};
-use trsr::lm::{
-    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
-    TokenDelta,
-};
-use trsr::worker::{LoadedModel, Loader, ModelSpec};
+use trsr::app::StartOptions;
 
-/// A small prepared dataset: 3 users with 12, 7 and 20 history items.
-fn sample_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut items = String::new();
-    let topics = ["football", "elections", "recipes", "space", "markets"];
-    for i in 0..40 {
-        items.push_str(&format!(
-            "{{\"id\": \"N{i}\", \"category\": \"{}\", \"title\": \"Story {i} about {}\"}}\n",
-            topics[i % 5],
-            topics[i % 5]
-        ));
-    }
-    std::fs::write(dir.path().join("items.jsonl"), items).unwrap();
-    let mut cases = String::new();
-    for (u, len) in [(1, 12), (2, 7), (3, 20)] {
-        let hist: Vec<String> = (0..len).map(|i| format!("\"N{}\"", (i * u) % 35)).collect();
-        cases.push_str(&format!(
-            "{{\"case\": \"c{u}\", \"user\": \"U{u}\", \"history\": [{}], \"target\": \"N{}\", \"negatives\": [\"N36\", \"N37\", \"N38\"]}}\n",
-            hist.join(", "),
-            35 + u
-        ));
-    }
-    std::fs::write(dir.path().join("cases.jsonl"), cases).unwrap();
-    dir
+fn slow() -> Scripted {
+    Scripted::streaming("slow-fake", "word ", Duration::from_millis(2))
 }
 
-/// A fake model that streams slowly (for the cancel flow; no model feature is claimed).
-struct Slow;
-
-impl LanguageModel for Slow {
-    fn identity(&self) -> ModelIdentity {
-        ModelIdentity {
-            name: "slow-fake".into(),
-            sha256: "0".into(),
-            architecture: "fake".into(),
-            context_len: 2048,
-        }
+fn with_model(model: Option<String>) -> StartOptions {
+    StartOptions {
+        model,
+        ..StartOptions::default()
     }
-    fn context_len(&self) -> usize {
-        2048
-    }
-    fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
-        Ok(text.split_whitespace().count())
-    }
-    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
-        Ok(messages
-            .iter()
-            .map(|m| m.content.clone())
-            .collect::<String>())
-    }
-    fn generate(
-        &mut self,
-        _prompt: &str,
-        _params: &SamplingParams,
-        cancel: &CancelToken,
-        on_token: &mut dyn FnMut(&TokenDelta),
-    ) -> anyhow::Result<Generated> {
-        let mut n = 0;
-        while !cancel.is_cancelled() && n < 100_000 {
-            std::thread::sleep(Duration::from_millis(2));
-            on_token(&TokenDelta {
-                token: n,
-                text: "word ".into(),
-                logprob: -1.0,
-            });
-            n += 1;
-        }
-        Ok(Generated {
-            text: "word ".repeat(n as usize),
-            prompt_tokens: 1,
-            new_tokens: n as usize,
-            stop: StopReason::Cancelled,
-            prefill_ms: 0.0,
-            decode_ms: 1.0,
-        })
-    }
-    fn score_yes_no(&mut self, _prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
-        Ok(vec![0.5; suffixes.len()])
-    }
-}
-
-fn slow_loader() -> Loader {
-    Box::new(|_: &ModelSpec| {
-        Ok(LoadedModel {
-            model: Box::new(Slow),
-            device: "cpu".into(),
-        })
-    })
-}
-
-fn harness(data: &Path, loader: Loader, model: Option<String>) -> Harness<'static, WorkbenchApp> {
-    let data = data.to_path_buf();
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .with_max_steps(10_000)
-        .build_eframe(move |cc| {
-            WorkbenchApp::new(
-                &cc.egui_ctx,
-                loader,
-                StartOptions {
-                    data: Some(data),
-                    model,
-                    ..StartOptions::default()
-                },
-            )
-            .unwrap()
-        })
-}
-
-/// Steps frames (with real time passing) until `cond` holds.
-fn step_until(
-    h: &mut Harness<'_, WorkbenchApp>,
-    what: &str,
-    secs: u64,
-    cond: impl Fn(&WorkbenchApp) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
 }
 
 #[test]
 fn open_data_select_a_user_and_block_size_changes_the_block_count() {
-    let dir = sample_dir();
-    let mut h = harness(dir.path(), slow_loader(), None);
+    let dir = common::three_users_dir();
+    let mut h = harness(slow().loader(), dir.path(), with_model(None));
     step_until(&mut h, "the dataset", 30, |a| a.wb.data.is_some());
     h.get_by_label_contains("items · 3 users");
     // Select U3 (20 items): 5 per block, at most 5 blocks -> 4 blocks.
@@ -170,8 +53,8 @@ fn open_data_select_a_user_and_block_size_changes_the_block_count() {
 
 #[test]
 fn a_running_summary_streams_and_cancel_stops_it() {
-    let dir = sample_dir();
-    let mut h = harness(dir.path(), slow_loader(), Some("fake".into()));
+    let dir = common::three_users_dir();
+    let mut h = harness(slow().loader(), dir.path(), with_model(Some("fake".into())));
     step_until(&mut h, "data and model", 30, |a| {
         a.wb.data.is_some() && a.wb.context_len().is_some()
     });
@@ -194,8 +77,8 @@ fn a_running_summary_streams_and_cancel_stops_it() {
 
 #[test]
 fn f1_shows_the_shortcuts_and_alt_down_selects_the_next_user() {
-    let dir = sample_dir();
-    let mut h = harness(dir.path(), slow_loader(), None);
+    let dir = common::three_users_dir();
+    let mut h = harness(slow().loader(), dir.path(), with_model(None));
     step_until(&mut h, "the dataset", 30, |a| a.wb.data.is_some());
     assert_eq!(h.state().wb.selected, Some(0));
     h.key_press(egui::Key::F1);
@@ -210,31 +93,17 @@ fn f1_shows_the_shortcuts_and_alt_down_selects_the_next_user() {
     assert_eq!(h.state().wb.selected, Some(0));
 }
 
-fn default_model() -> Option<PathBuf> {
-    let p = trsr::llm::fetch::default_model_path();
-    if p.is_file() {
-        return Some(p);
-    }
-    let tmp = PathBuf::from("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    tmp.is_file().then_some(tmp)
-}
-
 #[test]
 fn real_model_summary_text_appears_and_candidates_are_ranked() {
-    let Some(model) = default_model() else {
-        eprintln!(
-            "note: skipping: the default model is absent (trsr fetch-model puts it in place)"
-        );
+    let Some(model) = common::default_model() else {
         return;
     };
-    let dir = sample_dir();
-    // A fresh results cache, so the summary is computed, not reused.
-    let cache = tempfile::tempdir().unwrap();
-    std::env::set_var("TRSR_CACHE_DIR", cache.path());
+    let dir = common::three_users_dir();
+    // No results cache, so the summary is computed, not reused.
     let mut h = harness(
-        dir.path(),
         trsr::app::engine_loader(),
-        Some(model.display().to_string()),
+        dir.path(),
+        with_model(Some(model.display().to_string())),
     );
     step_until(&mut h, "data and model", 120, |a| {
         a.wb.data.is_some() && a.wb.context_len().is_some()

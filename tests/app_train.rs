@@ -6,8 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
+use common::scripted::Scripted;
+use common::ui::step_until;
 use eframe::egui;
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -15,66 +16,13 @@ use egui_kittest::Harness;
 use trsr::app::train_panel::Phase;
 use trsr::app::{ModelStatus, StartOptions, WorkbenchApp};
 use trsr::curate::{Curation, Edit, Key, Status, StepKind};
-use trsr::lm::{
-    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
-    TokenDelta,
-};
 use trsr::project::{DatasetRef, Project};
 use trsr::train::TrainSettings;
-use trsr::worker::{LoadedModel, Loader, ModelSpec};
+use trsr::worker::Loader;
 
 /// A fake model (plumbing only): not the candle engine, so it cannot train.
-struct Fake;
-
-impl LanguageModel for Fake {
-    fn identity(&self) -> ModelIdentity {
-        ModelIdentity {
-            name: "quick-fake".into(),
-            sha256: "0".into(),
-            architecture: "fake".into(),
-            context_len: 4096,
-        }
-    }
-    fn context_len(&self) -> usize {
-        4096
-    }
-    fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
-        Ok(text.split_whitespace().count())
-    }
-    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
-        Ok(messages
-            .iter()
-            .map(|m| m.content.clone())
-            .collect::<String>())
-    }
-    fn generate(
-        &mut self,
-        _prompt: &str,
-        _params: &SamplingParams,
-        _cancel: &CancelToken,
-        _on_token: &mut dyn FnMut(&TokenDelta),
-    ) -> anyhow::Result<Generated> {
-        Ok(Generated {
-            text: String::new(),
-            prompt_tokens: 1,
-            new_tokens: 0,
-            stop: StopReason::Eos,
-            prefill_ms: 0.0,
-            decode_ms: 0.0,
-        })
-    }
-    fn score_yes_no(&mut self, _prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
-        Ok(vec![0.5; suffixes.len()])
-    }
-}
-
 fn fake_loader() -> Loader {
-    Box::new(|_: &ModelSpec| {
-        Ok(LoadedModel {
-            model: Box::new(Fake),
-            device: "cpu".into(),
-        })
-    })
+    Scripted::new("quick-fake").loader()
 }
 
 fn harness(data: &Path, loader: Loader, model: Option<String>) -> Harness<'static, WorkbenchApp> {
@@ -87,39 +35,15 @@ fn harness_with_project(
     model: Option<String>,
     project: Option<PathBuf>,
 ) -> Harness<'static, WorkbenchApp> {
-    let data = data.to_path_buf();
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 1000.0))
-        .with_max_steps(10_000)
-        .build_eframe(move |cc| {
-            WorkbenchApp::new(
-                &cc.egui_ctx,
-                loader,
-                StartOptions {
-                    data: Some(data),
-                    model,
-                    project,
-                    ..StartOptions::default()
-                },
-            )
-            .unwrap()
-        })
-}
-
-/// Steps frames (with real time passing) until `cond` holds.
-fn step_until(
-    h: &mut Harness<'_, WorkbenchApp>,
-    what: &str,
-    secs: u64,
-    cond: impl Fn(&WorkbenchApp) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
+    common::ui::harness(
+        loader,
+        data,
+        StartOptions {
+            model,
+            project,
+            ..StartOptions::default()
+        },
+    )
 }
 
 fn ready(a: &WorkbenchApp) -> bool {

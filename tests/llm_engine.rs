@@ -9,7 +9,7 @@ use trsr::llm::{Engine, LlmError, LoadOptions};
 use trsr::lm::{CancelToken, ChatMessage, LanguageModel, SamplingParams, StopReason};
 
 fn model_path() -> Option<PathBuf> {
-    common::default_model_path()
+    common::default_model()
 }
 
 fn engine() -> Option<Engine> {

@@ -2,6 +2,8 @@
 //! (recorded by scripts/record_tokenizer_ids.py into tests/data/), and the SentencePiece and
 //! byte-level paths on small GGUF files written here.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -12,25 +14,9 @@ use trsr::llm::tokenizer::{TokenStream, Tokenizer, VocabKind};
 use trsr::llm::LlmError;
 use trsr::lm::ChatMessage;
 
-const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// The default model where `trsr fetch-model` puts it (`$TRSR_MODEL_DIR` or
-/// `~/.cache/trsr/models`), if it is there.
+/// The default model where `trsr fetch-model` puts it (see `common::default_model`).
 fn default_model() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("TRSR_MODEL_DIR") {
-        candidates.push(PathBuf::from(dir).join(DEFAULT_MODEL_FILE));
-    }
-    if let Some(home) = dirs::home_dir() {
-        candidates.push(home.join(".cache/trsr/models").join(DEFAULT_MODEL_FILE));
-    }
-    let found = candidates.into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!(
-            "note: skipped: default model {DEFAULT_MODEL_FILE} not found (run `trsr fetch-model` or set TRSR_MODEL_DIR)"
-        );
-    }
-    found
+    common::default_model()
 }
 
 fn read_gguf(path: &std::path::Path) -> gguf_file::Content {
@@ -52,10 +38,10 @@ fn smollm2() -> Option<(Tokenizer, gguf_file::Content, serde_json::Value)> {
     let data = recorded();
     let sha = file_sha256(&path).unwrap();
     if sha != data["model_sha256"].as_str().unwrap() {
-        eprintln!(
-            "note: skipped: {} has SHA-256 {sha}, the recorded ids are for another file",
+        common::skipped(&format!(
+            "{} has SHA-256 {sha}, the recorded ids are for another file",
             path.display()
-        );
+        ));
         return None;
     }
     let content = read_gguf(&path);

@@ -3,6 +3,8 @@
 //! computed, and a second run is served from the cache. Skips with a note when the
 //! model file is absent.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use trsr::cache::Cache;
@@ -18,15 +20,7 @@ use trsr::segment::BlockParams;
 use trsr::summarize::{summarize, Method, StepKind, SummarizeRequest, SummaryTrace};
 
 fn model_path() -> Option<PathBuf> {
-    let p = trsr::llm::fetch::default_model_path();
-    if p.is_file() {
-        return Some(p);
-    }
-    eprintln!(
-        "note: skipping: the default model is not at {} (run `trsr fetch-model`)",
-        p.display()
-    );
-    None
+    common::default_model()
 }
 
 /// The repository's prepared sample (sample_data/jsonl) when present, else a tiny

@@ -5,8 +5,12 @@
 //! `pipeline_e2e.rs`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use common::scripted::{Chat, Scripted};
 
 use trsr::cache::Cache;
 use trsr::cli::batch::{read_jsonl, JsonlOut};
@@ -14,10 +18,7 @@ use trsr::cli::score::{score_baselines_all, score_llm_all, ScoreBatch};
 use trsr::cli::summarize::{summarize_all, SummarizeBatch};
 use trsr::cli::sweep::{sweep, SweepPlan};
 use trsr::data::{Case, ItemTextTemplate, Prepared};
-use trsr::lm::{
-    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
-    TokenDelta,
-};
+use trsr::lm::{CancelToken, LanguageModel, SamplingParams};
 use trsr::metrics::{ScoreRecord, TiePolicy};
 use trsr::prompt::Templates;
 use trsr::rank::{score_llm, Baseline, RecommendOptions};
@@ -27,36 +28,35 @@ use trsr::summarize::{
     SummaryTrace,
 };
 
-/// A fake model: tokens are whitespace-separated words; a generation repeats every
-/// item id (`N<digits>`) found in the prompt, in order of first appearance, plus a
-/// tag derived from the prompt and seed, plus `filler` words.
-#[derive(Clone)]
-struct Fake {
-    context: usize,
-    filler: usize,
-    generate_calls: Arc<AtomicUsize>,
-    score_calls: Arc<AtomicUsize>,
-    prompts: Arc<Mutex<Vec<String>>>,
-    /// Cancels this token when the n-th generate call (1-based, over all clones) starts.
-    cancel_at: Option<(usize, CancelToken)>,
-}
+/// The scripted model of these tests: tokens are whitespace-separated words; a
+/// generation repeats every item id (`N<digits>`) found in the prompt, in order of first
+/// appearance, plus a tag derived from the prompt and seed, plus `filler` words; a
+/// candidate scores by the share of its words found in the prefix. Prompts that do not
+/// fit the context fail the test.
+struct Fake;
 
 impl Fake {
-    fn new(context: usize, filler: usize) -> Self {
-        Self {
-            context,
-            filler,
-            generate_calls: Arc::default(),
-            score_calls: Arc::default(),
-            prompts: Arc::default(),
-            cancel_at: None,
-        }
-    }
-    fn boxed(&self) -> Box<dyn LanguageModel> {
-        Box::new(self.clone())
-    }
-    fn calls(&self) -> usize {
-        self.generate_calls.load(Ordering::SeqCst)
+    #[allow(clippy::new_ret_no_self)]
+    fn new(context: usize, filler: usize) -> Scripted {
+        let mut m = Scripted::new("fake")
+            .with_context(context)
+            .with_chat(Chat::TaggedLines)
+            .with_logprob(-0.25)
+            .with_score(|prefix, s, _, _| {
+                let p: std::collections::HashSet<&str> = prefix.split_whitespace().collect();
+                let words: Vec<&str> = s.split_whitespace().collect();
+                let hit = words.iter().filter(|w| p.contains(*w)).count();
+                0.05 + 0.9 * hit as f32 / words.len().max(1) as f32
+            });
+        m.reply = Arc::new(move |prompt: &str, params: &SamplingParams, _| {
+            let mut words = vec!["likes ".to_string()];
+            words.extend(ids_in(prompt).into_iter().map(|w| format!("{w} ")));
+            words.push(format!("T{} ", fnv(prompt, params.seed) % 100_000));
+            words.extend((0..filler).map(|i| format!("w{i} ")));
+            words
+        });
+        m.check_fit = true;
+        m
     }
 }
 
@@ -78,98 +78,6 @@ fn ids_in(text: &str) -> Vec<String> {
         }
     }
     out
-}
-
-impl LanguageModel for Fake {
-    fn identity(&self) -> ModelIdentity {
-        ModelIdentity {
-            name: "fake".into(),
-            sha256: "fake-sha".into(),
-            architecture: "fake".into(),
-            context_len: self.context,
-        }
-    }
-    fn context_len(&self) -> usize {
-        self.context
-    }
-    fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
-        Ok(text.split_whitespace().count())
-    }
-    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
-        let mut s = String::new();
-        for m in messages {
-            s.push_str(&format!("<{}>\n{}\n", m.role, m.content));
-        }
-        s.push_str("<assistant>\n");
-        Ok(s)
-    }
-    fn generate(
-        &mut self,
-        prompt: &str,
-        params: &SamplingParams,
-        cancel: &CancelToken,
-        on_token: &mut dyn FnMut(&TokenDelta),
-    ) -> anyhow::Result<Generated> {
-        let n = self.generate_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some((at, token)) = &self.cancel_at {
-            if n >= *at {
-                token.cancel();
-            }
-        }
-        let prompt_tokens = self.count_tokens(prompt)?;
-        assert!(
-            prompt_tokens + params.max_new_tokens <= self.context,
-            "the pipeline sent a prompt that does not fit: {prompt_tokens} + {}",
-            params.max_new_tokens
-        );
-        self.prompts.lock().unwrap().push(prompt.to_string());
-        let mut words = vec!["likes".to_string()];
-        words.extend(ids_in(prompt));
-        words.push(format!("T{}", fnv(prompt, params.seed) % 100_000));
-        words.extend((0..self.filler).map(|i| format!("w{i}")));
-        let mut text = String::new();
-        let mut new_tokens = 0;
-        for (i, w) in words.iter().enumerate() {
-            if cancel.is_cancelled() {
-                return Ok(Generated {
-                    text,
-                    prompt_tokens,
-                    new_tokens,
-                    stop: StopReason::Cancelled,
-                    prefill_ms: 0.0,
-                    decode_ms: 0.0,
-                });
-            }
-            let delta = TokenDelta {
-                token: i as u32,
-                text: format!("{w} "),
-                logprob: -0.25,
-            };
-            text.push_str(&delta.text);
-            new_tokens += 1;
-            on_token(&delta);
-        }
-        Ok(Generated {
-            text,
-            prompt_tokens,
-            new_tokens,
-            stop: StopReason::Eos,
-            prefill_ms: 0.0,
-            decode_ms: 0.0,
-        })
-    }
-    fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
-        self.score_calls.fetch_add(1, Ordering::SeqCst);
-        let p: std::collections::HashSet<&str> = prefix.split_whitespace().collect();
-        Ok(suffixes
-            .iter()
-            .map(|s| {
-                let words: Vec<&str> = s.split_whitespace().collect();
-                let hit = words.iter().filter(|w| p.contains(*w)).count();
-                0.05 + 0.9 * hit as f32 / words.len().max(1) as f32
-            })
-            .collect())
-    }
 }
 
 /// A tiny prepared folder: 40 news items, 4 cases with 12-item histories.

@@ -1,5 +1,5 @@
 //! LoRA training: the loss goes down on the tiny fixture model, a saved adapter reproduces
-//! the trainer's logits, and `train::train` on the real default model writes PEFT
+//! the trainer's logits, and `llm::finetune::train` on the real default model writes PEFT
 //! checkpoints whose scores come back the same when the adapter is loaded again.
 
 mod common;
@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use trsr::data::Case;
+use trsr::llm::finetune::{lora_config, train};
 use trsr::llm::lora::{self, Adapter, LoraConfig, Target};
 use trsr::llm::model::Model;
 use trsr::llm::train::{OptimSettings, TrainExample, Trainer};
 use trsr::llm::{Engine, LoadOptions};
 use trsr::lm::CancelToken;
 use trsr::rank::{score_llm, RecommendOptions};
-use trsr::train::{train, TrainEvent, TrainInput, TrainSettings};
+use trsr::train::{TrainEvent, TrainInput, TrainSettings};
 
 fn fixture_model() -> Model {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lora/tiny-llama");
@@ -150,7 +151,7 @@ fn settings_are_checked() {
     assert_eq!(s.lr, 1e-4);
     assert_eq!((s.beta1, s.beta2), (0.9, 0.95));
     assert_eq!(s.weight_decay, 5e-4);
-    let cfg = s.validate().unwrap();
+    let cfg = lora_config(&s).unwrap();
     assert_eq!(
         cfg.targets,
         vec![Target::Q, Target::K, Target::V, Target::O]
@@ -170,7 +171,7 @@ fn settings_are_checked() {
 }
 
 fn model_path() -> Option<PathBuf> {
-    common::default_model_path()
+    common::default_model()
 }
 
 #[test]

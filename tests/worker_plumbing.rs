@@ -2,104 +2,28 @@
 //! back-pressure. (No model feature is claimed here; the real model is exercised in
 //! tests/app_kittest.rs.)
 
+mod common;
+
+use common::scripted::{Chat, Scripted};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trsr::data::{Case, Catalogue, Item, ItemTextTemplate};
-use trsr::lm::{
-    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
-    TokenDelta,
-};
+use trsr::lm::SamplingParams;
 use trsr::prompt::Templates;
 use trsr::segment::BlockParams;
 use trsr::worker::jobs::{Method, RecommendOptions, ScoreJob, SummarizeJob};
-use trsr::worker::{
-    Event, JobOutput, JobSpec, LoadedModel, Loader, ModelSpec, StepKind, Wake, Worker,
-};
+use trsr::worker::{Event, JobOutput, JobSpec, Loader, ModelSpec, StepKind, Wake, Worker};
 
-/// Emits `tokens` tokens `t0 t1 ...`, sleeping `per_token` each, checking cancel per token.
-struct Fake {
-    tokens: usize,
-    per_token: Duration,
-}
-
-impl LanguageModel for Fake {
-    fn identity(&self) -> ModelIdentity {
-        ModelIdentity {
-            name: "fake".into(),
-            sha256: "0".into(),
-            architecture: "fake".into(),
-            context_len: 4096,
-        }
-    }
-    fn context_len(&self) -> usize {
-        4096
-    }
-    fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
-        Ok(text.split_whitespace().count())
-    }
-    fn render_chat(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
-        Ok(messages
-            .iter()
-            .map(|m| format!("<{}>{}", m.role, m.content))
-            .collect::<String>()
-            + "<assistant>")
-    }
-    fn generate(
-        &mut self,
-        prompt: &str,
-        _params: &SamplingParams,
-        cancel: &CancelToken,
-        on_token: &mut dyn FnMut(&TokenDelta),
-    ) -> anyhow::Result<Generated> {
-        let mut text = String::new();
-        let mut n = 0;
-        let mut stop = StopReason::MaxTokens;
-        for i in 0..self.tokens {
-            if cancel.is_cancelled() {
-                stop = StopReason::Cancelled;
-                break;
-            }
-            if !self.per_token.is_zero() {
-                std::thread::sleep(self.per_token);
-            }
-            let d = TokenDelta {
-                token: i as u32,
-                text: format!("t{i} "),
-                logprob: -0.5,
-            };
-            text.push_str(&d.text);
-            on_token(&d);
-            n += 1;
-        }
-        Ok(Generated {
-            text,
-            prompt_tokens: prompt.split_whitespace().count(),
-            new_tokens: n,
-            stop,
-            prefill_ms: 0.0,
-            decode_ms: 1.0,
-        })
-    }
-    fn score_yes_no(&mut self, _prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
-        Ok(suffixes
-            .iter()
-            .map(|s| 1.0 / (1.0 + s.len() as f32))
-            .collect())
-    }
-}
-
+/// Emits `tokens` tokens `t0 t1 ...`, sleeping `per_token` each, checking cancel per
+/// token; scores `1 / (1 + suffix length)`; `missing` fails to load.
 fn fake_loader(tokens: usize, per_token: Duration) -> Loader {
-    Box::new(move |spec: &ModelSpec| {
-        if spec.model == "missing" {
-            anyhow::bail!("model file not found: missing");
-        }
-        Ok(LoadedModel {
-            model: Box::new(Fake { tokens, per_token }),
-            device: "cpu".into(),
-        })
-    })
+    Scripted::counting("fake", tokens, per_token)
+        .with_chat(Chat::Tagged)
+        .with_logprob(-0.5)
+        .with_score(|_, s, _, _| 1.0 / (1.0 + s.len() as f32))
+        .loader()
 }
 
 fn counting_wake() -> (Wake, Arc<AtomicUsize>) {
@@ -146,7 +70,7 @@ fn summarize_job(method: Method) -> JobSpec {
         sampling: SamplingParams::default(),
         templates: Templates::news(),
         resume: None,
-        use_cache: false,
+        cache: None,
     }))
 }
 

@@ -583,7 +583,7 @@ pub fn rerun_stale(wb: &mut Workbench, settings: &Settings) {
             sampling: prior.sampling.clone(),
             templates: settings.templates.clone(),
             resume: Some((prior, from)),
-            use_cache: false,
+            cache: None,
         };
         notes.push(format!(
             "re-running {} / {} steps {:?}",

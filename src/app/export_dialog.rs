@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use eframe::egui;
 
 use super::{Command, Workbench};
-use crate::cli::export::{sft_export, write_out, SftRequest};
 use crate::export::SftForm;
+use crate::export::{sft_export, write_out, SftRequest};
 use crate::prompt::Wording;
 
 /// The dialog's choices.

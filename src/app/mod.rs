@@ -11,6 +11,7 @@ mod command;
 pub mod curate_panel;
 mod dataset;
 pub mod export_dialog;
+mod native;
 pub mod plots;
 mod ranking;
 mod settings;
@@ -20,6 +21,7 @@ mod workbench;
 
 pub use command::{Command, Shortcut, SHORTCUTS};
 pub use curate_panel::{CurateCmd, CuratePanel, ProjectSession};
+pub use native::run_native;
 pub use settings::{BlockControls, Settings};
 pub use train_panel::{TrainCmd, TrainPanel};
 pub use workbench::{ModelStatus, RankView, StepView, SummaryView, Workbench};
@@ -98,6 +100,9 @@ pub struct StartOptions {
     pub autorun: bool,
     /// Load the model at start even if none was given.
     pub load_model: bool,
+    /// The results cache shared with the CLI (`trsr gui` passes the default folder);
+    /// `None`: summaries are neither looked up nor stored (tests pass a temporary one).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The eframe application.
@@ -126,7 +131,7 @@ impl WorkbenchApp {
             settings.model.model = m.clone();
         }
         let mut app = Self {
-            wb: Workbench::new(worker, wake),
+            wb: Workbench::new(worker, wake, opts.cache_dir.clone()),
             saved_settings: settings.to_ron(),
             settings,
             ui: UiState::default(),

@@ -151,6 +151,9 @@ pub struct Workbench {
     pub train: Option<super::train_panel::TrainRun>,
     /// The spec of the loaded model (its adapter, if any).
     pub loaded_spec: Option<ModelSpec>,
+    /// The results cache summaries are looked up in and stored to (shared with the CLI);
+    /// `None`: none.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 fn params_key(p: &BlockParams) -> String {
@@ -158,8 +161,9 @@ fn params_key(p: &BlockParams) -> String {
 }
 
 impl Workbench {
-    pub fn new(worker: Worker, wake: Wake) -> Self {
+    pub fn new(worker: Worker, wake: Wake, cache_dir: Option<std::path::PathBuf>) -> Self {
         Self {
+            cache_dir,
             worker,
             wake,
             model: ModelStatus::None,
@@ -379,7 +383,7 @@ impl Workbench {
             sampling: settings.sampling.clone(),
             templates: settings.templates.clone(),
             resume: resume.clone(),
-            use_cache: true,
+            cache: self.cache_dir.clone(),
         };
         let id = self.worker.submit(JobSpec::Summarize(Box::new(job)));
         let mut view = SummaryView {
@@ -469,6 +473,7 @@ impl Workbench {
             sampling: settings.sampling.clone(),
             templates: settings.templates.clone(),
             summarize: settings.batch_summarize,
+            cache: self.cache_dir.clone(),
             options: RecommendOptions {
                 use_summary: settings.batch_summarize,
                 ..settings.recommend.clone()

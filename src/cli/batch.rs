@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::data::{Case, Catalogue, ItemTextTemplate, Prepared};
 use crate::lm::{CancelToken, LanguageModel, SamplingParams};
-use crate::prompt::{Templates, Wording};
+use crate::prompt::{guess_wording, Templates, Wording};
 
 /// The process-wide Ctrl-C token: the first Ctrl-C cancels (work stops after the
 /// current token, finished lines stay in the output), a second one exits at once.
@@ -354,25 +354,6 @@ pub const NEWS_FIELDS: &[&str] = crate::data::MIND_FIELDS;
 /// The paper's item fields for products (Amazon-M2).
 pub const PRODUCT_FIELDS: &[&str] = crate::data::AMAZON_M2_FIELDS;
 
-/// Guesses the dataset's kind from its items' fields.
-pub fn guess_wording(catalogue: &Catalogue) -> Option<Wording> {
-    let mut news = 0;
-    let mut products = 0;
-    for item in catalogue.items().iter().take(200) {
-        if item.field("subcategory").is_some() || item.field("category").is_some() {
-            news += 1;
-        }
-        if item.field("price").is_some() || item.field("brand").is_some() {
-            products += 1;
-        }
-    }
-    match (news, products) {
-        (0, 0) => None,
-        (n, p) if p >= n => Some(Wording::Products),
-        _ => Some(Wording::News),
-    }
-}
-
 impl CommonArgs {
     /// The templates: from `--templates`, else the wording's defaults.
     pub fn templates(&self, catalogue: &Catalogue) -> anyhow::Result<Templates> {
@@ -536,21 +517,6 @@ impl Default for ModelArgs {
     }
 }
 
-/// Parses `--device`.
-pub fn parse_device(s: &str) -> anyhow::Result<crate::llm::DevicePref> {
-    use crate::llm::DevicePref;
-    Ok(match s.trim().to_ascii_lowercase().as_str() {
-        "auto" => DevicePref::Auto,
-        "cpu" => DevicePref::Cpu,
-        "cuda" => DevicePref::Cuda(0),
-        "metal" => DevicePref::Metal,
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => DevicePref::Cuda(n),
-            _ => anyhow::bail!("--device {s}: expected auto, cpu, cuda, cuda:N or metal"),
-        },
-    })
-}
-
 /// Loads `workers` instances of the model, answering with the templates' yes/no
 /// words. Candle's CPU thread pool is process-wide: all instances share the cores.
 pub fn load_models(
@@ -560,7 +526,7 @@ pub fn load_models(
 ) -> anyhow::Result<Vec<Box<dyn LanguageModel>>> {
     let model: crate::llm::source::ModelRef = args.model.parse()?;
     let opts = crate::llm::LoadOptions {
-        device: parse_device(&args.device)?,
+        device: args.device.parse().context("--device")?,
         threads: None,
         raw_prompt: args.raw_prompt,
         yes_word: templates.yes.clone(),

@@ -1,11 +1,8 @@
 //! `trsr gui [--data DIR] [--model M] [--project FILE] [--autorun]`: open the window.
 
-use eframe::egui;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-
-use crate::app::{engine_loader, Settings, StartOptions, WorkbenchApp};
+use crate::app::{Settings, StartOptions};
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct GuiArgs {
@@ -35,22 +32,7 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         settings_path: args.settings.or_else(Settings::default_path),
         autorun: args.autorun,
         load_model: false,
+        cache_dir: Some(crate::cache::Cache::default_dir()),
     };
-    let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("TRSR Workbench")
-            .with_inner_size([1400.0, 900.0])
-            .with_drag_and_drop(true),
-        ..Default::default()
-    };
-    eframe::run_native(
-        "TRSR Workbench",
-        native,
-        Box::new(move |cc| {
-            let app = WorkbenchApp::new(&cc.egui_ctx, engine_loader(), opts)?;
-            Ok(Box::new(app))
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .context("could not open the window (is a display available?)")
+    crate::app::run_native(opts)
 }

@@ -180,7 +180,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("--model {}: {e}", args.model))?;
     let opts = LoadOptions {
-        device: super::batch::parse_device(&args.device)?,
+        device: args.device.parse().context("--device")?,
         raw_prompt: args.raw_prompt,
         yes_word: templates.yes.clone(),
         no_word: templates.no.clone(),
@@ -286,7 +286,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             );
         }
     };
-    let report = crate::train::train(
+    let report = crate::llm::finetune::train(
         &mut engine,
         &input,
         &settings,

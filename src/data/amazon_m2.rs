@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use super::detect::files_matching;
-use super::read::{field_name, utf8, CsvReader, CsvRecord, LineReader, Meter};
+use super::read::{check_width, utf8, CsvReader, CsvRecord, LineReader, Meter};
 use super::{
     Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Sequence,
 };
@@ -110,31 +110,6 @@ fn file_label(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Checks a record's field count; on a mismatch counts a skip and returns false.
-fn check_width(rec: &CsvRecord, header: &[String], path: &Path, report: &mut LoadReport) -> bool {
-    let (want, got) = (header.len(), rec.len());
-    if want == got {
-        return true;
-    }
-    let label = file_label(path);
-    let line = rec.line;
-    let (reason, field) = if got < want {
-        (format!("{label}: too few columns"), field_name(header, got))
-    } else {
-        (
-            format!("{label}: too many columns"),
-            "(end of row)".to_string(),
-        )
-    };
-    report.skip(&reason, || {
-        format!(
-            "{}:{line}: field `{field}`: expected {want} comma-separated columns, found {got}",
-            path.display()
-        )
-    });
-    false
-}
-
 fn read_products(
     path: &Path,
     locale: Option<&str>,
@@ -168,7 +143,14 @@ fn read_products(
             continue;
         }
         report.rows_read += 1;
-        if !check_width(&rec, &header, path, report) {
+        if !check_width(
+            report,
+            path,
+            rec.line,
+            &header,
+            rec.len(),
+            "comma-separated",
+        ) {
             continue;
         }
         if let (Some(want), Some(c)) = (locale, locale_col) {
@@ -297,7 +279,14 @@ fn read_sessions(
         }
         report.rows_read += 1;
         session_no += 1;
-        if !check_width(&rec, &header, path, report) {
+        if !check_width(
+            report,
+            path,
+            rec.line,
+            &header,
+            rec.len(),
+            "comma-separated",
+        ) {
             continue;
         }
         if let (Some(want), Some(c)) = (locale, locale_col) {

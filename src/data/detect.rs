@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::lm::CancelToken;
+use crate::cancel::CancelToken;
 
 use super::{amazon_m2, jsonl, mind, recbole, DataError, Dataset, Format};
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::detect::required;
 use super::index::IdIndex;
-use super::read::{split_into, utf8, ChunkReader, LineReader, Meter};
+use super::read::{check_width, split_into, utf8, ChunkReader, LineReader, Meter};
 use super::{
     Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Sequence,
     MAX_REPORT_EXAMPLES,
@@ -115,19 +115,14 @@ fn read_news(
         }
         report.rows_read += 1;
         split_into(&buf, b'\t', &mut cols);
-        if cols.len() != NEWS_COLUMNS.len() {
-            let (reason, field) = if cols.len() < NEWS_COLUMNS.len() {
-                ("news.tsv: too few columns", NEWS_COLUMNS[cols.len()])
-            } else {
-                ("news.tsv: too many columns", "(end of row)")
-            };
-            let n = cols.len();
-            report.skip(reason, || {
-                format!(
-                    "{}:{line}: field `{field}`: expected 8 tab-separated columns, found {n}",
-                    path.display()
-                )
-            });
+        if !check_width(
+            report,
+            path,
+            line,
+            &NEWS_COLUMNS,
+            cols.len(),
+            "tab-separated",
+        ) {
             continue;
         }
         let mut vals = [""; 5];
@@ -377,18 +372,7 @@ impl Scan<'_, '_> {
         }
         report.rows_read += 1;
         let n = n_tabs + 1;
-        if n != BEHAVIOR_COLUMNS.len() {
-            let (reason, field) = if n < BEHAVIOR_COLUMNS.len() {
-                ("behaviors.tsv: too few columns", BEHAVIOR_COLUMNS[n])
-            } else {
-                ("behaviors.tsv: too many columns", "(end of row)")
-            };
-            report.skip(reason, || {
-                format!(
-                    "{}:{line}: field `{field}`: expected 5 tab-separated columns, found {n}",
-                    path.display()
-                )
-            });
+        if !check_width(report, path, line, &BEHAVIOR_COLUMNS, n, "tab-separated") {
             return None;
         }
         let span = |i: usize| {
@@ -818,23 +802,11 @@ fn seconds(
         return None;
     }
     let hour24 = hour % 12 + if pm { 12 } else { 0 };
-    days_from_civil(year, month, day)?
+    crate::calendar::days_from_civil(year, month, day)?
         .checked_mul(24)?
         .checked_add(hour24)?
         .checked_mul(3600)?
         .checked_add(minute * 60 + second)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm);
-/// `None` for a year too far out for `i64` seconds.
-fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
-    let y = if m <= 2 { y.checked_sub(1)? } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era.checked_mul(146_097)?.checked_add(doe - 719_468)
 }
 
 #[cfg(test)]

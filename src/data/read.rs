@@ -261,12 +261,49 @@ pub(crate) fn utf8<'b>(
     })
 }
 
-/// Names a field for messages: the header name when known, else its number.
-pub(crate) fn field_name(header: &[String], i: usize) -> String {
+/// The name of column `i` of `header`, or `column N` past its end.
+pub(crate) fn field_name<S: AsRef<str>>(header: &[S], i: usize) -> String {
     header
         .get(i)
-        .cloned()
+        .map(|s| s.as_ref().to_string())
         .unwrap_or_else(|| format!("column {}", i + 1))
+}
+
+/// Checks a row's column count against `header`; on a mismatch counts the row as
+/// skipped (reason `LABEL: too few columns` / `too many columns`, detail naming the file,
+/// line and the first missing field) and returns false. `sep` names the separator in the
+/// message (`tab-separated`, `comma-separated`).
+pub(crate) fn check_width<S: AsRef<str>>(
+    report: &mut super::LoadReport,
+    path: &std::path::Path,
+    line: u64,
+    header: &[S],
+    got: usize,
+    sep: &str,
+) -> bool {
+    let want = header.len();
+    if want == got {
+        return true;
+    }
+    let label = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (reason, field) = if got < want {
+        (format!("{label}: too few columns"), field_name(header, got))
+    } else {
+        (
+            format!("{label}: too many columns"),
+            "(end of row)".to_string(),
+        )
+    };
+    report.skip(&reason, || {
+        format!(
+            "{}:{line}: field `{field}`: expected {want} {sep} columns, found {got}",
+            path.display()
+        )
+    });
+    false
 }
 
 /// One CSV record: unescaped field bytes and the line it starts on.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::detect::files_matching;
 use super::index::IdIndex;
-use super::read::{field_name, split_into, utf8, LineReader, Meter};
+use super::read::{check_width, split_into, utf8, LineReader, Meter};
 use super::{
     Catalogue, DataError, Dataset, Format, Item, ItemId, LoadOptions, LoadReport, Sequence,
 };
@@ -122,31 +122,6 @@ fn find(cols: &[Column], name: &str, path: &Path) -> Result<usize, DataError> {
     })
 }
 
-fn skip_width(
-    report: &mut LoadReport,
-    label: &str,
-    path: &Path,
-    line: u64,
-    names: &[String],
-    got: usize,
-) {
-    let want = names.len();
-    let (reason, field) = if got < want {
-        (format!("{label}: too few columns"), field_name(names, got))
-    } else {
-        (
-            format!("{label}: too many columns"),
-            "(end of row)".to_string(),
-        )
-    };
-    report.skip(&reason, || {
-        format!(
-            "{}:{line}: field `{field}`: expected {want} tab-separated columns, found {got}",
-            path.display()
-        )
-    });
-}
-
 fn read_items(
     path: &Path,
     meter: &Meter,
@@ -168,7 +143,7 @@ fn read_items(
         report.rows_read += 1;
         split_into(&buf, b'\t', &mut cols);
         if cols.len() != names.len() {
-            skip_width(report, &label, path, line, &names, cols.len());
+            check_width(report, path, line, &names, cols.len(), "tab-separated");
             continue;
         }
         let mut id = String::new();
@@ -236,7 +211,7 @@ fn read_inter(
         report.rows_read += 1;
         split_into(&buf, b'\t', &mut cols);
         if cols.len() != names.len() {
-            skip_width(report, &label, path, line, &names, cols.len());
+            check_width(report, path, line, &names, cols.len(), "tab-separated");
             continue;
         }
         let col = |i: usize| &buf[cols[i].0..cols[i].1];

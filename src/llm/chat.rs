@@ -144,16 +144,7 @@ fn strftime_utc(format: &str, unix_secs: i64) -> String {
     ];
     let days = unix_secs.div_euclid(86_400);
     let secs_of_day = unix_secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy_march = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy_march + 2) / 153;
-    let day = doy_march - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::calendar::civil_from_days(days);
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     let cumulative = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
     let yday = cumulative[(month - 1) as usize] + day + i64::from(leap && month > 2);

@@ -5,6 +5,32 @@ use candle_core::Device;
 
 use super::DevicePref;
 
+/// A device name that is none of `auto`, `cpu`, `cuda`, `cuda:N`, `metal`.
+#[derive(Debug, thiserror::Error)]
+#[error("device `{0}`: expected auto, cpu, cuda, cuda:N or metal")]
+pub struct BadDevice(pub String);
+
+impl std::str::FromStr for DevicePref {
+    type Err = BadDevice;
+
+    /// `auto` (also an empty string: the window's unset field), `cpu`, `cuda` (device 0),
+    /// `cuda:N`, `metal`; case and surrounding spaces do not matter. One rule for the
+    /// command line and the window.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        Ok(match t.as_str() {
+            "" | "auto" => DevicePref::Auto,
+            "cpu" => DevicePref::Cpu,
+            "cuda" => DevicePref::Cuda(0),
+            "metal" => DevicePref::Metal,
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => DevicePref::Cuda(n),
+                _ => return Err(BadDevice(s.to_string())),
+            },
+        })
+    }
+}
+
 /// The device for `pref`: `Auto` takes the best available (CUDA, then Metal, then CPU);
 /// an explicit GPU that is not available is an error naming the feature to build with.
 pub fn select(pref: &DevicePref) -> anyhow::Result<Device> {
@@ -38,5 +64,23 @@ pub fn describe(device: &Device) -> String {
         Device::Cpu => format!("cpu ({} threads)", candle_core::utils::get_num_threads()),
         Device::Cuda(_) => "cuda".to_string(),
         Device::Metal(_) => "metal".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse_the_same_everywhere() {
+        assert_eq!("".parse::<DevicePref>().unwrap(), DevicePref::Auto);
+        assert_eq!(" Auto ".parse::<DevicePref>().unwrap(), DevicePref::Auto);
+        assert_eq!("CPU".parse::<DevicePref>().unwrap(), DevicePref::Cpu);
+        assert_eq!("cuda".parse::<DevicePref>().unwrap(), DevicePref::Cuda(0));
+        assert_eq!("cuda:3".parse::<DevicePref>().unwrap(), DevicePref::Cuda(3));
+        assert_eq!("Metal".parse::<DevicePref>().unwrap(), DevicePref::Metal);
+        let e = "gpu".parse::<DevicePref>().unwrap_err();
+        assert!(e.to_string().contains("`gpu`"), "{e}");
+        assert!("cuda:x".parse::<DevicePref>().is_err());
     }
 }

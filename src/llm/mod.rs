@@ -22,24 +22,24 @@ macro_rules! unroll {
     };
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod attn;
 pub mod chat;
+pub mod config;
+pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod fetch;
+pub mod finetune;
 pub mod generate;
+pub mod gguf;
 pub mod lora;
 pub mod model;
-pub mod par;
-pub(crate) mod pool;
-pub mod q41;
 pub mod score;
 pub mod source;
 pub mod tokenizer;
 pub mod train;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod vnni;
+pub(crate) mod weights;
+
+pub use cpu::par;
 
 use std::path::Path;
 use std::time::Instant;
@@ -128,6 +128,17 @@ pub struct Engine {
     pub(crate) base_sha256: String,
 }
 
+/// What a model file gives the engine before the options apply.
+struct Parts {
+    model: model::Model,
+    tokenizer: tokenizer::Tokenizer,
+    chat: Option<chat::ChatTemplate>,
+    /// Whether prompts start with the BOS token.
+    add_bos: bool,
+    /// SHA-256 of the weights (hex).
+    sha256: String,
+}
+
 impl Engine {
     /// Loads the model a reference names (resolving `default` and hub references first).
     pub fn load(model: &source::ModelRef, opts: &LoadOptions) -> anyhow::Result<Engine> {
@@ -142,7 +153,13 @@ impl Engine {
         par::init(opts.threads);
         let device = device::select(&opts.device)?;
         let is_st = path.is_dir() || path.extension().is_some_and(|e| e == "safetensors");
-        let (mut model, tokenizer, chat, add_bos, mut sha256) = if is_st {
+        let Parts {
+            mut model,
+            tokenizer,
+            chat,
+            add_bos,
+            mut sha256,
+        } = if is_st {
             let dir = if path.is_dir() {
                 path
             } else {
@@ -197,17 +214,7 @@ impl Engine {
         })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn parts_gguf(
-        path: &Path,
-        device: &candle_core::Device,
-    ) -> anyhow::Result<(
-        model::Model,
-        tokenizer::Tokenizer,
-        Option<chat::ChatTemplate>,
-        bool,
-        String,
-    )> {
+    fn parts_gguf(path: &Path, device: &candle_core::Device) -> anyhow::Result<Parts> {
         let (content, mut file) = model::read_gguf(path)?;
         let model = model::Model::from_gguf(&content, &mut file, path, device)?;
         let tokenizer = tokenizer::Tokenizer::from_gguf(&content)
@@ -227,20 +234,16 @@ impl Engine {
             .unwrap_or(tok_model == "llama");
         let sha256 =
             source::file_sha256(path).with_context(|| format!("hashing {}", path.display()))?;
-        Ok((model, tokenizer, chat, add_bos, sha256))
+        Ok(Parts {
+            model,
+            tokenizer,
+            chat,
+            add_bos,
+            sha256,
+        })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn parts_safetensors(
-        dir: &Path,
-        device: &candle_core::Device,
-    ) -> anyhow::Result<(
-        model::Model,
-        tokenizer::Tokenizer,
-        Option<chat::ChatTemplate>,
-        bool,
-        String,
-    )> {
+    fn parts_safetensors(dir: &Path, device: &candle_core::Device) -> anyhow::Result<Parts> {
         let model = model::Model::from_safetensors(dir, device)?;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = tokenizer::Tokenizer::from_file(&tok_path)
@@ -291,7 +294,13 @@ impl Engine {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(hashes.as_bytes()))
         };
-        Ok((model, tokenizer, chat, add_bos, sha256))
+        Ok(Parts {
+            model,
+            tokenizer,
+            chat,
+            add_bos,
+            sha256,
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {

@@ -75,7 +75,7 @@ impl CustomOp1 for FrozenLinear {
             None => candle_core::bail!("frozen-linear: contiguous input expected"),
         };
         let x = Tensor::from_slice(data, (n, k), &candle_core::Device::Cpu)?;
-        let y = super::model::dense_matmul(&x, &self.w)?;
+        let y = super::cpu::ops::dense_matmul(&x, &self.w)?;
         let out = self.w.dim(0)?;
         let y = y.flatten_all()?.to_vec1::<f32>()?;
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
@@ -88,7 +88,7 @@ impl CustomOp1 for FrozenLinear {
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         let g = grad_res.contiguous()?;
-        if let Some(x) = super::model::pool_matmul(&g, &self.w)? {
+        if let Some(x) = super::cpu::ops::pool_matmul(&g, &self.w)? {
             return Ok(Some(x));
         }
         Ok(Some(g.matmul(&self.w)?))

@@ -33,8 +33,9 @@ pub struct SummarizeJob {
     pub templates: Templates,
     /// Re-run from step `from` on, keeping the earlier steps of `prior`.
     pub resume: Option<(SummaryResult, usize)>,
-    /// Look for a cached trace (from the CLI or an earlier run) before computing.
-    pub use_cache: bool,
+    /// The results cache to look in (traces of the CLI or earlier runs) before computing,
+    /// and to store into; `None`: no cache.
+    pub cache: Option<std::path::PathBuf>,
 }
 
 /// Score a case's candidates (target first, then negatives).
@@ -61,6 +62,8 @@ pub struct BatchJob {
     /// Summarize each case first (slow); otherwise score from recent items only.
     pub summarize: bool,
     pub options: RecommendOptions,
+    /// The results cache the summaries use (see [`SummarizeJob::cache`]).
+    pub cache: Option<std::path::PathBuf>,
 }
 
 /// What a finished job hands back.
@@ -162,10 +165,9 @@ fn summarize(
         templates: &job.templates,
         sampling: job.sampling.clone(),
     };
-    let cache = if job.use_cache && job.resume.is_none() {
-        crate::cache::Cache::open(&crate::cache::Cache::default_dir()).ok()
-    } else {
-        None
+    let cache = match (&job.cache, &job.resume) {
+        (Some(dir), None) => crate::cache::Cache::open(dir).ok(),
+        _ => None,
     };
     let key =
         crate::cache::trace_key_with(&req, &lm.identity(), &crate::summarize::cache_tag(&*lm)?);
@@ -288,7 +290,7 @@ fn batch(
                 sampling: job.sampling.clone(),
                 templates: job.templates.clone(),
                 resume: None,
-                use_cache: true,
+                cache: job.cache.clone(),
             };
             Some(summarize(lm, id, &sj, cancel, em)?.final_summary)
         } else {

@@ -558,7 +558,7 @@ pub fn engine_loader() -> Loader {
             .parse()
             .map_err(|e| anyhow::anyhow!("model `{}`: {e}", spec.model))?;
         let opts = crate::llm::LoadOptions {
-            device: parse_device(&spec.device)?,
+            device: spec.device.parse()?,
             raw_prompt: spec.raw_prompt,
             adapter: spec.adapter.clone(),
             ..crate::llm::LoadOptions::default()
@@ -569,20 +569,5 @@ pub fn engine_loader() -> Loader {
             model: Box::new(engine),
             device,
         })
-    })
-}
-
-/// `auto`, `cpu`, `cuda` / `cuda:N`, `metal`.
-pub fn parse_device(s: &str) -> anyhow::Result<crate::llm::DevicePref> {
-    use crate::llm::DevicePref;
-    Ok(match s.trim() {
-        "" | "auto" => DevicePref::Auto,
-        "cpu" => DevicePref::Cpu,
-        "metal" => DevicePref::Metal,
-        "cuda" => DevicePref::Cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => DevicePref::Cuda(n),
-            None => anyhow::bail!("device `{other}`: expected auto, cpu, cuda:N or metal"),
-        },
     })
 }

@@ -1,4 +1,4 @@
-//! The Train job: LoRA fine-tuning of the LLM recommender ([`crate::train::train`]) on
+//! The Train job: LoRA fine-tuning of the LLM recommender ([`crate::llm::finetune::train`]) on
 //! the worker thread, its progress streamed to the UI as [`Event::Train`] events.
 //!
 //! Training needs the concrete candle engine, which the worker owns as a
@@ -73,7 +73,7 @@ pub fn run(
             cancel.cancel();
         }
     };
-    let report = crate::train::train(
+    let report = crate::llm::finetune::train(
         engine,
         &input,
         &job.settings,

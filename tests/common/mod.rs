@@ -1,8 +1,13 @@
-//! Helpers shared by the test crates: a tiny random-weight llama GGUF written on the
-//! spot (byte-level BPE vocabulary with a few merges, a chat template), fast enough to
-//! load, generate, score and train in milliseconds.
+//! Helpers shared by the test crates, in one place: a tiny random-weight llama GGUF
+//! written on the spot (byte-level BPE vocabulary with a few merges, a chat template),
+//! fast enough to load, generate, score and train in milliseconds; small prepared
+//! datasets; the one lookup of the real default model, with the skip policy; the
+//! scripted model for plumbing tests (`scripted.rs`); the window's test harness (`ui.rs`).
 
 #![allow(dead_code)]
+
+pub mod scripted;
+pub mod ui;
 
 use std::path::Path;
 
@@ -262,16 +267,63 @@ pub fn write_split_dataset(dir: &Path) {
     write_dataset(dir, true);
 }
 
-/// The real default model when it is present (fetched by `trsr fetch-model`), else `None`
-/// with a note: tests that need it skip.
-pub fn default_model_path() -> Option<std::path::PathBuf> {
-    let candidates = [
-        trsr::llm::fetch::default_model_path(),
-        std::path::PathBuf::from("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ];
-    let found = candidates.into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("note: default model absent (run `trsr fetch-model`); skipping");
+/// The real default model (SmolLM2-135M-Instruct Q4_1), found the one way the program
+/// finds it (`$TRSR_MODEL_DIR`, else the user cache folder: `trsr fetch-model
+/// --print-path`). Absent: the calling test is skipped with a line saying so, unless
+/// `TRSR_REQUIRE_MODEL=1` (set by `.ci/run`, which fetches the model), where a missing
+/// model fails the test instead of letting it pass silently.
+pub fn default_model() -> Option<std::path::PathBuf> {
+    let path = trsr::llm::fetch::default_model_path();
+    if path.is_file() {
+        return Some(path);
     }
-    found
+    let required = std::env::var("TRSR_REQUIRE_MODEL").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "the default model is not at {} and TRSR_REQUIRE_MODEL=1 (run `trsr fetch-model`)",
+        path.display()
+    );
+    skipped(&format!(
+        "the default model is not at {} (run `trsr fetch-model`)",
+        path.display()
+    ));
+    None
+}
+
+/// Says, in the test output, that the running test (named after its thread, as the
+/// test harness names it) was skipped and why. Printed to stdout and stderr so it shows
+/// with `--nocapture` and in CI's log.
+pub fn skipped(why: &str) {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    eprintln!("SKIPPED {name}: {why}");
+}
+
+/// A prepared dataset of 3 users with 12, 7 and 20 history items (40 news items, 3
+/// negatives each), for the window's tests.
+pub fn three_users_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = String::new();
+    let topics = ["football", "elections", "recipes", "space", "markets"];
+    for i in 0..40 {
+        items.push_str(&format!(
+            "{{\"id\": \"N{i}\", \"category\": \"{}\", \"title\": \"Story {i} about {}\"}}\n",
+            topics[i % 5],
+            topics[i % 5]
+        ));
+    }
+    std::fs::write(dir.path().join("items.jsonl"), items).unwrap();
+    let mut cases = String::new();
+    for (u, len) in [(1, 12), (2, 7), (3, 20)] {
+        let hist: Vec<String> = (0..len).map(|i| format!("\"N{}\"", (i * u) % 35)).collect();
+        cases.push_str(&format!(
+            "{{\"case\": \"c{u}\", \"user\": \"U{u}\", \"history\": [{}], \"target\": \"N{}\", \"negatives\": [\"N36\", \"N37\", \"N38\"]}}\n",
+            hist.join(", "),
+            35 + u
+        ));
+    }
+    std::fs::write(dir.path().join("cases.jsonl"), cases).unwrap();
+    dir
 }

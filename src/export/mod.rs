@@ -8,6 +8,9 @@
 //! (the prompt templates): [`TemplateRenderer`] renders the workbench's real
 //! templates ([`crate::prompt::Templates`]); [`PlainRenderer`] is a plain built-in one.
 
+mod project_sft;
+pub use project_sft::{export_templates, sft_export, write_out, NoDataset, SftRequest};
+
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 

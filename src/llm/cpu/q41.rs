@@ -7,8 +7,10 @@
 //! the activations to 8 bits per 32-value block (scale `d`, and `s = d·Σq`, both f32), and
 //! computes `Σ w·x = Σ_blocks d_w·d_x·Σ q_w·q_x + m_w·s_x` as llama.cpp's
 //! `ggml_vec_dot_q4_1_q8_1` does, with the rows split over the engine's threads (`par.rs`).
-//! On CPUs with AVX-512 VNNI the blocks are repacked at load and multiplied by `vnni.rs`,
-//! for batched work as well as decode.
+//! Where the int8 kernels run (AVX-512 VNNI or AVX2, see [`super::level`]) the blocks are
+//! repacked at load and multiplied by `int8.rs`, for batched work as well as decode; the
+//! GGUF-layout path here serves CPUs without them and `TRSR_NO_INT8=1`. The activation
+//! blocks ([`Q81`]) and the block helpers (`f16_at`, `push_q4`) serve every type.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -30,14 +32,14 @@ pub(crate) const Q81_ZERO: Q81 = Q81 {
     qs: [0; QK],
 };
 
-/// A Q4_1 matrix `[rows, cols]`: GGUF's block layout, or repacked for AVX-512 VNNI (then
-/// `data` is empty).
+/// A Q4_1 matrix `[rows, cols]`: GGUF's block layout, or repacked for the int8 kernels
+/// (then `data` is empty).
 pub struct Q41Matrix {
     rows: usize,
     cols: usize,
     data: Vec<u8>,
     #[cfg(target_arch = "x86_64")]
-    packed: Option<super::vnni::Packed>,
+    packed: Option<super::int8::Packed>,
 }
 
 impl Q41Matrix {
@@ -45,7 +47,7 @@ impl Q41Matrix {
     /// VNNI kernel when the CPU has it.
     pub fn from_bytes(data: Vec<u8>, rows: usize, cols: usize) -> candle_core::Result<Self> {
         #[cfg(target_arch = "x86_64")]
-        let pack = super::vnni::available();
+        let pack = super::int8::available();
         #[cfg(not(target_arch = "x86_64"))]
         let pack = false;
         Self::from_bytes_as(data, rows, cols, pack)
@@ -68,7 +70,7 @@ impl Q41Matrix {
         }
         #[cfg(target_arch = "x86_64")]
         if pack {
-            let packed = super::vnni::Packed::from_gguf(&data, rows, cols);
+            let packed = super::int8::Packed::from_gguf(&data, rows, cols);
             return Ok(Self {
                 rows,
                 cols,
@@ -136,7 +138,7 @@ impl Q41Matrix {
         let mut out = vec![0f32; m * n];
         let parts = super::par::threads();
         let per = n.div_ceil(parts);
-        let out_addr = out.as_mut_ptr() as usize;
+        let o = super::par::Disjoint::new(&mut out);
         let dot = dot_fn();
         let dot2 = dot2_fn();
         super::par::for_each_part(parts, |tid| {
@@ -145,7 +147,7 @@ impl Q41Matrix {
             // SAFETY (both writes): each thread writes only rows r0..r1 of every output
             // row `i`; `out` outlives the call, which returns after all threads end.
             let put = |i: usize, r: usize, v: f32| unsafe {
-                *(out_addr as *mut f32).add(i * n + r) = v;
+                *o.ptr_at(i * n + r) = v;
             };
             let mut r = r0;
             if let Some(dot2) = dot2 {
@@ -187,7 +189,7 @@ fn quantized_input(x: &Tensor, simd: bool) -> candle_core::Result<Vec<Q81>> {
 
 /// `x [m, cols] · wᵀ` for a matrix in the VNNI layout -> `[m, rows]` (f32, CPU).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn packed_matmul(w: &super::vnni::Packed, x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn packed_matmul(w: &super::int8::Packed, x: &Tensor) -> candle_core::Result<Tensor> {
     let (m, k) = x.dims2()?;
     if k != w.cols() {
         candle_core::bail!(
@@ -220,8 +222,8 @@ fn quantize_rows(x: &[f32], out: &mut [Q81], simd: bool) {
     let run = |x: &[f32], out: &mut [Q81]| {
         #[cfg(target_arch = "x86_64")]
         if simd {
-            // SAFETY: `simd` is set only when vnni::available() holds.
-            unsafe { super::vnni::quantize_any(x, out) };
+            // SAFETY: `simd` is set only when the int8 kernels are available (AVX2 at least).
+            unsafe { super::int8::quantize_any(x, out) };
             return;
         }
         let _ = simd;
@@ -233,12 +235,10 @@ fn quantize_rows(x: &[f32], out: &mut [Q81], simd: bool) {
         run(x, out);
         return;
     }
-    let addr = out.as_mut_ptr() as usize;
+    let o = super::par::Disjoint::new(out);
     super::par::for_each_chunk(blocks, |r| {
         // SAFETY: the chunks are disjoint ranges of `out`, which outlives the call.
-        let o = unsafe {
-            std::slice::from_raw_parts_mut((addr as *mut Q81).add(r.start), r.end - r.start)
-        };
+        let o = unsafe { o.piece(r.start, r.end - r.start) };
         run(&x[r.start * QK..r.end * QK], o);
     });
 }
@@ -274,11 +274,7 @@ fn dot2_fn() -> Option<Dot2Fn> {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-}
+use super::has_avx2_fma as has_avx2;
 
 fn dot_fn() -> DotFn {
     #[cfg(target_arch = "x86_64")]
@@ -423,7 +419,7 @@ mod tests {
     fn vnni_here() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            super::super::vnni::available()
+            super::super::int8::available()
         }
         #[cfg(not(target_arch = "x86_64"))]
         false
@@ -474,9 +470,11 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vnni_kernel_matches_scalar_reference() {
-        use super::super::vnni;
+        use super::super::int8 as vnni;
         if !vnni::available() {
-            eprintln!("no int8 kernels here: skipped");
+            eprintln!(
+                "SKIPPED: no int8 kernels here (no AVX2, or TRSR_NO_INT8 / TRSR_NO_VNNI set)"
+            );
             return;
         }
         let has512 = is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni");

@@ -1,4 +1,6 @@
-//! Quantized weights times 8-bit activations with AVX-512 VNNI (x86-64).
+//! Quantized weights times 8-bit activations: the int8 kernels (x86-64), at two levels
+//! (see [`super::Level`]): AVX-512 VNNI, and an AVX2 form of the same kernels for CPUs
+//! without it (4-bit types only).
 //!
 //! `vpdpbusd` multiplies 64 unsigned bytes by 64 signed bytes and adds each group of four
 //! products into one of 16 i32 lanes. 4-bit weights (0..15) are the unsigned side and the
@@ -54,49 +56,7 @@ const CHUNK_BYTES: usize = 256 * 1024;
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// Which int8 kernels this CPU runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Level {
-    /// AVX2 + FMA + F16C: 4-bit types only, two instructions (`vpmaddubsw`, `vpmaddwd`)
-    /// where VNNI has one; Q8_0 stays on candle's kernels.
-    Avx2,
-    /// AVX-512 F/BW/VNNI: every packed type.
-    Avx512,
-}
-
-/// The int8 kernels' level here: AVX-512 VNNI, else AVX2, else none. `TRSR_NO_VNNI=1`
-/// turns them off, `TRSR_SIMD=avx2` keeps to the AVX2 ones.
-pub(crate) fn level() -> Option<Level> {
-    use std::sync::OnceLock;
-    static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        if std::env::var_os("TRSR_NO_VNNI").is_some_and(|v| !v.is_empty() && v != "0") {
-            return None;
-        }
-        let avx2 = is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c");
-        let avx512 = is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni");
-        let only_avx2 = std::env::var("TRSR_SIMD").is_ok_and(|v| v == "avx2");
-        match (avx512 && !only_avx2, avx2) {
-            (true, _) => Some(Level::Avx512),
-            (false, true) => Some(Level::Avx2),
-            _ => None,
-        }
-    })
-}
-
-/// Whether the int8 kernels run here (at either [`Level`]).
-pub(crate) fn available() -> bool {
-    level().is_some()
-}
-
-/// Whether Q8_0 matrices are packed here (the AVX-512 level only).
-pub(crate) fn packs_q8_0() -> bool {
-    level() == Some(Level::Avx512)
-}
+pub(crate) use super::{available, level, Level};
 
 /// A Q4_1 matrix `[rows, cols]` in the VNNI layout.
 pub(crate) struct Packed {
@@ -327,7 +287,7 @@ impl Packed {
         let step = if m == 1 { 4 } else { 1 };
         let per = groups.div_ceil(parts).div_ceil(step) * step;
         let chunk = (CHUNK_BYTES / (nb * self.lines_per_block() * 64)).max(1);
-        let out_addr = out.as_mut_ptr() as usize;
+        let o = super::par::Disjoint::new(out);
         super::par::for_each_part(parts, |tid| {
             let g0 = tid * per;
             let g1 = (g0 + per).min(groups);
@@ -337,7 +297,7 @@ impl Packed {
                 // SAFETY: the CPU has the features (callers check `available`); each thread
                 // writes only the columns of its own groups (masked at the last group), of
                 // rows < m of `out`, which outlives the call; `xq` has m * nb blocks.
-                unsafe { self.run(level, c0, c1, xq, m, out_addr as *mut f32) };
+                unsafe { self.run(level, c0, c1, xq, m, o.ptr_at(0)) };
                 c0 = c1;
             }
         });
@@ -694,7 +654,7 @@ mod tests {
     #[test]
     fn q8_0_kernel_matches_scalar_reference() {
         if !(is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")) {
-            eprintln!("no AVX-512 VNNI here: skipped");
+            eprintln!("SKIPPED: this CPU has no AVX-512 VNNI");
             return;
         }
         let dev = Device::Cpu;
@@ -742,7 +702,9 @@ mod tests {
     #[test]
     fn q4_0_and_q4_k_repack_exactly() {
         if !available() {
-            eprintln!("no int8 kernels here: skipped");
+            eprintln!(
+                "SKIPPED: no int8 kernels here (no AVX2, or TRSR_NO_INT8 / TRSR_NO_VNNI set)"
+            );
             return;
         }
         let dev = Device::Cpu;

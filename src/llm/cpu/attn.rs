@@ -19,10 +19,12 @@ use std::arch::x86_64::*;
 /// Query rows per block (register lanes).
 pub(crate) const ROWS: usize = 16;
 
-/// Whether the kernels run here (AVX-512; on with the int8 kernels of `vnni.rs`, whose
-/// rounding makes the order of sums matter).
+/// Whether the kernels run here: on with the int8 kernels (`int8.rs`), whose rounding
+/// makes the order of sums matter, at either level — the 16-lane AVX-512 form or the
+/// 8-lane AVX2 form, chosen by [`block`]. `exp` and `silu_mul` need AVX-512F: callers
+/// check [`super::avx512`] for them, not this.
 pub(crate) fn available() -> bool {
-    super::vnni::available()
+    super::available()
 }
 
 /// The keys and values a block attends to: a cached prefix of `p` rows followed by the
@@ -73,7 +75,7 @@ pub(crate) unsafe fn block(
     scratch: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    if super::vnni::level() == Some(super::vnni::Level::Avx512) {
+    if super::avx512() {
         return block16(q, pos, hd, keys, scratch, out);
     }
     for (i, p) in pos.chunks(8).enumerate() {
@@ -382,7 +384,8 @@ pub(crate) unsafe fn exp(x: __m512) -> __m512 {
 /// `out[i] = silu(g[i]) · u[i] = g[i] / (1 + e^-g[i]) · u[i]` (the gated MLP's product).
 ///
 /// # Safety
-/// AVX-512F ([`available`]).
+/// AVX-512F ([`super::avx512`]; [`available`] alone is not enough: it also holds on
+/// AVX2-only CPUs).
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     let n = g.len().min(u.len()).min(out.len());
@@ -443,6 +446,7 @@ mod tests {
     #[test]
     fn exp8_matches_std() {
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            eprintln!("SKIPPED exp8_matches_std: this CPU has no AVX2 + FMA");
             return;
         }
         let xs: Vec<f32> = (-2000..=880).map(|i| i as f32 * 0.1).collect();
@@ -469,6 +473,7 @@ mod tests {
     #[test]
     fn exp_matches_std() {
         if !is_x86_feature_detected!("avx512f") {
+            eprintln!("SKIPPED exp_matches_std: this CPU has no AVX-512F");
             return;
         }
         let xs: Vec<f32> = (-2000..=880).map(|i| i as f32 * 0.1).collect();
@@ -499,6 +504,7 @@ mod tests {
     #[test]
     fn silu_mul_matches_scalar() {
         if !is_x86_feature_detected!("avx512f") {
+            eprintln!("SKIPPED silu_mul_matches_scalar: this CPU has no AVX-512F");
             return;
         }
         let g: Vec<f32> = (-1000..1000).map(|i| i as f32 * 0.1).collect();
