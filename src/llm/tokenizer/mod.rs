@@ -30,6 +30,12 @@ use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiter
 
 use super::LlmError;
 
+mod meta;
+mod stream;
+
+use meta::*;
+pub use stream::TokenStream;
+
 /// The space marker of SentencePiece vocabularies (U+2581).
 const SPM_SPACE: char = '\u{2581}';
 
@@ -105,148 +111,6 @@ fn tok_err(msg: impl Into<String>) -> LlmError {
 
 // ---------------------------------------------------------------------------------------------
 // GGUF metadata access
-
-fn meta<'a>(content: &'a gguf_file::Content, key: &str) -> Option<&'a gguf_file::Value> {
-    content.metadata.get(key)
-}
-
-fn meta_str<'a>(content: &'a gguf_file::Content, key: &str) -> Result<Option<&'a str>, LlmError> {
-    match meta(content, key) {
-        None => Ok(None),
-        Some(gguf_file::Value::String(s)) => Ok(Some(s.as_str())),
-        Some(v) => Err(tok_err(format!(
-            "GGUF metadata `{key}`: expected a string, found {:?}",
-            v.value_type()
-        ))),
-    }
-}
-
-fn value_as_i64(v: &gguf_file::Value) -> Option<i64> {
-    use gguf_file::Value as V;
-    Some(match v {
-        V::U8(x) => i64::from(*x),
-        V::I8(x) => i64::from(*x),
-        V::U16(x) => i64::from(*x),
-        V::I16(x) => i64::from(*x),
-        V::U32(x) => i64::from(*x),
-        V::I32(x) => i64::from(*x),
-        V::U64(x) => i64::try_from(*x).ok()?,
-        V::I64(x) => *x,
-        _ => return None,
-    })
-}
-
-fn meta_id(
-    content: &gguf_file::Content,
-    key: &str,
-    vocab_size: usize,
-) -> Result<Option<u32>, LlmError> {
-    let Some(v) = meta(content, key) else {
-        return Ok(None);
-    };
-    let n = value_as_i64(v).ok_or_else(|| {
-        tok_err(format!(
-            "GGUF metadata `{key}`: expected a token id, found {:?}",
-            v.value_type()
-        ))
-    })?;
-    // llama.cpp writes -1 (as u32::MAX or i32 -1) for "none".
-    if n < 0 || n == i64::from(u32::MAX) {
-        return Ok(None);
-    }
-    if n as u64 >= vocab_size as u64 {
-        return Err(tok_err(format!(
-            "GGUF metadata `{key}` = {n} is outside the vocabulary (size {vocab_size})"
-        )));
-    }
-    Ok(Some(n as u32))
-}
-
-fn meta_bool(content: &gguf_file::Content, key: &str) -> Result<Option<bool>, LlmError> {
-    match meta(content, key) {
-        None => Ok(None),
-        Some(gguf_file::Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => match value_as_i64(v) {
-            Some(n) => Ok(Some(n != 0)),
-            None => Err(tok_err(format!(
-                "GGUF metadata `{key}`: expected a bool, found {:?}",
-                v.value_type()
-            ))),
-        },
-    }
-}
-
-fn meta_array<'a>(
-    content: &'a gguf_file::Content,
-    key: &str,
-) -> Result<Option<&'a Vec<gguf_file::Value>>, LlmError> {
-    match meta(content, key) {
-        None => Ok(None),
-        Some(gguf_file::Value::Array(a)) => Ok(Some(a)),
-        Some(v) => Err(tok_err(format!(
-            "GGUF metadata `{key}`: expected an array, found {:?}",
-            v.value_type()
-        ))),
-    }
-}
-
-fn meta_strings(content: &gguf_file::Content, key: &str) -> Result<Option<Vec<String>>, LlmError> {
-    let Some(arr) = meta_array(content, key)? else {
-        return Ok(None);
-    };
-    arr.iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            gguf_file::Value::String(s) => Ok(s.clone()),
-            other => Err(tok_err(format!(
-                "GGUF metadata `{key}`[{i}]: expected a string, found {:?}",
-                other.value_type()
-            ))),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-fn meta_i32s(content: &gguf_file::Content, key: &str) -> Result<Option<Vec<i32>>, LlmError> {
-    let Some(arr) = meta_array(content, key)? else {
-        return Ok(None);
-    };
-    arr.iter()
-        .enumerate()
-        .map(|(i, v)| {
-            value_as_i64(v)
-                .and_then(|n| i32::try_from(n).ok())
-                .ok_or_else(|| {
-                    tok_err(format!(
-                        "GGUF metadata `{key}`[{i}]: expected an integer, found {:?}",
-                        v.value_type()
-                    ))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-fn meta_f32s(content: &gguf_file::Content, key: &str) -> Result<Option<Vec<f32>>, LlmError> {
-    let Some(arr) = meta_array(content, key)? else {
-        return Ok(None);
-    };
-    arr.iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            gguf_file::Value::F32(x) => Ok(*x),
-            gguf_file::Value::F64(x) => Ok(*x as f32),
-            other => Err(tok_err(format!(
-                "GGUF metadata `{key}`[{i}]: expected a float, found {:?}",
-                other.value_type()
-            ))),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Byte-level (GPT-2) byte <-> char table
 
 /// GPT-2's `bytes_to_unicode`: printable bytes map to themselves, the rest to U+0100 onwards.
 fn byte_to_char_table() -> [char; 256] {
@@ -1044,78 +908,6 @@ fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>, LlmErr
             .map_err(|e| tok_err(format!("{}: line {}: {e}", path.display(), e.line()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(tok_err(format!("{}: {e}", path.display()))),
-    }
-}
-
-/// Streaming detokenizer: push ids, get text deltas that never split a multi-byte character;
-/// `finish()` flushes the tail.
-///
-/// The concatenated deltas equal [`Tokenizer::decode`] of the pushed ids: special tokens come
-/// out as their text (stop before pushing an end-of-turn id), and for SentencePiece
-/// vocabularies with a space prefix the first token loses its leading space.
-pub struct TokenStream<'a> {
-    tok: &'a Tokenizer,
-    pending: Vec<u8>,
-    started: bool,
-}
-
-impl<'a> TokenStream<'a> {
-    pub fn new(tok: &'a Tokenizer) -> Self {
-        Self {
-            tok,
-            pending: Vec::new(),
-            started: false,
-        }
-    }
-
-    /// Adds one token; returns the text that is now complete (possibly empty).
-    pub fn push(&mut self, id: u32) -> Result<String, LlmError> {
-        let bytes = self.tok.piece_bytes(id)?;
-        let bytes = if !self.started && self.tok.strip_leading_space {
-            bytes.strip_prefix(b" ").unwrap_or(bytes)
-        } else {
-            bytes
-        };
-        self.started = true;
-        self.pending.extend_from_slice(bytes);
-        Ok(self.take_complete())
-    }
-
-    /// Flushes what is left (an incomplete character becomes U+FFFD).
-    pub fn finish(&mut self) -> Result<String, LlmError> {
-        let out = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending.clear();
-        Ok(out)
-    }
-
-    fn take_complete(&mut self) -> String {
-        let mut out = String::new();
-        loop {
-            match std::str::from_utf8(&self.pending) {
-                Ok(s) => {
-                    out.push_str(s);
-                    self.pending.clear();
-                    return out;
-                }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    // The prefix is valid UTF-8 by construction.
-                    out.push_str(&String::from_utf8_lossy(&self.pending[..valid]));
-                    match e.error_len() {
-                        // Incomplete character at the end: wait for more bytes.
-                        None => {
-                            self.pending.drain(..valid);
-                            return out;
-                        }
-                        // Bytes that can never be valid: replace them and go on.
-                        Some(bad) => {
-                            out.push('\u{fffd}');
-                            self.pending.drain(..valid + bad);
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
