@@ -198,6 +198,11 @@ mod tests {
             .expect("the task ended");
         assert_eq!(f.output.as_deref(), Ok("named-task"));
         assert_eq!(f.name, "named-task");
+        // The wake follows the send.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while woken.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(woken.load(Ordering::SeqCst), 1);
         assert!(bg.drain(Duration::from_millis(10)).is_empty());
     }

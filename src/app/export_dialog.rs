@@ -67,13 +67,13 @@ pub fn export_dataset(wb: &Workbench) -> Result<Option<PathBuf>, String> {
         Some(d) => Err(format!(
             "The project names no dataset and the folder open in the window ({}) is a raw {} \
              folder. Open a prepared dataset folder (one with items.jsonl and cases.jsonl) with \
-             File ▸ Open dataset folder; the project then names it.",
+             File > Open dataset folder; the project then names it.",
             d.dir.display(),
             d.format
         )),
         None => Err(
             "The project names no dataset. Open its prepared dataset folder (one with \
-             items.jsonl and cases.jsonl) with File ▸ Open dataset folder; the project then \
+             items.jsonl and cases.jsonl) with File > Open dataset folder; the project then \
              names it."
                 .into(),
         ),

@@ -405,7 +405,9 @@ fn scorer_color(i: usize) -> egui::Color32 {
 fn legend_row_ui<'a>(ui: &mut egui::Ui, names: impl Iterator<Item = &'a String>) {
     ui.horizontal_wrapped(|ui| {
         for (i, name) in names.enumerate() {
-            ui.label(egui::RichText::new("■").color(scorer_color(i)));
+            let (swatch, _) =
+                ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter().rect_filled(swatch, 2.0, scorer_color(i));
             ui.label(name);
             ui.add_space(8.0);
         }

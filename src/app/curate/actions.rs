@@ -358,7 +358,7 @@ pub fn execute(c: CurateCmd, wb: &mut Workbench, settings: &Settings, state: &mu
     }
     let Some(p) = wb.project.as_mut() else {
         wb.notify(Notice::warning(
-            "open a project first (File ▸ Open or new project)",
+            "open a project first (File > Open or new project)",
         ));
         return;
     };
