@@ -405,10 +405,13 @@ fn scorer_color(i: usize) -> egui::Color32 {
 fn legend_row_ui<'a>(ui: &mut egui::Ui, names: impl Iterator<Item = &'a String>) {
     ui.horizontal_wrapped(|ui| {
         for (i, name) in names.enumerate() {
-            let (swatch, _) =
-                ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
-            ui.painter().rect_filled(swatch, 2.0, scorer_color(i));
-            ui.label(name);
+            // Swatch and name wrap together.
+            ui.horizontal(|ui| {
+                let (swatch, _) =
+                    ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                ui.painter().rect_filled(swatch, 2.0, scorer_color(i));
+                ui.label(name);
+            });
             ui.add_space(8.0);
         }
     });
@@ -508,15 +511,19 @@ fn rank_plot_ui(ui: &mut egui::Ui, panel: &PlotsPanel, h: f32, cmds: &mut Vec<Co
         return;
     }
     legend_row_ui(ui, panel.ranks.keys());
+    // The scorers' bars side by side at each rank, not over each other.
+    let n_scorers = panel.ranks.len().max(1) as f64;
+    let width = 0.8 / n_scorers;
     let ranks: Vec<BarChart> = panel
         .ranks
         .iter()
         .enumerate()
         .map(|(si, (scorer, h))| {
+            let offset = (si as f64 - (n_scorers - 1.0) / 2.0) * width;
             let bars = h
                 .iter()
                 .enumerate()
-                .map(|(i, &n)| Bar::new(i as f64 + 1.0, f64::from(n)).width(0.8))
+                .map(|(i, &n)| Bar::new(i as f64 + 1.0 + offset, f64::from(n)).width(width))
                 .collect();
             BarChart::new(scorer.clone(), bars).color(scorer_color(si))
         })
@@ -612,8 +619,12 @@ fn tokens_plot_ui(
     let largest = panel.largest_block.clone();
     let r = Plot::new("tokens_plot")
         .height(h)
-        .legend(Legend::default())
-        .x_axis_label("block size (items)")
+        // Bottom right: the total is flat at the top, the largest block rises to the right.
+        .legend(Legend::default().position(egui_plot::Corner::RightBottom))
+        .custom_x_axes(vec![AxisHints::new_x()
+            .label("block size (items)")
+            .label_spacing(18.0..=24.0)])
+        .x_grid_spacer(every_group)
         .y_axis_label("tokens")
         .include_y(0.0)
         .show(ui, |p| {

@@ -111,15 +111,19 @@ fn step_card(
             };
             // The trace's count: a step from the cache streamed no tokens.
             ui.weak(format!(
-                "{prompt_tokens}output {} tokens{} · {}",
+                "{prompt_tokens}output {} tokens{} ·",
                 step.output_tokens,
                 if step.done {
                     format!(" · {:.0} ms", step.ms)
                 } else {
                     String::new()
-                },
-                step.source.label()
+                }
             ));
+            // Where the text came from, kept on one line.
+            ui.add(
+                egui::Label::new(egui::RichText::new(step.source.label()).weak())
+                    .wrap_mode(egui::TextWrapMode::Extend),
+            );
             let shown = panel.prompt_of == Some(i);
             if ui
                 .selectable_label(shown, "prompt")
