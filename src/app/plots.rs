@@ -405,13 +405,19 @@ fn scorer_color(i: usize) -> egui::Color32 {
 fn legend_row_ui<'a>(ui: &mut egui::Ui, names: impl Iterator<Item = &'a String>) {
     ui.horizontal_wrapped(|ui| {
         for (i, name) in names.enumerate() {
-            // Swatch and name wrap together.
-            ui.horizontal(|ui| {
-                let (swatch, _) =
-                    ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
-                ui.painter().rect_filled(swatch, 2.0, scorer_color(i));
-                ui.label(name);
-            });
+            // Swatch and name as one widget, so they wrap together.
+            let font = egui::TextStyle::Body.resolve(ui.style());
+            let color = ui.visuals().text_color();
+            let galley = ui.painter().layout_no_wrap(name.clone(), font, color);
+            let size = egui::vec2(16.0 + galley.size().x, galley.size().y.max(10.0));
+            let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+            let swatch = egui::Rect::from_center_size(
+                egui::pos2(rect.left() + 5.0, rect.center().y),
+                egui::vec2(10.0, 10.0),
+            );
+            ui.painter().rect_filled(swatch, 2.0, scorer_color(i));
+            ui.painter()
+                .galley(egui::pos2(rect.left() + 16.0, rect.top()), galley, color);
             ui.add_space(8.0);
         }
     });
