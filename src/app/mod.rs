@@ -5,6 +5,12 @@
 //! holds each panel's own transient state. Panels draw from a read-only view of the
 //! workbench, edit only their own state and the settings, and ask for everything else
 //! with a [`Command`], executed in one place at the end of the frame.
+//!
+//! One file per panel; the two large tabs are folders split by role (`train/`, `curate/`:
+//! egui-free state, actions, view; the open project's session in `curate/session.rs`).
+//! Work off the UI thread other than inference goes through [`background`] (named
+//! threads, results on one channel drained each frame); messages to the user carry a
+//! [`notices::Level`] and are drawn the same way everywhere.
 
 pub mod background;
 mod blocks;
