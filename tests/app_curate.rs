@@ -119,18 +119,18 @@ fn accept_and_reject_keys_change_the_counters() {
     );
     // The filter shows only the rejected case.
     assert_eq!(
-        trsr::app::curate_panel::entries(
+        trsr::app::curate::entries(
             curation(&h),
-            trsr::app::curate_panel::CaseFilter::Status(Status::Rejected)
+            trsr::app::curate::CaseFilter::Status(Status::Rejected)
         ),
         vec![("c2".to_string(), "recurrent".to_string())]
     );
     // The users list filtered by curation status.
     h.state_mut().ui.dataset.curate_filter =
-        trsr::app::curate_panel::CaseFilter::Status(Status::Rejected);
+        trsr::app::curate::CaseFilter::Status(Status::Rejected);
     h.run_steps(2);
     h.get_by_label("1 of 3 users");
-    h.state_mut().ui.dataset.curate_filter = trsr::app::curate_panel::CaseFilter::All;
+    h.state_mut().ui.dataset.curate_filter = trsr::app::curate::CaseFilter::All;
     h.run_steps(2);
     h.get_by_label("3 of 3 users");
     // K goes back; Ctrl+Z undoes the flag, the reject, then the accept.
@@ -351,9 +351,9 @@ fn the_export_dialog_writes_the_accepted_examples_with_the_real_prompts() {
     h.state_mut()
         .push_command(trsr::app::Command::ExportSft(out.clone()));
     step_until(&mut h, "the export", 30, |a| {
-        a.wb.notices.iter().any(|n| n.starts_with("export"))
+        a.wb.notices.iter().any(|n| n.text.starts_with("export"))
     });
-    let note = h.state().wb.notices.last().unwrap().clone();
+    let note = h.state().wb.notices.last().unwrap().text.clone();
     assert!(note.starts_with("exported 2 examples"), "{note}");
     let text = std::fs::read_to_string(&out).unwrap();
     let rows: Vec<serde_json::Value> = text

@@ -148,3 +148,197 @@ fn real_model_summary_text_appears_and_candidates_are_ranked() {
     assert!(rank.used_summary);
     h.get_by_label_contains("Target rank:");
 }
+
+// The defects of issue 12, seen in the window.
+
+#[test]
+fn plots_show_placeholders_before_results_and_results_files_are_read_in_the_background() {
+    let dir = common::three_users_dir();
+    let mut h = harness(slow().loader(), dir.path(), with_model(None));
+    step_until(&mut h, "the dataset", 30, |a| a.wb.data.is_some());
+    h.get_by_label("Plots").click();
+    h.run_steps(3);
+    // No empty axes: a short note says what fills each plot.
+    h.get_by_label_contains("No results yet");
+    h.get_by_label_contains("No rankings yet");
+    h.get_by_label_contains("No sweep yet");
+    let scores = dir.path().join("scores.jsonl");
+    std::fs::write(
+        &scores,
+        "{\"case\": \"c1\", \"scorer\": \"llm:x\", \"candidates\": [{\"id\": \"N36\", \"label\": 1, \"score\": 0.8}, {\"id\": \"N37\", \"label\": 0, \"score\": 0.9}]}\n",
+    )
+    .unwrap();
+    h.state_mut()
+        .push_command(trsr::app::Command::LoadResults(scores));
+    step_until(&mut h, "the scores file", 30, |a| {
+        a.ui.plots.metrics.contains_key("llm:x")
+    });
+    h.run_steps(2);
+    assert!(h.state().ui.plots.reading.is_empty());
+    assert!(h.query_by_label_contains("No results yet").is_none());
+    assert!(h.query_by_label_contains("No rankings yet").is_none());
+    // A bad file: the tab shows the error with file and line.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{oops\n").unwrap();
+    h.state_mut()
+        .push_command(trsr::app::Command::LoadResults(bad));
+    step_until(&mut h, "the bad file", 30, |a| a.ui.plots.error.is_some());
+    h.get_by_label_contains("bad.jsonl:1");
+}
+
+#[test]
+fn the_export_dialog_says_what_to_do_in_the_window_when_the_project_names_no_dataset() {
+    use egui_kittest::kittest::NodeT as _;
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project.ron");
+    let p = project.clone();
+    let mut h = egui_kittest::Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .with_max_steps(10_000)
+        .build_eframe(move |cc| {
+            trsr::app::WorkbenchApp::new(
+                &cc.egui_ctx,
+                slow().loader(),
+                StartOptions {
+                    project: Some(p),
+                    ..StartOptions::default()
+                },
+            )
+            .unwrap()
+        });
+    h.run_steps(2);
+    h.state_mut()
+        .push_command(trsr::app::Command::ShowExportDialog);
+    // A new window's first frame only measures it.
+    h.run_steps(4);
+    h.get_by_label_contains("The project names no dataset. Open its prepared dataset folder");
+    assert!(h.query_by_label_contains("--dataset").is_none());
+    assert!(h
+        .get_by_label("Export to file...")
+        .accesskit_node()
+        .is_disabled());
+    // Asked for anyway (a command): an error notice with the same advice; nothing runs.
+    h.state_mut()
+        .push_command(trsr::app::Command::ExportSft(dir.path().join("x.jsonl")));
+    h.run_steps(2);
+    let n = h.state().wb.notices.last().unwrap().clone();
+    assert_eq!(n.level, trsr::app::Level::Error);
+    assert!(n.text.contains("File > Open dataset folder"), "{}", n.text);
+    assert!(!n.text.contains("--dataset"), "{}", n.text);
+    // With a prepared dataset open, the project names it and the export can run.
+    let data = common::three_users_dir();
+    h.state_mut()
+        .push_command(trsr::app::Command::OpenDataset(data.path().to_path_buf()));
+    step_until(&mut h, "the dataset", 30, |a| a.wb.data.is_some());
+    h.run_steps(2);
+    assert!(h
+        .state()
+        .wb
+        .project
+        .as_ref()
+        .unwrap()
+        .project
+        .dataset
+        .is_some());
+    assert!(!h
+        .get_by_label("Export to file...")
+        .accesskit_node()
+        .is_disabled());
+}
+
+#[test]
+fn a_step_from_the_cache_shows_the_traces_token_count_and_says_where_it_came_from() {
+    use trsr::summarize::{StepTrace, SummaryTrace};
+    use trsr::worker::{Event, StepKind};
+    let dir = common::three_users_dir();
+    let mut h = harness(slow().loader(), dir.path(), with_model(Some("fake".into())));
+    step_until(&mut h, "data and model", 30, |a| {
+        a.wb.data.is_some() && a.wb.context_len().is_some()
+    });
+    // A finished summary of c1 in the window's memory, as an earlier run leaves it.
+    let params = h.state().settings.blocks.params();
+    let method = h.state().settings.method;
+    let trace = SummaryTrace {
+        case: "c1".into(),
+        method,
+        blocks: vec![vec!["N0".into(), "N1".into()]],
+        steps: vec![StepTrace {
+            kind: StepKind::Block,
+            blocks: vec![0],
+            prompt: "the prompt".into(),
+            output: "likes football".into(),
+            prompt_tokens: 40,
+            output_tokens: 17,
+            ms: 250.0,
+            token_logprobs: Vec::new(),
+        }],
+        final_summary: "likes football".into(),
+        model: trsr::lm::LanguageModel::identity(&slow()),
+        sampling: trsr::lm::SamplingParams::default(),
+        block_params: params.clone(),
+        notes: Vec::new(),
+    };
+    h.state_mut()
+        .wb
+        .traces
+        .insert(("c1".into(), method, format!("{params:?}")), trace);
+    h.get_by_label("Summaries").click();
+    h.run_steps(2);
+    h.get_by_label("Run summary").click();
+    h.run_steps(3);
+    assert!(h.state().wb.summary.as_ref().unwrap().from_cache);
+    h.get_by_label_contains("output 17 tokens · 250 ms");
+    h.get_by_label("from cache");
+    assert!(h.query_by_label_contains("output 0 tokens").is_none());
+    // A job the worker answers from its results cache marks its steps `cached`; a
+    // generated step streams its tokens and says it is live.
+    let job = 9_999;
+    let app = h.state_mut();
+    app.wb.summary.as_mut().unwrap().job = Some(job);
+    let started = |step: usize| Event::StepStarted {
+        job,
+        step,
+        kind: StepKind::Block,
+        blocks: vec![step],
+        prompt: "p".into(),
+        prompt_tokens: 30,
+    };
+    let finished = |step: usize, output_tokens: usize, cached: bool| Event::StepFinished {
+        job,
+        step,
+        output: "likes markets".into(),
+        output_tokens,
+        prompt_tokens: 30,
+        ms: 100.0,
+        cached,
+    };
+    app.wb.apply_event(started(0), &app.settings);
+    app.wb.apply_event(finished(0, 23, true), &app.settings);
+    app.wb.apply_event(started(1), &app.settings);
+    app.wb.apply_event(
+        Event::Tokens {
+            job,
+            step: 1,
+            deltas: vec![
+                trsr::lm::TokenDelta {
+                    token: 1,
+                    text: "likes ".into(),
+                    logprob: -0.5,
+                },
+                trsr::lm::TokenDelta {
+                    token: 2,
+                    text: "markets".into(),
+                    logprob: -0.5,
+                },
+            ],
+        },
+        &app.settings,
+    );
+    app.wb.apply_event(finished(1, 2, false), &app.settings);
+    app.wb.summary.as_mut().unwrap().job = None;
+    h.run_steps(3);
+    h.get_by_label_contains("output 23 tokens · 100 ms");
+    h.get_by_label_contains("output 2 tokens · 100 ms");
+    h.get_by_label("from cache");
+    h.get_by_label("live");
+}

@@ -13,7 +13,7 @@ use eframe::egui;
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use trsr::app::train_panel::Phase;
+use trsr::app::train::Phase;
 use trsr::app::{ModelStatus, StartOptions, WorkbenchApp};
 use trsr::curate::{Curation, Edit, Key, Status, StepKind};
 use trsr::project::{DatasetRef, Project};

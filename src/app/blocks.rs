@@ -2,6 +2,7 @@
 //! re-segmentation; the item text template editor.
 
 use super::{Command, Settings, Workbench};
+use crate::app::notices::{notice_ui, Level};
 use eframe::egui;
 
 /// A block's colour (shared with the summaries panel).
@@ -161,15 +162,12 @@ pub fn blocks_ui(
                         let over = ctx_len.is_some_and(|c| tokens > c);
                         let txt = format!("{approx}{tokens} tokens{ctx_txt}");
                         if over {
-                            ui.colored_label(ui.visuals().error_fg_color, txt);
+                            notice_ui(ui, Level::Error, txt);
                         } else {
                             ui.label(txt);
                         }
                         if b.oversized {
-                            ui.colored_label(
-                                ui.visuals().warn_fg_color,
-                                "one item over the budget",
-                            );
+                            notice_ui(ui, Level::Warning, "one item over the budget");
                         }
                     });
                     for (id, line) in b.item_ids.iter().zip(b.text.split('\n')) {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use egui::{Key, KeyboardShortcut, Modifiers};
 
+use super::background::TaskOutput;
+use super::notices::Notice;
 use super::{ModelStatus, Settings, Tab, UiState, Workbench, WorkbenchApp};
 
 /// Everything panels, menus and shortcuts ask for.
@@ -133,16 +135,7 @@ pub fn menu_bar_ui(
             if ui.button("Open dataset folder...").clicked() {
                 cmds.push(Command::OpenDatasetDialog);
             }
-            ui.menu_button("Recent", |ui| {
-                if settings.recent_dirs.is_empty() {
-                    ui.weak("nothing yet");
-                }
-                for d in &settings.recent_dirs {
-                    if ui.button(d.display().to_string()).clicked() {
-                        cmds.push(Command::OpenDataset(d.clone()));
-                    }
-                }
-            });
+            recent_menu_ui(ui, settings, cmds);
             ui.separator();
             if ui.button("Open or new project...").clicked() {
                 cmds.push(Command::OpenProjectDialog);
@@ -200,6 +193,20 @@ pub fn menu_bar_ui(
     });
 }
 
+/// The Recent menu: dataset folders opened before (File menu and the dataset panel).
+pub fn recent_menu_ui(ui: &mut egui::Ui, settings: &Settings, cmds: &mut Vec<Command>) {
+    ui.menu_button("Recent", |ui| {
+        if settings.recent_dirs.is_empty() {
+            ui.weak("nothing yet");
+        }
+        for d in &settings.recent_dirs {
+            if ui.button(d.display().to_string()).clicked() {
+                cmds.push(Command::OpenDataset(d.clone()));
+            }
+        }
+    });
+}
+
 /// The help overlay: every shortcut.
 pub fn help_ui(ctx: &egui::Context, open: &mut bool) {
     egui::Window::new("Keyboard shortcuts")
@@ -217,7 +224,7 @@ pub fn help_ui(ctx: &egui::Context, open: &mut bool) {
                         ui.label(s.what);
                         ui.end_row();
                     }
-                    for (keys, what) in super::curate_panel::CURATE_SHORTCUTS {
+                    for (keys, what) in super::curate::CURATE_SHORTCUTS {
                         ui.monospace(*keys);
                         ui.label(*what);
                         ui.end_row();
@@ -231,7 +238,7 @@ pub fn help_ui(ctx: &egui::Context, open: &mut bool) {
 /// Opens (or creates) a project, saving the one open before.
 fn open_project(app: &mut WorkbenchApp, path: PathBuf) {
     if let Err(e) = app.flush_project() {
-        app.wb.notify(e);
+        app.wb.notify(Notice::error(e));
     }
     let data = app.wb.data.as_ref().map(|d| d.dir.clone());
     match super::ProjectSession::open_or_create(&path, data.as_deref()) {
@@ -241,12 +248,12 @@ fn open_project(app: &mut WorkbenchApp, path: PathBuf) {
                     app.push_command(Command::OpenDataset(dir));
                 }
             }
-            app.wb.notify(session.save_state.clone());
+            app.wb.notify(Notice::info(session.save_state.clone()));
             app.wb.project = Some(session);
             app.ui.curate = Default::default();
             app.ui.tab = Some(Tab::Curation);
         }
-        Err(e) => app.wb.notify(format!("{e}")),
+        Err(e) => app.wb.notify(Notice::error(format!("{e}"))),
     }
 }
 
@@ -297,10 +304,10 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
                 .add_filter("results", &["jsonl", "json"])
                 .pick_file()
             {
-                ui.plots.load_results(&p, wb);
+                ui.plots.load_results(p, wb);
             }
         }
-        Command::LoadResults(p) => ui.plots.load_results(&p, wb),
+        Command::LoadResults(p) => ui.plots.load_results(p, wb),
         Command::PickModelFile => {
             if let Some(p) = rfd::FileDialog::new()
                 .set_title("Pick a model file")
@@ -321,25 +328,28 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
                 .save_file()
             {
                 let ppp = ctx.pixels_per_point();
-                let notices = wb.async_notices.clone();
+                let tasks = wb.tasks.spawner();
                 let repaint = ctx.clone();
+                // The image arrives after the frame; encoding and writing go to a task.
                 ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
                     egui::ScreenshotCallback::new(move |image| {
-                        let msg =
-                            match super::plots::write_png(&image.region(&rect, Some(ppp)), &path) {
-                                Ok(()) => format!("plot saved to {}", path.display()),
-                                Err(e) => format!("could not save the plot: {e:#}"),
-                            };
-                        if let Ok(mut n) = notices.lock() {
-                            n.push(msg);
+                        let region = image.region(&rect, Some(ppp));
+                        let spawned = tasks.spawn("plot-png", move || {
+                            TaskOutput::Notice(match super::plots::write_png(&region, &path) {
+                                Ok(()) => Notice::info(format!("plot saved to {}", path.display())),
+                                Err(e) => Notice::error(format!("could not save the plot: {e:#}")),
+                            })
+                        });
+                        if spawned.is_err() {
+                            eprintln!("could not start saving the plot");
                         }
                         repaint.request_repaint();
                     }),
                 ));
             }
         }
-        Command::Curate(c) => super::curate_panel::execute(c, wb, settings, &mut ui.curate),
-        Command::Train(c) => super::train_panel::execute(c, wb, settings, &mut ui.train),
+        Command::Curate(c) => super::curate::execute(c, wb, settings, &mut ui.curate),
+        Command::Train(c) => super::train::execute(c, wb, settings, &mut ui.train),
         Command::OpenProjectDialog => {
             if let Some(p) = rfd::FileDialog::new()
                 .set_title("Open or create a project file")
@@ -354,8 +364,8 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
         Command::SaveProject => {
             if let Some(p) = wb.project.as_mut() {
                 p.changed();
-                if let Err(e) = p.flush() {
-                    wb.notify(e);
+                if let Err(e) = p.flush(&mut wb.tasks) {
+                    wb.notify(Notice::error(e));
                 }
             }
         }
@@ -372,10 +382,10 @@ pub fn execute(c: Command, app: &mut WorkbenchApp, ctx: &egui::Context) {
                 .add_filter("JSONL", &["jsonl"])
                 .save_file()
             {
-                super::export_dialog::run_export(wb, ui.export.request(), out);
+                super::export_dialog::run_export(wb, &ui.export, out);
             }
         }
-        Command::ExportSft(out) => super::export_dialog::run_export(wb, ui.export.request(), out),
+        Command::ExportSft(out) => super::export_dialog::run_export(wb, &ui.export, out),
         Command::SetTab(t) => ui.tab = Some(t),
         Command::ToggleHelp => ui.show_help = !ui.show_help,
         Command::ToggleTheme => {

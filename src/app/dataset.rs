@@ -1,6 +1,7 @@
 //! The dataset panel: open, progress, load report, the users list (virtualized), search, filters.
 
 use super::{Command, Settings, Workbench};
+use crate::app::notices::{notice_ui, Level};
 use crate::worker::dataset::LoadedData;
 use eframe::egui;
 
@@ -11,7 +12,7 @@ pub struct DatasetPanel {
     pub min_len: usize,
     pub max_len: usize,
     /// Only users whose curated summary has this status (with a project open).
-    pub curate_filter: super::curate_panel::CaseFilter,
+    pub curate_filter: super::curate::CaseFilter,
     /// Case indices passing the search and filters (recomputed when they change).
     pub filtered: Vec<usize>,
     /// Those passing the search and length filters (before the curation filter).
@@ -46,10 +47,10 @@ impl DatasetPanel {
             .project
             .as_ref()
             .map(|p| &p.project.curation)
-            .filter(|_| self.curate_filter != super::curate_panel::CaseFilter::All);
+            .filter(|_| self.curate_filter != super::curate::CaseFilter::All);
         if let Some(cur) = curation {
             let keep: std::collections::HashSet<String> =
-                super::curate_panel::entries(cur, self.curate_filter)
+                super::curate::entries(cur, self.curate_filter)
                     .into_iter()
                     .map(|(case, _)| case)
                     .collect();
@@ -140,16 +141,7 @@ pub fn dataset_ui(
         {
             cmds.push(Command::OpenDatasetDialog);
         }
-        ui.menu_button("Recent", |ui| {
-            if settings.recent_dirs.is_empty() {
-                ui.weak("nothing yet");
-            }
-            for d in &settings.recent_dirs {
-                if ui.button(d.display().to_string()).clicked() {
-                    cmds.push(Command::OpenDataset(d.clone()));
-                }
-            }
-        });
+        super::command::recent_menu_ui(ui, settings, cmds);
     });
     if wb.loading.is_some() {
         ui.horizontal(|ui| {
@@ -159,7 +151,7 @@ pub fn dataset_ui(
         ui.add(egui::ProgressBar::new(wb.load_progress.1).show_percentage());
     }
     if let Some(e) = &wb.load_error {
-        ui.colored_label(ui.visuals().error_fg_color, e);
+        notice_ui(ui, Level::Error, e.as_str());
     }
     let Some(data) = &wb.data else {
         ui.label("No dataset open. Open a folder or drop one here.");
@@ -214,7 +206,7 @@ pub fn dataset_ui(
         egui::ComboBox::from_label("curation")
             .selected_text(panel.curate_filter.label())
             .show_ui(ui, |ui| {
-                for f in super::curate_panel::CaseFilter::ALL {
+                for f in super::curate::CaseFilter::ALL {
                     ui.selectable_value(&mut panel.curate_filter, f, f.label());
                 }
             })

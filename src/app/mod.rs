@@ -5,26 +5,36 @@
 //! holds each panel's own transient state. Panels draw from a read-only view of the
 //! workbench, edit only their own state and the settings, and ask for everything else
 //! with a [`Command`], executed in one place at the end of the frame.
+//!
+//! One file per panel; the two large tabs are folders split by role (`train/`, `curate/`:
+//! egui-free state, actions, view; the open project's session in `curate/session.rs`).
+//! Work off the UI thread other than inference goes through [`background`] (named
+//! threads, results on one channel drained each frame); messages to the user carry a
+//! [`notices::Level`] and are drawn the same way everywhere.
 
+pub mod background;
 mod blocks;
 mod command;
-pub mod curate_panel;
+pub mod curate;
 mod dataset;
 pub mod export_dialog;
 mod native;
+pub mod notices;
 pub mod plots;
 mod ranking;
 mod settings;
 mod summaries;
-pub mod train_panel;
+pub mod train;
 mod workbench;
 
+pub use background::TaskOutput;
 pub use command::{Command, Shortcut, SHORTCUTS};
-pub use curate_panel::{CurateCmd, CuratePanel, ProjectSession};
+pub use curate::{CurateCmd, CuratePanel, ProjectSession};
 pub use native::run_native;
+pub use notices::{Level, Notice};
 pub use settings::{BlockControls, Settings};
-pub use train_panel::{TrainCmd, TrainPanel};
-pub use workbench::{ModelStatus, RankView, StepView, SummaryView, Workbench};
+pub use train::{TrainCmd, TrainPanel};
+pub use workbench::{ModelStatus, RankView, StepSource, StepView, SummaryView, Workbench};
 
 use eframe::egui;
 use std::path::PathBuf;
@@ -80,9 +90,9 @@ pub struct UiState {
     pub summaries: summaries::SummariesPanel,
     pub plots: plots::PlotsPanel,
     pub model: settings::ModelPanel,
-    pub curate: curate_panel::CuratePanel,
+    pub curate: curate::CuratePanel,
     pub export: export_dialog::ExportDialog,
-    pub train: train_panel::TrainPanel,
+    pub train: train::TrainPanel,
 }
 
 /// How the app starts.
@@ -148,11 +158,11 @@ impl WorkbenchApp {
                             app.commands.push(Command::OpenDataset(dir));
                         }
                     }
-                    app.wb.notify(session.save_state.clone());
+                    app.wb.notify(Notice::info(session.save_state.clone()));
                     app.wb.project = Some(session);
                     app.ui.tab = Some(Tab::Curation);
                 }
-                Err(e) => app.wb.notify(format!("{e}")),
+                Err(e) => app.wb.notify(Notice::error(format!("{e}"))),
             }
         }
         if let Some(dir) = opts.data {
@@ -179,9 +189,43 @@ impl WorkbenchApp {
 
     /// Waits for a running project save and saves what is unsaved (on exit; tests).
     pub fn flush_project(&mut self) -> Result<(), String> {
-        match self.wb.project.as_mut() {
-            Some(p) => p.flush(),
+        let wb = &mut self.wb;
+        match wb.project.as_mut() {
+            Some(p) => p.flush(&mut wb.tasks),
             None => Ok(()),
+        }
+    }
+
+    /// Routes what the background tasks handed back since the last frame.
+    fn take_task_outputs(&mut self) {
+        let now = std::time::Instant::now();
+        for done in self.wb.tasks.drain(DRAIN_BUDGET) {
+            let saving = self.wb.project.as_ref().and_then(|p| p.saving_task());
+            if saving == Some(done.id) {
+                let result = match done.output {
+                    Ok(TaskOutput::ProjectSaved(r)) => r,
+                    Ok(other) => Err(format!("unexpected save result {other:?}")),
+                    Err(panic) => Err(panic),
+                };
+                let failed = self
+                    .wb
+                    .project
+                    .as_mut()
+                    .and_then(|p| p.save_done(done.id, result, now));
+                if let Some(n) = failed {
+                    self.wb.notify(n);
+                }
+                continue;
+            }
+            match done.output {
+                Ok(TaskOutput::Notice(n)) => self.wb.notify(n),
+                Ok(TaskOutput::Results { path, read }) => self.ui.plots.results_read(&path, read),
+                // A save of a project closed since: it was waited for on closing.
+                Ok(TaskOutput::ProjectSaved(_)) => {}
+                Err(panic) => self
+                    .wb
+                    .notify(Notice::error(format!("{}: {panic}", done.name))),
+            }
         }
     }
 
@@ -190,7 +234,8 @@ impl WorkbenchApp {
         if now != self.saved_settings {
             if let Some(path) = &self.settings_path {
                 if let Err(e) = self.settings.save(path) {
-                    self.wb.notify(format!("could not save settings: {e:#}"));
+                    self.wb
+                        .notify(Notice::error(format!("could not save settings: {e:#}")));
                 }
             }
             self.saved_settings = now;
@@ -200,20 +245,12 @@ impl WorkbenchApp {
     /// The per-frame work that draws nothing: worker events, dataset loading, autorun.
     fn frame_logic(&mut self, ctx: &egui::Context) {
         let events = self.wb.worker.drain(DRAIN_BUDGET);
-        let events = curate_panel::observe_events(&mut self.wb, &self.settings, events);
-        let events = train_panel::observe_events(&mut self.wb, events);
+        let events = curate::observe_events(&mut self.wb, &self.settings, events);
+        let events = train::observe_events(&mut self.wb, events);
         for ev in events {
             self.wb.apply_event(ev, &self.settings);
         }
-        let late: Vec<String> = self
-            .wb
-            .async_notices
-            .lock()
-            .map(|mut n| std::mem::take(&mut *n))
-            .unwrap_or_default();
-        for n in late {
-            self.wb.notify(n);
-        }
+        self.take_task_outputs();
         if self.wb.worker.has_pending() {
             ctx.request_repaint();
         }
@@ -243,10 +280,10 @@ impl WorkbenchApp {
             };
             self.commands.push(Command::OpenDataset(dir));
         }
-        curate_panel::adopt_shown_summary(&mut self.wb);
+        curate::adopt_shown_summary(&mut self.wb);
         let mut save_error = None;
         if let Some(p) = self.wb.project.as_mut() {
-            save_error = p.poll_save(std::time::Instant::now());
+            save_error = p.poll_save(std::time::Instant::now(), &self.wb.tasks);
             if p.autosaver.is_dirty() || p.is_saving() {
                 // Come back when the debounce has passed.
                 ctx.request_repaint_after(p.autosaver.debounce);
@@ -255,7 +292,7 @@ impl WorkbenchApp {
         if let Some(e) = save_error {
             self.wb.notify(e);
         }
-        curate_panel::curate_shortcuts(
+        curate::curate_shortcuts(
             ctx,
             &self.wb,
             &self.ui.curate,
@@ -303,14 +340,10 @@ impl WorkbenchApp {
                 Tab::Model => {
                     settings::model_ui(ui, &self.wb, &mut self.settings, &mut self.ui.model, cmds)
                 }
-                Tab::Curation => curate_panel::curate_ui(ui, &self.wb, &mut self.ui.curate, cmds),
-                Tab::Train => train_panel::train_ui(
-                    ui,
-                    &self.wb,
-                    &mut self.settings,
-                    &mut self.ui.train,
-                    cmds,
-                ),
+                Tab::Curation => curate::curate_ui(ui, &self.wb, &mut self.ui.curate, cmds),
+                Tab::Train => {
+                    train::train_ui(ui, &self.wb, &mut self.settings, &mut self.ui.train, cmds)
+                }
             }
         });
         export_dialog::export_dialog_ui(ui.ctx(), &self.wb, &mut self.ui.export, cmds);
@@ -364,7 +397,7 @@ fn status_bar_ui(ui: &mut egui::Ui, wb: &Workbench) {
                 m.identity.name, m.device, m.identity.context_len
             )),
             ModelStatus::Failed(e) => {
-                ui.colored_label(ui.visuals().error_fg_color, format!("model failed: {e}"))
+                notices::notice_ui(ui, Level::Error, format!("model failed: {e}"))
             }
         };
         ui.separator();
@@ -373,9 +406,9 @@ fn status_bar_ui(ui: &mut egui::Ui, wb: &Workbench) {
             ui.separator();
             ui.label(format!("{tps:.1} tok/s"));
         }
-        if let Some(n) = wb.notices.last() {
+        if !wb.notices.is_empty() {
             ui.separator();
-            ui.label(n).on_hover_text(wb.notices.join("\n"));
+            notices::last_notice_ui(ui, &wb.notices);
         }
     });
 }

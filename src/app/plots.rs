@@ -1,14 +1,18 @@
 //! Plots (egui_plot): metrics @K per scorer, target rank distribution, metric against
 //! block size (sweeps), prompt tokens against block size. Points are computed when the
-//! data changes, not every frame.
+//! data changes, not every frame; results files are read by a background task
+//! (`app::background`), never on the UI thread. A plot with nothing to show yet is a
+//! short placeholder, not empty axes.
 
 use eframe::egui;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use egui_plot::{Bar, BarChart, Legend, Line, Plot};
+use egui_plot::{AxisHints, Bar, BarChart, GridInput, GridMark, Legend, Line, Plot};
 
+use super::background::TaskOutput;
+use super::notices::{notice_ui, Level};
 use super::ranking::baseline_records;
 use super::workbench::target_rank;
 use super::{BlockControls, Command, Settings, Workbench};
@@ -26,9 +30,29 @@ pub struct SweepPoint {
     pub value: f64,
 }
 
+/// What a results file holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Results {
+    /// Score records (`scores.jsonl`).
+    Scores(Vec<ScoreRecord>),
+    /// A sweep's rows (`metrics.json`).
+    Sweep(Vec<SweepPoint>),
+}
+
+/// Reads a results file: `*.jsonl` as score records, anything else as a sweep.
+pub fn read_results(path: &Path) -> anyhow::Result<Results> {
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        read_scores(path).map(Results::Scores)
+    } else {
+        read_sweep(path).map(Results::Sweep)
+    }
+}
+
 /// The plots panel's own state and cached points.
 #[derive(Default)]
 pub struct PlotsPanel {
+    /// Results files being read in the background.
+    pub reading: Vec<PathBuf>,
     /// Records loaded from CLI `scores.jsonl` files.
     pub loaded: Vec<ScoreRecord>,
     pub sweep: Vec<SweepPoint>,
@@ -45,19 +69,28 @@ pub struct PlotsPanel {
 }
 
 impl PlotsPanel {
-    /// Reads `scores.jsonl` (score records) or a sweep's `metrics.json`.
-    pub fn load_results(&mut self, path: &Path, wb: &Workbench) {
-        let _ = wb;
+    /// Starts reading `scores.jsonl` (score records) or a sweep's `metrics.json` in
+    /// the background; [`PlotsPanel::results_read`] takes the outcome.
+    pub fn load_results(&mut self, path: PathBuf, wb: &Workbench) {
         self.error = None;
-        let r = if path.extension().is_some_and(|e| e == "jsonl") {
-            read_scores(path).map(|recs| {
-                self.loaded.extend(recs);
-            })
-        } else {
-            read_sweep(path).map(|pts| self.sweep = pts)
-        };
-        if let Err(e) = r {
-            self.error = Some(format!("{e:#}"));
+        let p = path.clone();
+        let spawned = wb.tasks.spawn("read-results", move || {
+            let read = read_results(&p).map_err(|e| format!("{e:#}"));
+            TaskOutput::Results { path: p, read }
+        });
+        match spawned {
+            Ok(_) => self.reading.push(path),
+            Err(e) => self.error = Some(format!("could not start reading {}: {e}", path.display())),
+        }
+    }
+
+    /// A results file was read (or not): its records join the plots.
+    pub fn results_read(&mut self, path: &Path, read: Result<Results, String>) {
+        self.reading.retain(|p| p != path);
+        match read {
+            Ok(Results::Scores(recs)) => self.loaded.extend(recs),
+            Ok(Results::Sweep(pts)) => self.sweep = pts,
+            Err(e) => self.error = Some(e),
         }
         self.cache_key = None;
     }
@@ -261,6 +294,33 @@ pub fn plots_ui(
 ) {
     panel.refresh(wb);
     panel.refresh_tokens(wb, settings);
+    toolbar_ui(ui, wb, settings, panel, cmds);
+    if let Some(e) = panel.error.as_ref().or(wb.batch.error.as_ref()) {
+        notice_ui(ui, Level::Error, e.as_str());
+    }
+    let h = (ui.available_height() / 2.0 - 30.0).max(140.0);
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            ui.columns(2, |cols| {
+                metrics_plot_ui(&mut cols[0], panel, h, cmds);
+                rank_plot_ui(&mut cols[1], panel, h, cmds);
+            });
+            ui.columns(2, |cols| {
+                sweep_plot_ui(&mut cols[0], panel, h, cmds);
+                tokens_plot_ui(&mut cols[1], wb, panel, h, cmds);
+            });
+        });
+}
+
+/// Evaluate (batch), its progress, Load results.
+fn toolbar_ui(
+    ui: &mut egui::Ui,
+    wb: &Workbench,
+    settings: &mut Settings,
+    panel: &PlotsPanel,
+    cmds: &mut Vec<Command>,
+) {
     ui.horizontal_wrapped(|ui| {
         ui.add(
             egui::DragValue::new(&mut settings.batch_cases)
@@ -276,6 +336,7 @@ pub fn plots_ui(
                 egui::Button::new("Evaluate"),
             )
             .on_hover_text("Score the first N cases with the LLM recommender and compute metrics")
+            .on_disabled_hover_text("open a dataset and load a model first")
             .clicked()
         {
             cmds.push(Command::RunBatch);
@@ -300,155 +361,283 @@ pub fn plots_ui(
         {
             cmds.push(Command::LoadResultsDialog);
         }
+        for p in &panel.reading {
+            ui.spinner();
+            ui.weak(format!("reading {}", p.display()));
+        }
     });
-    if let Some(e) = panel.error.as_ref().or(wb.batch.error.as_ref()) {
-        ui.colored_label(ui.visuals().error_fg_color, e);
-    }
-    let h = (ui.available_height() / 2.0 - 30.0).max(140.0);
-    egui::ScrollArea::vertical()
-        .auto_shrink([false, false])
-        .show(ui, |ui| {
-            ui.columns(2, |cols| {
-                let names = metric_names(&KS);
-                cols[0].strong("Metrics @K per scorer");
-                if panel.metrics.is_empty() {
-                    cols[0].weak("Run an evaluation or load scores.jsonl.");
-                }
-                let n_scorers = panel.metrics.len().max(1) as f64;
-                let width = 0.8 / n_scorers;
-                let charts: Vec<BarChart> = panel
-                    .metrics
-                    .iter()
-                    .enumerate()
-                    .map(|(si, (scorer, m))| {
-                        let bars = names
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(mi, name)| {
-                                let v = *m.get(name)?;
-                                Some(
-                                    Bar::new(
-                                        mi as f64 + (si as f64 - (n_scorers - 1.0) / 2.0) * width,
-                                        v,
-                                    )
-                                    .width(width)
-                                    .name(format!("{scorer} {name}")),
-                                )
-                            })
-                            .collect();
-                        BarChart::new(scorer.clone(), bars)
-                    })
-                    .collect();
-                let names_fmt = names.clone();
-                let r = Plot::new("metrics_plot")
-                    .height(h)
-                    .legend(Legend::default())
-                    .x_axis_formatter(move |mark, _| {
-                        let i = mark.value.round();
-                        if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
-                            names_fmt.get(i as usize).cloned().unwrap_or_default()
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .show(&mut cols[0], |p| {
-                        for c in charts {
-                            p.bar_chart(c);
-                        }
-                    })
-                    .response
-                    .rect;
-                export_button(&mut cols[0], "metrics", r, cmds);
-                cols[1].strong("Target rank distribution");
-                let ranks: Vec<BarChart> = panel
-                    .ranks
-                    .iter()
-                    .map(|(scorer, h)| {
-                        let bars = h
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &n)| Bar::new(i as f64 + 1.0, f64::from(n)).width(0.8))
-                            .collect();
-                        BarChart::new(scorer.clone(), bars)
-                    })
-                    .collect();
-                let r = Plot::new("rank_plot")
-                    .height(h)
-                    .legend(Legend::default())
-                    .x_axis_label("target rank")
-                    .y_axis_label("cases")
-                    .show(&mut cols[1], |p| {
-                        for c in ranks {
-                            p.bar_chart(c);
-                        }
-                    })
-                    .response
-                    .rect;
-                export_button(&mut cols[1], "target-rank", r, cmds);
-            });
-            ui.columns(2, |cols| {
-                cols[0].strong("Metric against block size (sweep)");
-                let metrics: std::collections::BTreeSet<String> =
-                    panel.sweep.iter().map(|p| p.metric.clone()).collect();
-                if panel.sweep.is_empty() {
-                    cols[0].weak("Load a sweep's metrics.json.");
-                } else {
-                    if !metrics.contains(&panel.sweep_metric) {
-                        panel.sweep_metric = metrics.iter().next().cloned().unwrap_or_default();
-                    }
-                    egui::ComboBox::from_label("metric")
-                        .selected_text(panel.sweep_metric.clone())
-                        .show_ui(&mut cols[0], |ui| {
-                            for m in &metrics {
-                                ui.selectable_value(&mut panel.sweep_metric, m.clone(), m);
-                            }
-                        });
-                }
-                let mut series: BTreeMap<String, Vec<[f64; 2]>> = BTreeMap::new();
-                for p in panel
-                    .sweep
-                    .iter()
-                    .filter(|p| p.metric == panel.sweep_metric)
-                {
-                    series
-                        .entry(p.series.clone())
-                        .or_default()
-                        .push([p.block_size, p.value]);
-                }
-                let r = Plot::new("sweep_plot")
-                    .height(h)
-                    .legend(Legend::default())
-                    .x_axis_label("block size")
-                    .show(&mut cols[0], |p| {
-                        for (name, mut pts) in series {
-                            if pts.iter().all(|q| q[0].is_nan()) {
-                                if let Some(q) = pts.first() {
-                                    p.hline(egui_plot::HLine::new(name, q[1]));
-                                }
-                                continue;
-                            }
-                            pts.sort_by(|a, b| a[0].total_cmp(&b[0]));
-                            p.line(Line::new(name, pts));
-                        }
-                    })
-                    .response
-                    .rect;
-                export_button(&mut cols[0], "sweep", r, cmds);
-                cols[1].strong("Prompt tokens against block size (selected user)");
-                let total = panel.prompt_tokens.clone();
-                let largest = panel.largest_block.clone();
-                let r = Plot::new("tokens_plot")
-                    .height(h)
-                    .legend(Legend::default())
-                    .x_axis_label("block size (items)")
-                    .y_axis_label("tokens")
-                    .show(&mut cols[1], |p| {
-                        p.line(Line::new("all blocks", total));
-                        p.line(Line::new("largest block", largest));
-                    })
-                    .response
-                    .rect;
-                export_button(&mut cols[1], "prompt-tokens", r, cmds);
-            });
+}
+
+/// A plot-sized box with a short note, where a plot has nothing to show yet.
+fn placeholder_ui(ui: &mut egui::Ui, height: f32, text: &str) {
+    let size = egui::vec2(ui.available_width(), height);
+    let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let visuals = ui.visuals();
+    ui.painter().rect_stroke(
+        rect,
+        4.0,
+        visuals.widgets.noninteractive.bg_stroke,
+        egui::StrokeKind::Inside,
+    );
+    ui.put(
+        rect.shrink(12.0),
+        egui::Label::new(egui::RichText::new(text).weak()).wrap(),
+    );
+}
+
+/// Distinct colours for the scorers (legend and bars share them).
+fn scorer_color(i: usize) -> egui::Color32 {
+    const COLORS: [(u8, u8, u8); 8] = [
+        (66, 133, 244),
+        (234, 67, 53),
+        (52, 168, 83),
+        (251, 188, 5),
+        (171, 71, 188),
+        (0, 172, 193),
+        (255, 112, 67),
+        (124, 179, 66),
+    ];
+    let (r, g, b) = COLORS[i % COLORS.len()];
+    egui::Color32::from_rgb(r, g, b)
+}
+
+/// A legend row above a plot (so it never covers the bars).
+fn legend_row_ui<'a>(ui: &mut egui::Ui, names: impl Iterator<Item = &'a String>) {
+    ui.horizontal_wrapped(|ui| {
+        for (i, name) in names.enumerate() {
+            // Swatch and name as one widget, so they wrap together.
+            let font = egui::TextStyle::Body.resolve(ui.style());
+            let color = ui.visuals().text_color();
+            let galley = ui.painter().layout_no_wrap(name.clone(), font, color);
+            let size = egui::vec2(16.0 + galley.size().x, galley.size().y.max(10.0));
+            let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+            let swatch = egui::Rect::from_center_size(
+                egui::pos2(rect.left() + 5.0, rect.center().y),
+                egui::vec2(10.0, 10.0),
+            );
+            ui.painter().rect_filled(swatch, 2.0, scorer_color(i));
+            ui.painter()
+                .galley(egui::pos2(rect.left() + 16.0, rect.top()), galley, color);
+            ui.add_space(8.0);
+        }
+    });
+}
+
+/// A mark at each whole number in the shown range (one per bar group).
+fn every_group(input: GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    let (lo, hi) = (lo.ceil().max(-1.0), hi.floor().min(1000.0));
+    let mut marks = Vec::new();
+    let mut v = lo;
+    while v <= hi {
+        marks.push(GridMark {
+            value: v,
+            step_size: 1.0,
         });
+        v += 1.0;
+    }
+    marks
+}
+
+/// Metrics @K per scorer: one row of bars per metric, every metric named on the axis.
+fn metrics_plot_ui(ui: &mut egui::Ui, panel: &PlotsPanel, h: f32, cmds: &mut Vec<Command>) {
+    ui.strong("Metrics @K per scorer");
+    if panel.metrics.is_empty() {
+        placeholder_ui(
+            ui,
+            h,
+            "No results yet: press Evaluate, or Load results (scores.jsonl).",
+        );
+        return;
+    }
+    legend_row_ui(ui, panel.metrics.keys());
+    let names = metric_names(&KS);
+    let n_groups = names.len();
+    // The first metric at the top.
+    let row_of = move |mi: usize| (n_groups - 1 - mi) as f64;
+    let n_scorers = panel.metrics.len().max(1) as f64;
+    let width = 0.8 / n_scorers;
+    let charts: Vec<BarChart> = panel
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(si, (scorer, m))| {
+            let bars = names
+                .iter()
+                .enumerate()
+                .filter_map(|(mi, name)| {
+                    let v = *m.get(name)?;
+                    // The first scorer on top within a group, as in the legend.
+                    let y = row_of(mi) - (si as f64 - (n_scorers - 1.0) / 2.0) * width;
+                    Some(Bar::new(y, v).width(width).name(format!("{scorer} {name}")))
+                })
+                .collect();
+            BarChart::new(scorer.clone(), bars)
+                .color(scorer_color(si))
+                .horizontal()
+        })
+        .collect();
+    let names_fmt = names.clone();
+    let y_axis = AxisHints::new_y()
+        .label_spacing(10.0..=14.0)
+        .formatter(move |mark, _| {
+            let i = mark.value.round();
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n_groups {
+                names_fmt[n_groups - 1 - i as usize].clone()
+            } else {
+                String::new()
+            }
+        });
+    // Room for every metric's label.
+    let height = h.max(n_groups as f32 * 22.0 + 40.0);
+    let r = Plot::new("metrics_plot")
+        .height(height)
+        .custom_y_axes(vec![y_axis])
+        .y_grid_spacer(every_group)
+        .x_axis_label("value")
+        .include_x(0.0)
+        .include_x(1.0)
+        .include_y(-0.5)
+        .include_y(n_groups as f64 - 0.5)
+        .show(ui, |p| {
+            for c in charts {
+                p.bar_chart(c);
+            }
+        })
+        .response
+        .rect;
+    export_button(ui, "metrics", r, cmds);
+}
+
+/// How often the target ranked 1st, 2nd, ... per scorer.
+fn rank_plot_ui(ui: &mut egui::Ui, panel: &PlotsPanel, h: f32, cmds: &mut Vec<Command>) {
+    ui.strong("Target rank distribution");
+    if panel.ranks.is_empty() {
+        placeholder_ui(ui, h, "No rankings yet: press Evaluate, or Load results.");
+        return;
+    }
+    legend_row_ui(ui, panel.ranks.keys());
+    // The scorers' bars side by side at each rank, not over each other.
+    let n_scorers = panel.ranks.len().max(1) as f64;
+    let width = 0.8 / n_scorers;
+    let ranks: Vec<BarChart> = panel
+        .ranks
+        .iter()
+        .enumerate()
+        .map(|(si, (scorer, h))| {
+            let offset = (si as f64 - (n_scorers - 1.0) / 2.0) * width;
+            let bars = h
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Bar::new(i as f64 + 1.0 + offset, f64::from(n)).width(width))
+                .collect();
+            BarChart::new(scorer.clone(), bars).color(scorer_color(si))
+        })
+        .collect();
+    let r = Plot::new("rank_plot")
+        .height(h)
+        .x_axis_label("target rank")
+        .y_axis_label("cases")
+        .include_y(0.0)
+        .show(ui, |p| {
+            for c in ranks {
+                p.bar_chart(c);
+            }
+        })
+        .response
+        .rect;
+    export_button(ui, "target-rank", r, cmds);
+}
+
+/// A sweep's metric against block size, one line per series.
+fn sweep_plot_ui(ui: &mut egui::Ui, panel: &mut PlotsPanel, h: f32, cmds: &mut Vec<Command>) {
+    ui.strong("Metric against block size (sweep)");
+    if panel.sweep.is_empty() {
+        placeholder_ui(
+            ui,
+            h,
+            "No sweep yet: Load results with a sweep's metrics.json (trsr sweep writes one).",
+        );
+        return;
+    }
+    let metrics: std::collections::BTreeSet<String> =
+        panel.sweep.iter().map(|p| p.metric.clone()).collect();
+    if !metrics.contains(&panel.sweep_metric) {
+        panel.sweep_metric = metrics.iter().next().cloned().unwrap_or_default();
+    }
+    egui::ComboBox::from_label("metric")
+        .selected_text(panel.sweep_metric.clone())
+        .show_ui(ui, |ui| {
+            for m in &metrics {
+                ui.selectable_value(&mut panel.sweep_metric, m.clone(), m);
+            }
+        });
+    let mut series: BTreeMap<String, Vec<[f64; 2]>> = BTreeMap::new();
+    for p in panel
+        .sweep
+        .iter()
+        .filter(|p| p.metric == panel.sweep_metric)
+    {
+        series
+            .entry(p.series.clone())
+            .or_default()
+            .push([p.block_size, p.value]);
+    }
+    let r = Plot::new("sweep_plot")
+        .height(h)
+        .legend(Legend::default())
+        .x_axis_label("block size")
+        .show(ui, |p| {
+            for (name, mut pts) in series {
+                if pts.iter().all(|q| q[0].is_nan()) {
+                    if let Some(q) = pts.first() {
+                        p.hline(egui_plot::HLine::new(name, q[1]));
+                    }
+                    continue;
+                }
+                pts.sort_by(|a, b| a[0].total_cmp(&b[0]));
+                p.line(Line::new(name, pts));
+            }
+        })
+        .response
+        .rect;
+    export_button(ui, "sweep", r, cmds);
+}
+
+/// The selected user's prompt tokens against block size.
+fn tokens_plot_ui(
+    ui: &mut egui::Ui,
+    wb: &Workbench,
+    panel: &PlotsPanel,
+    h: f32,
+    cmds: &mut Vec<Command>,
+) {
+    ui.strong("Prompt tokens against block size (selected user)");
+    if wb.selected.is_none() || panel.prompt_tokens.is_empty() {
+        placeholder_ui(
+            ui,
+            h,
+            "Select a user (dataset list) to see their prompt sizes.",
+        );
+        return;
+    }
+    let total = panel.prompt_tokens.clone();
+    let largest = panel.largest_block.clone();
+    let r = Plot::new("tokens_plot")
+        .height(h)
+        // Bottom right: the total is flat at the top, the largest block rises to the right.
+        .legend(Legend::default().position(egui_plot::Corner::RightBottom))
+        .custom_x_axes(vec![AxisHints::new_x()
+            .label("block size (items)")
+            .label_spacing(18.0..=24.0)])
+        .x_grid_spacer(every_group)
+        .y_axis_label("tokens")
+        .include_y(0.0)
+        .show(ui, |p| {
+            p.line(Line::new("all blocks", total));
+            p.line(Line::new("largest block", largest));
+        })
+        .response
+        .rect;
+    export_button(ui, "prompt-tokens", r, cmds);
 }

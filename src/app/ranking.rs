@@ -2,6 +2,7 @@
 
 use super::workbench::target_rank;
 use super::{Command, Settings, Workbench};
+use crate::app::notices::{notice_ui, Level};
 use crate::data::Case;
 use crate::metrics::{ScoreRecord, ScoredCandidate};
 use crate::rank::{score_baseline, Baseline};
@@ -83,7 +84,7 @@ pub fn ranking_ui(
         return;
     };
     if let Some(e) = &rank.error {
-        ui.colored_label(ui.visuals().error_fg_color, e);
+        notice_ui(ui, Level::Error, e.as_str());
     }
     let Some(rec) = &rank.record else { return };
     let n = rec.candidates.len();

@@ -1,5 +1,6 @@
 //! Persisted settings (RON) and the "Model & settings" panel.
 
+use crate::app::notices::{notice_ui, Level};
 use eframe::egui;
 use std::path::{Path, PathBuf};
 
@@ -234,7 +235,7 @@ pub fn model_ui(
                     ));
                 }
                 ModelStatus::Failed(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, e);
+                    notice_ui(ui, Level::Error, e.as_str());
                 }
             }
         });

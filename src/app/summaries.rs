@@ -2,6 +2,7 @@
 
 use super::blocks::{block_color, card};
 use super::{Command, Settings, StepView, Workbench};
+use crate::app::notices::{notice_ui, Level};
 use crate::worker::jobs::Method;
 use crate::worker::StepKind;
 use eframe::egui;
@@ -103,21 +104,26 @@ fn step_card(
         // Wrapped, so a narrow column wraps the stats row instead of widening the card
         // over its neighbour.
         ui.horizontal_wrapped(|ui| {
-            let out_tokens = step.tokens.len();
             let prompt_tokens = if step.prompt_tokens > 0 {
                 format!("prompt {} tokens · ", step.prompt_tokens)
             } else {
                 String::new()
             };
+            // The trace's count: a step from the cache streamed no tokens.
             ui.weak(format!(
-                "{prompt_tokens}output {} tokens{}",
-                out_tokens,
+                "{prompt_tokens}output {} tokens{} ·",
+                step.output_tokens,
                 if step.done {
                     format!(" · {:.0} ms", step.ms)
                 } else {
                     String::new()
                 }
             ));
+            // Where the text came from, kept on one line.
+            ui.add(
+                egui::Label::new(egui::RichText::new(step.source.label()).weak())
+                    .wrap_mode(egui::TextWrapMode::Extend),
+            );
             let shown = panel.prompt_of == Some(i);
             if ui
                 .selectable_label(shown, "prompt")
@@ -198,10 +204,10 @@ pub fn summaries_ui(
             ui.weak("(reused from an earlier run)");
         }
         if s.cancelled {
-            ui.colored_label(ui.visuals().warn_fg_color, "cancelled");
+            notice_ui(ui, Level::Warning, "cancelled");
         }
         if let Some(e) = &s.error {
-            ui.colored_label(ui.visuals().error_fg_color, e);
+            notice_ui(ui, Level::Error, e.as_str());
         }
     });
     // Each block's item texts (with the settings the run used).
@@ -255,6 +261,8 @@ pub fn summaries_ui(
                 prompt: String::new(),
                 prompt_tokens: 0,
                 tokens: Vec::new(),
+                output_tokens: 0,
+                source: super::StepSource::Live,
                 text: String::new(),
                 done: false,
                 ms: 0.0,

@@ -4,6 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::background::{Background, TaskOutput};
+use super::notices::Notice;
 use super::{Command, Settings};
 use crate::data::Case;
 use crate::lm::TokenDelta;
@@ -25,6 +27,28 @@ pub enum ModelStatus {
     Failed(String),
 }
 
+/// Where a step's text came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepSource {
+    /// Generated now, streamed token by token.
+    Live,
+    /// Taken from the results cache (on disk, or the window's memory of earlier runs).
+    Cache,
+    /// Kept from the earlier run that a re-run of a later step resumes.
+    Kept,
+}
+
+impl StepSource {
+    /// How the step card names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            StepSource::Live => "live",
+            StepSource::Cache => "from cache",
+            StepSource::Kept => "kept from the earlier run",
+        }
+    }
+}
+
 /// One summarization step as it streams.
 #[derive(Clone, Debug)]
 pub struct StepView {
@@ -32,8 +56,11 @@ pub struct StepView {
     pub blocks: Vec<usize>,
     pub prompt: String,
     pub prompt_tokens: usize,
-    /// Streamed tokens: (text, logprob).
+    /// Streamed tokens: (text, logprob); empty for a step from the cache.
     pub tokens: Vec<(String, f32)>,
+    /// Generated tokens as the trace counts them (also for a step from the cache).
+    pub output_tokens: usize,
+    pub source: StepSource,
     pub text: String,
     pub done: bool,
     pub ms: f64,
@@ -140,15 +167,17 @@ pub struct Workbench {
     pub token_counts: HashMap<String, usize>,
     counts_requested: HashSet<String>,
     count_jobs: HashSet<JobId>,
-    pub notices: Vec<String>,
-    /// Notices from callbacks off the frame (e.g. a plot export finished).
-    pub async_notices: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Messages to the user, newest last (the status bar shows the last).
+    pub notices: Vec<Notice>,
+    /// Work off the UI thread other than inference: exports, project saves, plot
+    /// PNGs, results files (drained each frame by the app).
+    pub tasks: Background<TaskOutput>,
     /// Bumped whenever data that plots derive from changes.
     pub revision: u64,
     /// The open project (curation), if any.
     pub project: Option<super::ProjectSession>,
     /// The last training run started from the Train tab (live or finished).
-    pub train: Option<super::train_panel::TrainRun>,
+    pub train: Option<super::train::TrainRun>,
     /// The spec of the loaded model (its adapter, if any).
     pub loaded_spec: Option<ModelSpec>,
     /// The results cache summaries are looked up in and stored to (shared with the CLI);
@@ -165,6 +194,7 @@ impl Workbench {
         Self {
             cache_dir,
             worker,
+            tasks: Background::new(wake.clone()),
             wake,
             model: ModelStatus::None,
             data: None,
@@ -180,7 +210,6 @@ impl Workbench {
             counts_requested: HashSet::new(),
             count_jobs: HashSet::new(),
             notices: Vec::new(),
-            async_notices: Default::default(),
             revision: 0,
             project: None,
             train: None,
@@ -188,8 +217,8 @@ impl Workbench {
         }
     }
 
-    pub fn notify(&mut self, msg: String) {
-        self.notices.push(msg);
+    pub fn notify(&mut self, notice: Notice) {
+        self.notices.push(notice);
         if self.notices.len() > 50 {
             self.notices.remove(0);
         }
@@ -346,19 +375,23 @@ impl Workbench {
             self.data.as_ref().map(|d| d.catalogue.clone()),
             self.selected_case().cloned(),
         ) else {
-            self.notify("select a user first".into());
+            self.notify(Notice::warning("select a user first"));
             return;
         };
         let params = settings.blocks.params();
         if self.summary.as_ref().is_some_and(|s| s.is_running()) {
-            self.notify("a summary is already running; cancel it first (Esc)".into());
+            self.notify(Notice::warning(
+                "a summary is already running; cancel it first (Esc)",
+            ));
             return;
         }
         let resume = match rerun {
             Some(step) => match self.summary.as_ref().and_then(|s| s.result.clone()) {
                 Some(r) if r.case == case.case => Some((r, step)),
                 _ => {
-                    self.notify("nothing to re-run: run the whole summary first".into());
+                    self.notify(Notice::warning(
+                        "nothing to re-run: run the whole summary first",
+                    ));
                     return;
                 }
             },
@@ -368,7 +401,10 @@ impl Workbench {
                     .cloned()
                 {
                     self.summary = Some(view_from_trace(&t, params, true));
-                    self.notify(format!("summary of {} reused from earlier run", case.case));
+                    self.notify(Notice::info(format!(
+                        "summary of {} reused from earlier run",
+                        case.case
+                    )));
                     return;
                 }
                 None
@@ -414,7 +450,7 @@ impl Workbench {
             self.data.as_ref().map(|d| d.catalogue.clone()),
             self.selected_case().cloned(),
         ) else {
-            self.notify("select a user first".into());
+            self.notify(Notice::warning("select a user first"));
             return;
         };
         let summary = self
@@ -457,7 +493,7 @@ impl Workbench {
 
     pub fn run_batch(&mut self, settings: &Settings) {
         let Some(data) = &self.data else {
-            self.notify("open a dataset first".into());
+            self.notify(Notice::warning("open a dataset first"));
             return;
         };
         if let Some(j) = self.batch.job {
@@ -519,10 +555,10 @@ impl Workbench {
         match ev {
             Event::ModelLoading { spec } => self.model = ModelStatus::Loading(spec),
             Event::ModelLoaded(m) => {
-                self.notify(format!(
+                self.notify(Notice::info(format!(
                     "loaded {} on {} in {:.0} ms",
                     m.identity.name, m.device, m.load_ms
-                ));
+                )));
                 self.loaded_spec = match &self.model {
                     ModelStatus::Loading(spec) => Some(spec.clone()),
                     _ => None,
@@ -530,11 +566,14 @@ impl Workbench {
                 self.model = ModelStatus::Loaded(m);
             }
             Event::ModelFailed { spec, error } => {
-                self.notify(format!("could not load {}: {error}", spec.model));
+                self.notify(Notice::error(format!(
+                    "could not load {}: {error}",
+                    spec.model
+                )));
                 self.model = ModelStatus::Failed(error);
                 self.loaded_spec = None;
             }
-            // The Train tab takes its job's events first (train_panel::observe_events).
+            // The Train tab takes its job's events first (train::observe_events).
             Event::JobStarted { .. } | Event::Train { .. } | Event::TrainReport { .. } => {}
             Event::StepStarted {
                 job,
@@ -551,6 +590,8 @@ impl Workbench {
                         prompt,
                         prompt_tokens,
                         tokens: Vec::new(),
+                        output_tokens: 0,
+                        source: StepSource::Live,
                         text: String::new(),
                         done: false,
                         ms: 0.0,
@@ -572,6 +613,7 @@ impl Workbench {
                             v.text.push_str(&text);
                             v.tokens.push((text, logprob));
                         }
+                        v.output_tokens = v.tokens.len();
                     }
                 }
             }
@@ -579,9 +621,10 @@ impl Workbench {
                 job,
                 step,
                 output,
+                output_tokens,
                 ms,
                 prompt_tokens,
-                ..
+                cached,
             } => {
                 if let Some(s) = self.summary_for(job) {
                     if let Some(v) = s.steps.get_mut(step) {
@@ -589,7 +632,13 @@ impl Workbench {
                         v.ms = ms;
                         v.text = output;
                         v.prompt_tokens = prompt_tokens;
+                        v.output_tokens = output_tokens;
+                        if cached {
+                            v.source = StepSource::Cache;
+                        }
                     }
+                    // A job answered from the results cache is a reused summary.
+                    s.from_cache |= cached;
                 }
             }
             Event::ScoresReady {
@@ -650,7 +699,7 @@ impl Workbench {
         if self.count_jobs.remove(&job) {
             self.counts_requested.clear();
             if let Some(e) = error {
-                self.notify(format!("token counting failed: {e}"));
+                self.notify(Notice::error(format!("token counting failed: {e}")));
             }
         }
     }
@@ -702,6 +751,11 @@ impl Workbench {
 /// A summary view of a finished trace (a cached one, or the kept steps of a re-run).
 pub fn view_from_trace(t: &SummaryResult, params: BlockParams, from_cache: bool) -> SummaryView {
     let now = Instant::now();
+    let source = if from_cache {
+        StepSource::Cache
+    } else {
+        StepSource::Kept
+    };
     SummaryView {
         job: None,
         case: t.case.clone(),
@@ -716,6 +770,8 @@ pub fn view_from_trace(t: &SummaryResult, params: BlockParams, from_cache: bool)
                 prompt: s.prompt.clone(),
                 prompt_tokens: s.prompt_tokens,
                 tokens: Vec::new(),
+                output_tokens: s.output_tokens,
+                source,
                 text: s.output.clone(),
                 done: true,
                 ms: s.ms,

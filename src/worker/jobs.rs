@@ -188,6 +188,7 @@ fn summarize(
                 output_tokens: st.output_tokens,
                 prompt_tokens: st.prompt_tokens,
                 ms: st.ms,
+                cached: true,
             });
         }
         let mut trace = trace;
@@ -217,6 +218,7 @@ fn summarize(
                 output_tokens: trace.output_tokens,
                 prompt_tokens: trace.prompt_tokens,
                 ms: trace.ms,
+                cached: false,
             }),
         };
         if sent.is_err() {

@@ -166,6 +166,8 @@ pub enum Event {
         output_tokens: usize,
         prompt_tokens: usize,
         ms: f64,
+        /// Taken from the results cache, not generated now.
+        cached: bool,
     },
     ScoresReady {
         job: JobId,
