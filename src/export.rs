@@ -125,8 +125,13 @@ impl PromptRenderer for TemplateRenderer {
 
     fn recommender(&self, input: &RecommenderPromptInput<'_>) -> String {
         let t = &self.templates;
-        let recent =
-            (!input.recent_items.is_empty()).then(|| crate::prompt::numbered(input.recent_items));
+        let recent = match t.form {
+            // The reference writes `NULL` for an empty item list.
+            crate::prompt::PromptForm::Verbatim if input.recent_items.is_empty() => {
+                Some("NULL".to_string())
+            }
+            _ => (!input.recent_items.is_empty()).then(|| t.item_list(input.recent_items)),
+        };
         crate::prompt::fill(
             &t.recommend,
             &[

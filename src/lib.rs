@@ -16,6 +16,7 @@ pub mod llm;
 pub mod lm;
 pub mod metrics;
 pub mod project;
+pub mod preset;
 pub mod prompt;
 pub mod rank;
 pub mod segment;

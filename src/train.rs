@@ -68,8 +68,38 @@ pub struct TrainSettings {
     /// Validate once before training too (the "before" row).
     pub validate_before: bool,
     /// Cut-offs of the validation metrics; the best epoch has the highest recall at the
-    /// first one (ties: MRR at the same cut-off).
+    /// first one (ties: MRR at the same cut-off), or see `best_by`.
     pub ks: Vec<usize>,
+    /// The rule that picks the best epoch.
+    pub best_by: BestEpoch,
+    /// Which of a case's negatives is paired with its target.
+    pub negative: NegativePick,
+    /// Training texts longer than this many tokens are cut to it (from the end, as the
+    /// reference's `SFTTrainer(max_seq_length=2048)` does) and counted, instead of refused.
+    pub truncate_tokens: Option<usize>,
+}
+
+/// How the best epoch is chosen from the validation metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BestEpoch {
+    /// Highest recall at the first cut-off (ties: MRR there).
+    #[default]
+    FirstRecall,
+    /// Highest Recall@3 + Recall@5 + Recall@10, the earlier epoch on a tie (the
+    /// reference's `test.py`).
+    RecallSum,
+}
+
+/// Which negative the SFT set pairs with each case's target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NegativePick {
+    /// One drawn with the run's seed.
+    #[default]
+    Random,
+    /// The case's first negative (the reference's `dataset_gen.py`: `neg_items[0]`).
+    First,
 }
 
 impl Default for TrainSettings {
@@ -95,6 +125,9 @@ impl Default for TrainSettings {
             max_val_cases: None,
             validate_before: true,
             ks: vec![3, 5, 10],
+            best_by: BestEpoch::FirstRecall,
+            negative: NegativePick::Random,
+            truncate_tokens: None,
         }
     }
 }
@@ -123,6 +156,12 @@ impl TrainSettings {
         }
         if self.ks.is_empty() || self.ks.contains(&0) {
             return bad("`ks` must list cut-offs of at least 1");
+        }
+        if self.best_by == BestEpoch::RecallSum && ![3, 5, 10].iter().all(|k| self.ks.contains(k)) {
+            return bad("`best_by` recall-sum needs the cut-offs 3, 5 and 10 in `ks`");
+        }
+        if self.truncate_tokens == Some(0) {
+            return bad("`truncate_tokens` must be at least 1");
         }
         let mut targets = Vec::new();
         for t in &self.targets {
@@ -153,6 +192,10 @@ impl TrainSettings {
 
     /// Learning rate at optimiser step `step` (0-based) of `total`.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        if self.warmup <= 0.0 {
+            // No warmup: Hugging Face's linear schedule, lr x (total - step) / total.
+            return self.lr * (1.0 - step as f64 / total.max(1) as f64).max(0.0);
+        }
         let warm = ((self.warmup * total as f64).ceil() as usize).max(1);
         if step < warm {
             return self.lr * (step + 1) as f64 / warm as f64;
@@ -198,6 +241,9 @@ pub struct BuildReport {
     /// Cases without a negative to pair with (left out).
     pub no_negative: usize,
     pub longest_tokens: usize,
+    /// Texts cut to `truncate_tokens`.
+    #[serde(default)]
+    pub truncated: usize,
 }
 
 /// Builds the SFT set: per training case, the target (yes) and one negative (no),
@@ -232,13 +278,22 @@ pub fn build_examples(
             &input.opts,
         )
         .map_err(|e| anyhow::anyhow!("case {}: {e:#}", case.case))?;
-        let neg = rng.random_range(0..case.negatives.len());
+        let neg = match settings.negative {
+            NegativePick::Random => rng.random_range(0..case.negatives.len()),
+            NegativePick::First => 0,
+        };
         let prefix_ids = engine.encode_prompt(&prefix)?;
         for (which, positive) in [(0usize, true), (neg + 1, false)] {
             let mut ids = prefix_ids.clone();
             ids.extend(engine.tokenizer().encode(&suffixes[which], false)?);
             let prompt_len = ids.len();
             ids.push(if positive { yes } else { no });
+            if let Some(max) = settings.truncate_tokens {
+                if ids.len() > max {
+                    ids.truncate(max);
+                    report.truncated += 1;
+                }
+            }
             if ids.len() > engine.context_len() {
                 anyhow::bail!(
                     "case {}: the training prompt has {} tokens but the model's context is {}",
@@ -249,7 +304,7 @@ pub fn build_examples(
             }
             report.longest_tokens = report.longest_tokens.max(ids.len());
             let loss_from = match settings.loss_on {
-                LossOn::Answer => prompt_len,
+                LossOn::Answer => prompt_len.min(ids.len() - 1),
                 LossOn::Text => 1,
             };
             let candidate = if positive {
@@ -378,9 +433,18 @@ pub struct TrainReport {
     pub base_model: String,
 }
 
-fn better(a: &Summary, b: Option<&Summary>, keys: &(String, String)) -> bool {
+fn better(
+    a: &Summary,
+    b: Option<&Summary>,
+    keys: &(String, String),
+    rule: BestEpoch,
+) -> bool {
     let Some(b) = b else { return true };
     let get = |s: &Summary, k: &str| s.metrics.get(k).copied().unwrap_or(0.0);
+    if rule == BestEpoch::RecallSum {
+        let sum = |s: &Summary| get(s, "recall@3") + get(s, "recall@5") + get(s, "recall@10");
+        return sum(a) > sum(b);
+    }
     let (ra, rb) = (get(a, &keys.0), get(b, &keys.0));
     ra > rb + 1e-12 || ((ra - rb).abs() <= 1e-12 && get(a, &keys.1) > get(b, &keys.1) + 1e-12)
 }
@@ -533,7 +597,7 @@ pub fn train(
             }
             // Best: highest validation recall; without validation, the last epoch.
             let is_best = match &val {
-                Some(m) => better(m, best.as_ref(), &keys),
+                Some(m) => better(m, best.as_ref(), &keys, settings.best_by),
                 None => true,
             };
             if is_best {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 
 use crate::export::{self, ExportOptions, SftForm, TableFormat, TemplateRenderer};
 use crate::metrics::TiePolicy;
+use crate::preset::{Preset, ReferenceWording};
 use crate::project::Project;
 use crate::prompt::{Templates, Wording};
 
@@ -77,6 +78,14 @@ pub struct ExportArgs {
     /// Tie policy for `--kind metrics`.
     #[arg(long, value_enum, default_value_t = TiePolicy::Pessimistic)]
     pub ties: TiePolicy,
+    /// Prompts of the SFT data: `workbench` or `reference` (the reference code's,
+    /// byte for byte); default: the project's preset.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// With `--preset reference`: `mind` or `amazon` wording, when neither the project
+    /// nor the dataset's prepare.json tells.
+    #[arg(long, value_enum)]
+    pub reference_wording: Option<ReferenceWording>,
 }
 
 /// A value's command-line spelling (`prompt-completion`, not `PromptCompletion`).
@@ -159,19 +168,41 @@ pub fn sft_export(
     };
     let prepared = crate::data::jsonl::load_prepared(&dataset)
         .with_context(|| format!("could not load the dataset {}", dataset.display()))?;
+    let reference = match project.settings.preset {
+        Preset::Workbench => None,
+        Preset::Reference => Some(
+            project
+                .settings
+                .reference_wording
+                .or(crate::preset::PrepareMeta::read(&dataset)?
+                    .and_then(|m| m.reference_wording()))
+                .ok_or_else(|| {
+                    crate::preset::no_reference_wording(&format!(
+                        "the dataset {} was not prepared from either",
+                        dataset.display()
+                    ))
+                })?,
+        ),
+    };
     let opts = ExportOptions {
         include_unreviewed: req.include_unreviewed,
         methods: req.methods.clone(),
         seed: req.seed,
-        item_text: project.settings.item_text.clone(),
+        item_text: match reference {
+            Some(w) => crate::data::ItemTextTemplate::reference(w),
+            None => project.settings.item_text.clone(),
+        },
         ..ExportOptions::default()
     };
-    let templates = export_templates(
-        req.templates.as_deref(),
-        req.wording,
-        project,
-        &prepared.catalogue,
-    )?;
+    let templates = match (reference, &req.templates) {
+        (Some(w), None) => Templates::reference(w),
+        _ => export_templates(
+            req.templates.as_deref(),
+            req.wording,
+            project,
+            &prepared.catalogue,
+        )?,
+    };
     let renderer = TemplateRenderer::new(templates);
     let (examples, report) = if req.recommender {
         export::recommender_examples(
@@ -232,6 +263,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 templates: args.templates.clone(),
                 wording: args.wording,
             };
+            let mut project = project;
+            if let Some(p) = args.preset {
+                project.settings.preset = p;
+            }
+            if args.reference_wording.is_some() {
+                project.settings.reference_wording = args.reference_wording;
+            }
             let (bytes, message) = sft_export(&path, &project, &req)?;
             buf = bytes;
             message

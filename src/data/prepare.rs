@@ -391,6 +391,51 @@ pub fn assign_splits(cases: &mut [Case], split: &[(String, f64)], seed: u64) {
     }
 }
 
+/// Parses `--split-counts TRAIN,VAL,TEST` (e.g. the reference's `2400,300,300`).
+pub fn parse_split_counts(spec: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    if parts.len() != 3 {
+        return Err(format!(
+            "`{spec}`: expected three counts TRAIN,VAL,TEST, e.g. 2400,300,300"
+        ));
+    }
+    let mut out = [0usize; 3];
+    for (o, p) in out.iter_mut().zip(&parts) {
+        *o = p
+            .parse()
+            .map_err(|_| format!("`{p}` is not a count (a whole number)"))?;
+    }
+    Ok(out)
+}
+
+/// Splits by counts, as the reference's `dataset_gen.py` does (`df[:2400]`,
+/// `df[2400:2700]`, `df[2700:]` of its 3,000 rows): the first `train` cases are
+/// `train`, the next `val` are `val`, the next `test` are `test`; later cases get no
+/// split. With `shuffle_seed`, the cases are put in a seeded random order first (and
+/// written in that order). Returns how many cases got no split.
+pub fn assign_split_counts(
+    cases: &mut Vec<Case>,
+    counts: [usize; 3],
+    shuffle_seed: Option<u64>,
+) -> usize {
+    if let Some(seed) = shuffle_seed {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(2);
+        cases.shuffle(&mut rng);
+    }
+    let mut i = 0;
+    for (name, n) in ["train", "val", "test"].iter().zip(counts) {
+        for c in cases.iter_mut().skip(i).take(n) {
+            c.split = Some(name.to_string());
+        }
+        i += n;
+    }
+    for c in cases.iter_mut().skip(i) {
+        c.split = None;
+    }
+    cases.len().saturating_sub(i)
+}
+
 fn write_atomic<T: Serialize>(
     path: &Path,
     rows: impl IntoIterator<Item = T>,
