@@ -25,7 +25,7 @@ fn the_window_shows_and_switches_the_preset() {
     h.get_by_label("Model & settings").click();
     h.run_ok();
     assert_eq!(h.state().settings.preset, Preset::Workbench);
-    h.get_by_label("workbench").click();
+    h.get_by_label("Preset").click();
     h.run_ok();
     h.get_by_label("reference").click();
     h.run_ok();
@@ -37,7 +37,7 @@ fn the_window_shows_and_switches_the_preset() {
     assert_eq!(s.sampling.temperature, 1.0);
     assert_eq!(s.sampling.repeat_penalty, 1.0);
     // And back: our wording and sampling again.
-    h.get_by_label("reference").click();
+    h.get_by_label("Preset").click();
     h.run_ok();
     h.get_by_label("workbench").click();
     h.run_ok();

@@ -192,14 +192,16 @@ pub fn model_ui(
                 }
             });
             ui.end_row();
-            ui.label("Device");
+            let l = ui.label("Device");
             egui::ComboBox::from_id_salt("device")
                 .selected_text(settings.model.device.clone())
                 .show_ui(ui, |ui| {
                     for d in ["auto", "cpu", "cuda:0", "metal"] {
                         ui.selectable_value(&mut settings.model.device, d.to_string(), d);
                     }
-                });
+                })
+                .response
+                .labelled_by(l.id);
             ui.end_row();
             let l = ui.label("Preset");
             ui.horizontal(|ui| {
@@ -214,6 +216,7 @@ pub fn model_ui(
                     })
                     .response
                     .labelled_by(l.id);
+                let lw = ui.label("wording of");
                 egui::ComboBox::from_id_salt("reference_wording")
                     .selected_text(match settings.reference_wording {
                         ReferenceWording::Mind => "MIND (news)",
@@ -222,7 +225,9 @@ pub fn model_ui(
                     .show_ui(ui, |ui| {
                         ui.selectable_value(&mut settings.reference_wording, ReferenceWording::Mind, "MIND (news)");
                         ui.selectable_value(&mut settings.reference_wording, ReferenceWording::Amazon, "Amazon-M2 (products)");
-                    });
+                    })
+                    .response
+                    .labelled_by(lw.id);
                 if (settings.preset, settings.reference_wording) != before {
                     settings.apply_preset();
                 }
