@@ -374,31 +374,37 @@ def check(ref, mind_dir, prepared, summaries_path, dump_path):
         else:
             differ += 1
             print("case %s %s: prompts differ" % (t["case"], t["method"]))
-        finals[t["case"]] = t["final_summary"]
+        finals[(t["case"], t["method"])] = t["final_summary"]
     print("summaries: %d traces equal to the reference's prompts, %d differ" % (same, differ))
     dumped = {}
     with open(dump_path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 d = json.loads(line)
-                dumped.setdefault(d["case"], []).append(d)
+                method = d["scorer"].rsplit(":", 1)[-1]
+                dumped.setdefault((d["case"], method), []).append(d)
+    keys = [k for k in dumped if k in finals]
+    missing = len(dumped) - len(keys)
     rows = []
-    ids = []
-    for case_id, lines in dumped.items():
+    for case_id, _ in keys:
         c = cases[case_id]
         rows.append({"prev_items": c["history"], "next_item": c["target"], "neg_items": c["negatives"]})
-        ids.append(case_id)
-    recommend = run_recommender(ref, "mind", rows, [finals[i] for i in ids], products)
+    recommend = run_recommender(ref, "mind", rows, [finals[k] for k in keys], products)
     same = differ = 0
-    for case_id, texts in zip(ids, recommend):
-        ours = [d["prompt"] for d in dumped[case_id]]
-        for a, b in zip(ours, texts):
-            if a == b:
+    for key, texts in zip(keys, recommend):
+        ours = dumped[key]
+        c = cases[key[0]]
+        if [d["candidate"] for d in ours] != [c["target"]] + c["negatives"]:
+            print("case %s %s: candidates not in the reference's order" % key)
+            differ += 1
+        for d, theirs in zip(ours, texts):
+            if d["prompt"] == theirs:
                 same += 1
             else:
                 differ += 1
-        if len(ours) != len(texts):
-            differ += abs(len(ours) - len(texts))
+                print("case %s %s candidate %s: the prompt differs" % (key[0], key[1], d["candidate"]))
+        differ += abs(len(ours) - len(texts))
+    differ += missing
     print("recommender: %d scored prompts equal to test.py's text, %d differ" % (same, differ))
     return 0 if differ == 0 else 1
 

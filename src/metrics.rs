@@ -81,11 +81,10 @@ impl TiePolicy {
 /// Whether a positive (the target) has exactly the score of some negative: the
 /// cases whose metrics depend on the tie policy.
 pub fn target_tied(cands: &[ScoredCandidate]) -> bool {
-    cands.iter().filter(|c| c.label > 0).any(|p| {
-        cands
-            .iter()
-            .any(|n| n.label == 0 && n.score == p.score)
-    })
+    cands
+        .iter()
+        .filter(|c| c.label > 0)
+        .any(|p| cands.iter().any(|n| n.label == 0 && n.score == p.score))
 }
 
 /// Per scorer, how many cases have the target tied with a negative.

@@ -17,16 +17,7 @@ use crate::lm::SamplingParams;
 
 /// Which set of prompts and settings a run uses.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
@@ -63,9 +54,7 @@ impl std::fmt::Display for Preset {
 }
 
 /// Which of the reference's two datasets' wording (and item text) to use.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ReferenceWording {
     /// `preprocess/MIND/*` and the `MIND` branches of `LLM-TRSR/*.py`.
@@ -140,7 +129,11 @@ impl PrepareMeta {
         let path = dir.join(PREPARE_META_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-                anyhow::anyhow!("{}:{}: not a valid prepare.json: {e}", path.display(), e.line())
+                anyhow::anyhow!(
+                    "{}:{}: not a valid prepare.json: {e}",
+                    path.display(),
+                    e.line()
+                )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(anyhow::anyhow!("could not read {}: {e}", path.display())),

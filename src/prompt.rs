@@ -186,7 +186,8 @@ understanding of user behavior. Please output 'yes' or 'no'.",
 const AMAZON_REFERENCE: ReferenceStrings = ReferenceStrings {
     hierarchical_indent: 12,
     recurrent_indent: 12,
-    block: "Given the above historical purchase data of a user, including the titles, descriptions, \
+    block:
+        "Given the above historical purchase data of a user, including the titles, descriptions, \
 and attributes of the items they have bought, craft a concise summary that captures the user's \
 preferences, personality, and shopping habits. \n",
     block_label: "[historical purchase data]",
@@ -210,7 +211,8 @@ understanding of user behavior. Please output 'yes' or 'no'.",
 
 /// The merge instruction (both datasets), indented 8 in `summary_generation_hierarchical`.
 const MERGE_INDENT: usize = 8;
-const MERGE: &str = "Given a series of user preferences summaries arranged in chronological order, \
+const MERGE: &str =
+    "Given a series of user preferences summaries arranged in chronological order, \
 generate a concise summary that encapsulates the user's overall preference. Note that the newly \
 generated summary of user preferences should be consistent with the format of the given \
 summaries.\n";

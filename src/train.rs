@@ -433,12 +433,7 @@ pub struct TrainReport {
     pub base_model: String,
 }
 
-fn better(
-    a: &Summary,
-    b: Option<&Summary>,
-    keys: &(String, String),
-    rule: BestEpoch,
-) -> bool {
+fn better(a: &Summary, b: Option<&Summary>, keys: &(String, String), rule: BestEpoch) -> bool {
     let Some(b) = b else { return true };
     let get = |s: &Summary, k: &str| s.metrics.get(k).copied().unwrap_or(0.0);
     if rule == BestEpoch::RecallSum {

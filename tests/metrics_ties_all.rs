@@ -50,7 +50,15 @@ fn ties_all_prints_the_three_policies_side_by_side() {
     // mrr@2: c1 pessimistic 0, optimistic 1/2, average (1/2)/3; c2 1.
     assert_eq!(lines[2], "llm:m,mrr@2,0.5000,0.5833,0.7500,1 of 2");
 
-    let (ok, out, _) = eval(&["--scores", p.to_str().unwrap(), "--k", "2", "--ties", "all", "--json"]);
+    let (ok, out, _) = eval(&[
+        "--scores",
+        p.to_str().unwrap(),
+        "--k",
+        "2",
+        "--ties",
+        "all",
+        "--json",
+    ]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["llm:m"]["tied_cases"], 1);

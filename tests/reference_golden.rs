@@ -124,7 +124,12 @@ fn check(catalogue: &Catalogue, wording: ReferenceWording, cases: &[serde_json::
             let want = &g[method.name()];
             let ours: Vec<&str> = trace.steps.iter().map(|s| s.prompt.as_str()).collect();
             let theirs = strings(&want["prompts"]);
-            assert_eq!(ours.len(), theirs.len(), "{} {method}: step count", case.case);
+            assert_eq!(
+                ours.len(),
+                theirs.len(),
+                "{} {method}: step count",
+                case.case
+            );
             for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
                 assert_eq!(a, b, "{} {method}: step {} prompt", case.case, i + 1);
                 compared += 1;
@@ -153,11 +158,17 @@ fn check(catalogue: &Catalogue, wording: ReferenceWording, cases: &[serde_json::
                 },
             ),
         ] {
-            let ((prefix, suffixes), _) =
-                recommend_chat_prompt(&StandIn, &templates, &case, catalogue, &text, summary, &opts)
-                    .unwrap();
+            let ((prefix, suffixes), _) = recommend_chat_prompt(
+                &StandIn, &templates, &case, catalogue, &text, summary, &opts,
+            )
+            .unwrap();
             let want = g[key].as_array().unwrap();
-            assert_eq!(suffixes.len(), want.len(), "{} {key}: candidates", case.case);
+            assert_eq!(
+                suffixes.len(),
+                want.len(),
+                "{} {key}: candidates",
+                case.case
+            );
             for ((id, suffix), w) in case.candidates().iter().zip(&suffixes).zip(want) {
                 assert_eq!(w["candidate"].as_str().unwrap(), *id);
                 assert_eq!(

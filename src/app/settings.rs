@@ -110,10 +110,13 @@ impl Settings {
             }
             Preset::Workbench => {
                 let (templates, fields) = match self.reference_wording {
-                    ReferenceWording::Mind => (crate::prompt::Templates::news(), crate::data::MIND_FIELDS),
-                    ReferenceWording::Amazon => {
-                        (crate::prompt::Templates::products(), crate::data::AMAZON_M2_FIELDS)
+                    ReferenceWording::Mind => {
+                        (crate::prompt::Templates::news(), crate::data::MIND_FIELDS)
                     }
+                    ReferenceWording::Amazon => (
+                        crate::prompt::Templates::products(),
+                        crate::data::AMAZON_M2_FIELDS,
+                    ),
                 };
                 self.templates = templates;
                 if self.text_template.reference.is_some() {

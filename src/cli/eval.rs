@@ -90,7 +90,10 @@ pub fn ties_all_table(
                         .map_or("-".to_string(), |v| format!("{v:.4}")),
                 );
             }
-            row.push(format!("{} of {cases}", tied.get(scorer).copied().unwrap_or(0)));
+            row.push(format!(
+                "{} of {cases}",
+                tied.get(scorer).copied().unwrap_or(0)
+            ));
             t.push(row);
         }
     }

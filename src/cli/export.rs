@@ -174,8 +174,7 @@ pub fn sft_export(
             project
                 .settings
                 .reference_wording
-                .or(crate::preset::PrepareMeta::read(&dataset)?
-                    .and_then(|m| m.reference_wording()))
+                .or(crate::preset::PrepareMeta::read(&dataset)?.and_then(|m| m.reference_wording()))
                 .ok_or_else(|| {
                     crate::preset::no_reference_wording(&format!(
                         "the dataset {} was not prepared from either",

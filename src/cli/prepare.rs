@@ -8,8 +8,8 @@ use crate::data::prepare::{
     assign_split_counts, parse_split, parse_split_counts, prepare, write_prepared, LongHistory,
     NegativeSource, PrepareOptions,
 };
-use crate::preset::{Preset, PrepareMeta, ReferenceWording, PREPARE_META_FILE};
 use crate::data::{detect_format, load_dir, FormatChoice, LoadOptions};
+use crate::preset::{PrepareMeta, Preset, ReferenceWording, PREPARE_META_FILE};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PrepareArgs {
@@ -149,6 +149,7 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
     opts.seed = args.seed;
     opts.negative_source = args.negative_source;
     opts.reference_sampling = args.reference_sampling || args.preset == Preset::Reference;
+    opts.negatives_with_text = args.preset == Preset::Reference;
     opts.split = split;
     if ds.prepared_cases.is_none() {
         println!(
@@ -178,7 +179,11 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
         };
         println!(
             "split by counts{}: train {}, val {}, test {}, none {none}",
-            if args.shuffle { " after a seeded shuffle" } else { "" },
+            if args.shuffle {
+                " after a seeded shuffle"
+            } else {
+                ""
+            },
             got("train"),
             got("val"),
             got("test")

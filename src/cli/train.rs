@@ -13,8 +13,8 @@ use crate::export::{Table, TableFormat};
 use crate::llm::source::ModelRef;
 use crate::llm::{Engine, LoadOptions};
 use crate::metrics::{evaluate, metric_names, TiePolicy};
-use crate::rank::{score_baseline, Baseline, BaselineStats, RecommendOptions};
 use crate::preset::Preset;
+use crate::rank::{score_baseline, Baseline, BaselineStats, RecommendOptions};
 use crate::train::{
     read_summaries, report_rows, BestEpoch, LossOn, NegativePick, TrainEvent, TrainInput,
     TrainSettings,
@@ -124,7 +124,13 @@ impl TrainArgs {
     /// Recall@3+@5+@10, texts cut at 2,048 tokens.
     pub fn settings(&self) -> TrainSettings {
         let reference = self.common.preset == Preset::Reference;
-        let pick = |workbench, reference_value| if reference { reference_value } else { workbench };
+        let pick = |workbench, reference_value| {
+            if reference {
+                reference_value
+            } else {
+                workbench
+            }
+        };
         TrainSettings {
             epochs: self.epochs,
             batch_size: self.batch_size.unwrap_or(pick(4, 8)),
@@ -136,9 +142,11 @@ impl TrainArgs {
             lora_alpha: self.lora_alpha,
             lora_dropout: self.lora_dropout,
             targets: self.targets.clone(),
-            loss_on: self
-                .loss
-                .unwrap_or(if reference { LossOn::Text } else { LossOn::Answer }),
+            loss_on: self.loss.unwrap_or(if reference {
+                LossOn::Text
+            } else {
+                LossOn::Answer
+            }),
             best_by: self.best_by.unwrap_or(if reference {
                 BestEpoch::RecallSum
             } else {

@@ -53,6 +53,10 @@ pub struct PrepareOptions {
     /// Named fractions such as `[("train", 0.8), ("val", 0.1), ("test", 0.1)]`.
     pub split: Option<Vec<(String, f64)>>,
     pub long_history: LongHistory,
+    /// Draw catalogue negatives only from items with text (MIND: news.tsv rows), as the
+    /// reference's `df_products['id'].sample` does when history ids without a news.tsv
+    /// row are kept as text-less items (`--preset reference`).
+    pub negatives_with_text: bool,
 }
 
 impl Default for PrepareOptions {
@@ -80,6 +84,7 @@ impl PrepareOptions {
             reference_sampling: false,
             split: None,
             long_history,
+            negatives_with_text: false,
         }
     }
 }
@@ -244,6 +249,17 @@ pub fn prepare(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut cases = Vec::new();
+    let textless: HashSet<usize> = if opts.negatives_with_text {
+        catalogue
+            .items()
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| it.fields.is_empty())
+            .map(|(p, _)| p)
+            .collect()
+    } else {
+        HashSet::new()
+    };
     for seq in &ds.sequences {
         report.users_read += 1;
         let (history, target): (&[ItemId], &ItemId) = match &seq.next_item {
@@ -281,7 +297,7 @@ pub fn prepare(
             report.drop("target not in the catalogue".into());
             continue;
         };
-        let mut exclude: HashSet<usize> = HashSet::with_capacity(history.len() + 1);
+        let mut exclude: HashSet<usize> = textless.clone();
         if !opts.reference_sampling {
             exclude.insert(target_pos);
             exclude.extend(history.iter().filter_map(|h| catalogue.position(h)));
