@@ -430,7 +430,7 @@ pub fn parse_split_counts(spec: &str) -> Result<[usize; 3], String> {
 /// split. With `shuffle_seed`, the cases are put in a seeded random order first (and
 /// written in that order). Returns how many cases got no split.
 pub fn assign_split_counts(
-    cases: &mut Vec<Case>,
+    cases: &mut [Case],
     counts: [usize; 3],
     shuffle_seed: Option<u64>,
 ) -> usize {
