@@ -686,3 +686,29 @@ pub fn report_rows(report: &TrainReport) -> Vec<(String, BTreeMap<String, f64>)>
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(r3: f64, r5: f64, r10: f64) -> Summary {
+        let mut s = Summary::default();
+        for (k, v) in [("recall@3", r3), ("recall@5", r5), ("recall@10", r10)] {
+            s.metrics.insert(k.into(), v);
+        }
+        s
+    }
+
+    #[test]
+    fn the_recall_sum_rule_keeps_the_earlier_epoch_on_a_tie() {
+        let keys = ("recall@3".to_string(), "mrr@3".to_string());
+        let best = summary(0.2, 0.3, 0.5);
+        // Lower Recall@3 but a higher sum: better by the sum, worse by the first recall.
+        let later = summary(0.1, 0.5, 0.6);
+        assert!(better(&later, Some(&best), &keys, BestEpoch::RecallSum));
+        assert!(!better(&later, Some(&best), &keys, BestEpoch::FirstRecall));
+        // The same sum: the earlier epoch stays (test.py's strict `>`).
+        let same = summary(0.3, 0.3, 0.4);
+        assert!(!better(&same, Some(&best), &keys, BestEpoch::RecallSum));
+    }
+}
