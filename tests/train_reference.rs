@@ -34,9 +34,23 @@ fn the_reference_preset_sets_the_reference_training() {
     assert_eq!(w.truncate_tokens, None);
 
     // Each flag alone, over the preset.
-    let s = settings(&["--preset", "reference", "--batch-size", "2", "--grad-accum", "3"]);
+    let s = settings(&[
+        "--preset",
+        "reference",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "3",
+    ]);
     assert_eq!((s.batch_size, s.grad_accum), (2, 3));
-    let w = settings(&["--best-by", "recall-sum", "--truncate-tokens", "512", "--loss", "text"]);
+    let w = settings(&[
+        "--best-by",
+        "recall-sum",
+        "--truncate-tokens",
+        "512",
+        "--loss",
+        "text",
+    ]);
     assert_eq!(w.best_by, BestEpoch::RecallSum);
     assert_eq!(w.truncate_tokens, Some(512));
     assert_eq!(w.loss_on, LossOn::Text);

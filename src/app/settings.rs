@@ -330,7 +330,25 @@ pub fn model_ui(
             ui.add(egui::Slider::new(&mut s.max_new_tokens, 1..=1024).text("max new tokens"));
             ui.end_row();
             ui.label("Repeat penalty");
-            ui.add(egui::Slider::new(&mut s.repeat_penalty, 1.0..=2.0).text("repeat penalty"));
+            ui.add(egui::Slider::new(&mut s.repeat_penalty, 1.0..=2.0).text("repeat penalty (1 = none)"));
+            ui.end_row();
+            ui.label("Repeat window");
+            ui.add(egui::Slider::new(&mut s.repeat_last_n, 1..=512).text("last tokens penalized"));
+            ui.end_row();
+            ui.label("Max length");
+            let mut on = s.max_length.is_some();
+            ui.horizontal(|ui| {
+                if ui
+                    .checkbox(&mut on, "prompt + generation at most")
+                    .on_hover_text("Hugging Face's max_length, as the reference's 30B runs use it (2048); replaces max new tokens")
+                    .changed()
+                {
+                    s.max_length = on.then_some(2048);
+                }
+                if let Some(n) = s.max_length.as_mut() {
+                    ui.add(egui::DragValue::new(n).range(1..=131_072).suffix(" tokens"));
+                }
+            });
             ui.end_row();
             ui.label("Seed");
             ui.add(egui::DragValue::new(&mut s.seed)).on_hover_text("seed");
