@@ -363,3 +363,38 @@ fn the_preset_is_recorded_in_projects_and_keys_the_cache() {
     };
     assert_ne!(score_key(&reference), score_key(&chat));
 }
+
+#[test]
+fn on_a_byte_level_bpe_vocabulary_both_answer_rules_read_the_same_tokens() {
+    // The README's claim: on SmolLM2's byte-level BPE vocabulary, the first token of the
+    // word `yes` is the vocabulary entry `yes` (`convert_tokens_to_ids('yes')`).
+    let path = trsr::llm::fetch::default_model_path();
+    if !path.is_file() {
+        eprintln!("skipped: the default model is absent (run `trsr fetch-model`)");
+        return;
+    }
+    let load = |by_vocab: bool| {
+        let opts = trsr::llm::LoadOptions {
+            answer_by_vocab: by_vocab,
+            ..trsr::llm::LoadOptions::default()
+        };
+        trsr::llm::Engine::load_path(&path, &opts).unwrap()
+    };
+    let by_word = load(false);
+    let by_vocab = load(true);
+    let (yes, no) = by_vocab.answer_ids();
+    assert_eq!(by_word.answer_ids(), (yes, no));
+    assert_eq!(by_vocab.tokenizer().token_text(yes), Some("yes"));
+    assert_eq!(by_vocab.tokenizer().token_text(no), Some("no"));
+    // A word the vocabulary has no single entry for is refused under the vocabulary rule.
+    let opts = trsr::llm::LoadOptions {
+        answer_by_vocab: true,
+        yes_word: "definitely-yes".into(),
+        ..trsr::llm::LoadOptions::default()
+    };
+    let err = format!(
+        "{:#}",
+        trsr::llm::Engine::load_path(&path, &opts).err().unwrap()
+    );
+    assert!(err.contains("no token spelled exactly"), "{err}");
+}
