@@ -125,6 +125,14 @@ impl KeyHasher {
         // well defined if it ever did.
         self.str(&serde_json::to_string(v).unwrap_or_default());
     }
+    /// The prompt form (the preset's part of the templates). Nothing for the chat form,
+    /// so the `workbench` preset's keys stay what they were.
+    fn form(&mut self, t: &Templates) {
+        if t.form != crate::prompt::PromptForm::Chat || t.summarize_first.is_some() {
+            self.json(&t.form);
+            self.json(&t.summarize_first);
+        }
+    }
     fn items(&mut self, ids: &[String], catalogue: &Catalogue, text: &ItemTextTemplate) {
         self.str(&ids.len().to_string());
         for id in ids {
@@ -164,6 +172,7 @@ pub fn trace_key_with(req: &SummarizeRequest, model: &ModelIdentity, extra: &str
     h.str(&req.templates.summarize_block);
     h.str(&req.templates.summarize_update);
     h.str(&req.templates.summarize_merge);
+    h.form(req.templates);
     h.json(req.text_template);
     h.items(&req.case.history, req.catalogue, req.text_template);
     h.finish()
@@ -190,6 +199,7 @@ pub fn score_key(
     h.str(&templates.recommend);
     h.str(&templates.yes);
     h.str(&templates.no);
+    h.form(templates);
     h.json(text);
     h.json(opts);
     h.json(&summary);
@@ -287,6 +297,7 @@ mod tests {
         let r = ScoreRecord {
             case: "c".into(),
             scorer: "llm:m".into(),
+            preset: None,
             candidates: vec![],
         };
         cache.put_scores("00ff", &r).unwrap();

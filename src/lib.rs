@@ -37,6 +37,7 @@ pub mod export;
 pub mod llm;
 pub mod lm;
 pub mod metrics;
+pub mod preset;
 pub mod project;
 pub mod prompt;
 pub mod rank;

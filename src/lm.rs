@@ -19,10 +19,16 @@ pub struct SamplingParams {
     pub max_new_tokens: usize,
     /// Generation stops when the output ends with one of these (the stop string is removed).
     pub stop: Vec<String>,
+    /// Prompt plus generation at most this many tokens (Hugging Face's `max_length`, as
+    /// the reference's 30B runs use it); when set, it replaces `max_new_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
 }
 
 impl Default for SamplingParams {
-    /// The reference's generation settings: sampling on, 150 new tokens, seed 42.
+    /// The workbench's generation settings: sampling at 0.7 / top-k 50 / top-p 0.9 with
+    /// a repetition penalty of 1.1, 150 new tokens, seed 42. (The reference code's are
+    /// [`crate::preset::reference_sampling`].)
     fn default() -> Self {
         Self {
             temperature: 0.7,
@@ -33,11 +39,21 @@ impl Default for SamplingParams {
             seed: 42,
             max_new_tokens: 150,
             stop: Vec::new(),
+            max_length: None,
         }
     }
 }
 
 impl SamplingParams {
+    /// The new tokens a prompt of `prompt_tokens` may have: `max_new_tokens`, or what
+    /// `max_length` leaves.
+    pub fn new_tokens_for(&self, prompt_tokens: usize) -> usize {
+        match self.max_length {
+            Some(total) => total.saturating_sub(prompt_tokens),
+            None => self.max_new_tokens,
+        }
+    }
+
     pub fn greedy(max_new_tokens: usize) -> Self {
         Self {
             temperature: 0.0,

@@ -13,9 +13,11 @@
 //!
 //! Ties: candidates with equal scores form a tie group occupying consecutive
 //! ranks. `pessimistic` puts the group's negatives first, `optimistic` its
-//! positives first (the reference code's behaviour, since it lists the target
-//! first and sorts stably), `average` takes the expected value over a uniformly
-//! random order within the group.
+//! positives first, `average` takes the expected value over a uniformly random order
+//! within the group. None of them is the reference code's: it ranks with
+//! `np.argsort(-score)`, which is not a stable sort, so its order of tied candidates
+//! depends on numpy's version and the CPU and no policy reproduces it;
+//! [`target_tied`] tells which cases such ties touch.
 //!
 //! Averages are over cases, per scorer. A case without a positive is skipped and
 //! counted in [`Summary::skipped`].
@@ -39,6 +41,10 @@ pub struct ScoreRecord {
     pub case: String,
     pub scorer: String,
     pub candidates: Vec<ScoredCandidate>,
+    /// The preset of an LLM scorer's prompt (`workbench` or `reference`); absent for
+    /// baselines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<crate::preset::Preset>,
 }
 
 /// How tied scores between a positive and negatives are ranked.
@@ -47,7 +53,7 @@ pub enum TiePolicy {
     /// A tied negative ranks above the positive (the honest default).
     #[default]
     Pessimistic,
-    /// A tied positive ranks above the negatives (the reference code's behaviour).
+    /// A tied positive ranks above the negatives (an upper bound).
     Optimistic,
     /// The expected value over a uniformly random order of tied candidates.
     Average,
@@ -70,6 +76,27 @@ impl TiePolicy {
             _ => None,
         }
     }
+}
+
+/// Whether a positive (the target) has exactly the score of some negative: the
+/// cases whose metrics depend on the tie policy.
+pub fn target_tied(cands: &[ScoredCandidate]) -> bool {
+    cands
+        .iter()
+        .filter(|c| c.label > 0)
+        .any(|p| cands.iter().any(|n| n.label == 0 && n.score == p.score))
+}
+
+/// Per scorer, how many cases have the target tied with a negative.
+pub fn tied_cases(records: &[ScoreRecord]) -> std::collections::HashMap<String, usize> {
+    let mut out = std::collections::HashMap::new();
+    for r in records {
+        let n = out.entry(r.scorer.clone()).or_insert(0);
+        if target_tied(&r.candidates) {
+            *n += 1;
+        }
+    }
+    out
 }
 
 /// Averages over the cases of one scorer.
@@ -311,10 +338,22 @@ pub fn parse_score_line(
         };
         candidates.push(ScoredCandidate { id, label, score });
     }
+    let preset = match obj.get("preset") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "workbench" => Some(crate::preset::Preset::Workbench),
+        Some(Value::String(s)) if s == "reference" => Some(crate::preset::Preset::Reference),
+        Some(v) => {
+            return Err(err(
+                "preset",
+                format!("must be \"workbench\" or \"reference\", found {v}"),
+            ))
+        }
+    };
     Ok(ScoreRecord {
         case,
         scorer,
         candidates,
+        preset,
     })
 }
 

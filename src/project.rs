@@ -52,6 +52,12 @@ pub struct Settings {
     pub ties: TiePolicy,
     /// Free-form settings of other panels.
     pub extra: BTreeMap<String, String>,
+    /// `workbench` or `reference` (the reference code's prompts, item text and
+    /// generation); the project's summaries and scores were made under it.
+    pub preset: crate::preset::Preset,
+    /// The reference wording (`mind` / `amazon`) when the dataset does not tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_wording: Option<crate::preset::ReferenceWording>,
 }
 
 impl Default for Settings {
@@ -65,6 +71,8 @@ impl Default for Settings {
             k: vec![3, 5, 10],
             ties: TiePolicy::Pessimistic,
             extra: BTreeMap::new(),
+            preset: crate::preset::Preset::Workbench,
+            reference_wording: None,
         }
     }
 }

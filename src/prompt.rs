@@ -26,13 +26,38 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::preset::ReferenceWording;
+
+/// How a filled template becomes the model's prompt, and how lists are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PromptForm {
+    /// The template is the user message: wrapped (with `system`) in the model's chat
+    /// template; items and summaries numbered `1. ...`, trimmed.
+    #[default]
+    Chat,
+    /// The template is the whole prompt, given to the model as it is (no system
+    /// message, no chat template): items joined by `\n` unnumbered and untrimmed,
+    /// summaries labelled `[Preference Summary {j}:\n]` from 0, a missing summary or
+    /// empty recent list written `NULL`, generated text kept untrimmed. This is what
+    /// the reference code does (`--preset reference`).
+    Verbatim,
+}
+
 /// Every prompt the method uses, editable as a RON file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Templates {
+    /// How the templates become prompts (see [`PromptForm`]).
+    #[serde(default)]
+    pub form: PromptForm,
     /// Optional system message put before every prompt.
     pub system: Option<String>,
-    /// Summarize one block alone (hierarchical steps, and the first recurrent step).
+    /// Summarize one block alone (hierarchical steps, and the first recurrent step
+    /// unless `summarize_first` is set).
     pub summarize_block: String,
+    /// The first recurrent step's prompt when it differs from `summarize_block` (the
+    /// reference's MIND code indents the two differently). Placeholders: `items`.
+    #[serde(default)]
+    pub summarize_first: Option<String>,
     /// Recurrent update: the previous summary plus the next block.
     pub summarize_update: String,
     /// Hierarchical merge of the ordered block summaries.
@@ -109,6 +134,89 @@ Answer with {yes} or {no} only.\n\n\
 Candidate product:\n{candidate}\n\n\
 Will the user choose the candidate product next? Answer {yes} or {no}.";
 
+/// A Python triple-quoted string opened at the end of a line and closed on its own
+/// line at `indent` spaces, around one line of text at the same indent:
+/// `'''\n<indent>text\n<indent>'''`.
+fn py_indented(indent: usize, text: &str) -> String {
+    let pad = " ".repeat(indent);
+    format!("\n{pad}{text}\n{pad}")
+}
+
+/// The reference's strings for one dataset.
+struct ReferenceStrings {
+    /// Indent of the block instruction in `summary_generation_hierarchical`.
+    hierarchical_indent: usize,
+    /// Indent of the instructions in `summary_generation_recurrent`.
+    recurrent_indent: usize,
+    /// The block instruction, up to its source line's end (`\n` escape included).
+    block: &'static str,
+    block_label: &'static str,
+    update: &'static str,
+    update_label: &'static str,
+    /// `prompt_text` of `LLM-TRSR/test.py` without its `### User:\n`.
+    recommend: &'static str,
+    history_label: &'static str,
+    next_label: &'static str,
+}
+
+const MIND_REFERENCE: ReferenceStrings = ReferenceStrings {
+    hierarchical_indent: 12,
+    recurrent_indent: 16,
+    block: "Given the historical news reading data of a user, including the categories, titles, \
+and abstracts of the news they have read, craft a concise summary that captures the user's news \
+reading preferences. \n",
+    block_label: "[news reading data]",
+    update: "Given the following summary of a user's news reading preference, and a list of recent \
+news they have read, analyze whether the user's news reading preferences and habits have changed. \
+Taking into account both the existing summary of user preferences and the user\u{2019}s most recent \
+reading records, generate an updated concise summary that captures the user's news reading \
+preferences. Note that the newly generated summary of user preferences should be consistent with \
+the format of the previous Preference Summary. It should serve as a complete summary of the user, \
+rather than a separate narrative of the user's original summary and current preferences. \n",
+    update_label: "[Recent news reading data]",
+    recommend: "Given a news reading preference summary of the user, and information related to \
+the historical news the user has read, predict whether the user will click on the given next news. \
+Note that the preference summary captures long-term interests, while the recent five news indicate \
+short term interests. Both of them should be holistically considered for a more comprehensive \
+understanding of user behavior. Please output 'yes' or 'no'.",
+    history_label: "[Historical News]",
+    next_label: "[Next News]",
+};
+
+const AMAZON_REFERENCE: ReferenceStrings = ReferenceStrings {
+    hierarchical_indent: 12,
+    recurrent_indent: 12,
+    block:
+        "Given the above historical purchase data of a user, including the titles, descriptions, \
+and attributes of the items they have bought, craft a concise summary that captures the user's \
+preferences, personality, and shopping habits. \n",
+    block_label: "[historical purchase data]",
+    update: "Given the following summary of a user's preferences and a list of recent purchases \
+they have made, analyze whether the user's shopping preferences and habits have changed. Taking \
+into account both the existing summary of user preferences and the user\u{2019}s most recent \
+purchase records, generate an updated concise summary that captures the user's preferences, \
+personality, and shopping habits. Note that the newly generated summary of user preferences should \
+be consistent with the format of the previous Preference Summary. It should serve as a complete \
+summary of the user, rather than a separate narrative of the user's original summary and current \
+preferences. \n",
+    update_label: "[Recent purchase data]",
+    recommend: "Given a preference summary of the user, and information related to the historical \
+items the user has purchased, predict whether the user will click on the given next product. Note \
+that the preference summary captures long-term interests, while the recent items indicate short \
+term interests. Both of them should be holistically considered for a more comprehensive \
+understanding of user behavior. Please output 'yes' or 'no'.",
+    history_label: "[Historical Items]",
+    next_label: "[Next Item]",
+};
+
+/// The merge instruction (both datasets), indented 8 in `summary_generation_hierarchical`.
+const MERGE_INDENT: usize = 8;
+const MERGE: &str =
+    "Given a series of user preferences summaries arranged in chronological order, \
+generate a concise summary that encapsulates the user's overall preference. Note that the newly \
+generated summary of user preferences should be consistent with the format of the given \
+summaries.\n";
+
 /// Placeholders each template may use (and must use, for the first group).
 const BLOCK_VARS: &[&str] = &["items"];
 const UPDATE_VARS: &[&str] = &["summary", "items"];
@@ -119,6 +227,8 @@ impl Templates {
     /// The default wording for news (MIND).
     pub fn news() -> Self {
         Self {
+            form: PromptForm::Chat,
+            summarize_first: None,
             system: Some(
                 "You help a news website understand its readers. Follow the instructions exactly."
                     .into(),
@@ -135,6 +245,8 @@ impl Templates {
     /// The default wording for products (Amazon-M2).
     pub fn products() -> Self {
         Self {
+            form: PromptForm::Chat,
+            summarize_first: None,
             system: Some(
                 "You help an online shop understand its customers. Follow the instructions exactly."
                     .into(),
@@ -152,6 +264,103 @@ impl Templates {
         match w {
             Wording::News => Self::news(),
             Wording::Products => Self::products(),
+        }
+    }
+
+    /// The reference code's prompts for MIND or Amazon-M2, byte for byte (see
+    /// [`PromptForm::Verbatim`]).
+    pub fn reference(w: ReferenceWording) -> Self {
+        let r = match w {
+            ReferenceWording::Mind => &MIND_REFERENCE,
+            ReferenceWording::Amazon => &AMAZON_REFERENCE,
+        };
+        // `'### User:\n' + instruction + '[label]:\n' + '\n'.join(sentences) + '\n### Assistant:\n'`
+        let block = |indent: usize| {
+            format!(
+                "### User:\n{}{}:\n{{items}}\n### Assistant:\n",
+                py_indented(indent, r.block),
+                r.block_label
+            )
+        };
+        Self {
+            form: PromptForm::Verbatim,
+            system: None,
+            summarize_block: block(r.hierarchical_indent),
+            summarize_first: Some(block(r.recurrent_indent)),
+            summarize_update: format!(
+                "### User:\n{}[Previous Preference Summary]:\n{{summary}}\n{}:\n{{items}}\n### Assistant:\n",
+                py_indented(r.recurrent_indent, r.update),
+                r.update_label
+            ),
+            summarize_merge: format!(
+                "### User:\n{}{{summaries}}\n### Assistant:\n",
+                py_indented(MERGE_INDENT, MERGE)
+            ),
+            recommend: format!(
+                "### User:\n{}\n[Preference Summary]\n{{summary}}\n{}\n{{recent}}\n{}\n{{candidate}}\n### Assistant:\n",
+                r.recommend, r.history_label, r.next_label
+            ),
+            yes: "yes".into(),
+            no: "no".into(),
+        }
+    }
+
+    /// The preset these templates belong to: `reference` for the verbatim form.
+    pub fn preset(&self) -> crate::preset::Preset {
+        match self.form {
+            PromptForm::Chat => crate::preset::Preset::Workbench,
+            PromptForm::Verbatim => crate::preset::Preset::Reference,
+        }
+    }
+
+    /// The first recurrent step's template.
+    pub fn first_template(&self) -> &str {
+        self.summarize_first
+            .as_deref()
+            .unwrap_or(&self.summarize_block)
+    }
+
+    /// The exact prompt for a filled template: as it is under
+    /// [`PromptForm::Verbatim`], else in the model's chat template (with `system`).
+    pub fn render(
+        &self,
+        lm: &dyn crate::lm::LanguageModel,
+        filled: String,
+    ) -> anyhow::Result<String> {
+        match self.form {
+            PromptForm::Verbatim => Ok(filled),
+            PromptForm::Chat => lm.render_chat(&self.messages(filled)),
+        }
+    }
+
+    /// A list of items (or recent items) as this form writes it.
+    pub fn item_list(&self, lines: &[String]) -> String {
+        match self.form {
+            PromptForm::Chat => numbered(lines),
+            PromptForm::Verbatim => lines.join("\n"),
+        }
+    }
+
+    /// The ordered partial summaries as this form writes them.
+    pub fn summary_list(&self, summaries: &[String]) -> String {
+        match self.form {
+            PromptForm::Chat => numbered(summaries),
+            // `[f'[Preference Summary {j}:\n]' + s for j, s in enumerate(...)]`, joined by `\n`
+            PromptForm::Verbatim => summaries
+                .iter()
+                .enumerate()
+                .map(|(j, s)| format!("[Preference Summary {j}:\n]{s}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// A generated summary as it is kept: trimmed, except under
+    /// [`PromptForm::Verbatim`] (the reference keeps the pipeline's text as it is).
+    pub fn keep_output(&self, generated: &str) -> String {
+        match self.form {
+            PromptForm::Chat => generated.trim().to_string(),
+            PromptForm::Verbatim => generated.to_string(),
         }
     }
 
@@ -196,6 +405,9 @@ impl Templates {
             BLOCK_VARS,
             &["items"],
         )?;
+        if let Some(first) = &self.summarize_first {
+            check("summarize_first", first, BLOCK_VARS, &["items"])?;
+        }
         check(
             "summarize_update",
             &self.summarize_update,
@@ -234,13 +446,19 @@ impl Templates {
 
     /// The block prompt (user message) for the given item texts.
     pub fn block_prompt(&self, item_texts: &[String]) -> String {
-        let items = numbered(item_texts);
+        let items = self.item_list(item_texts);
         fill(&self.summarize_block, &[("items", Some(&items))])
+    }
+
+    /// The first recurrent step's prompt (the block prompt unless `summarize_first`).
+    pub fn first_prompt(&self, item_texts: &[String]) -> String {
+        let items = self.item_list(item_texts);
+        fill(self.first_template(), &[("items", Some(&items))])
     }
 
     /// The recurrent update prompt.
     pub fn update_prompt(&self, summary: &str, item_texts: &[String]) -> String {
-        let items = numbered(item_texts);
+        let items = self.item_list(item_texts);
         fill(
             &self.summarize_update,
             &[("summary", Some(summary)), ("items", Some(&items))],
@@ -249,7 +467,7 @@ impl Templates {
 
     /// The merge prompt for the ordered partial summaries.
     pub fn merge_prompt(&self, summaries: &[String]) -> String {
-        let s = numbered(summaries);
+        let s = self.summary_list(summaries);
         fill(&self.summarize_merge, &[("summaries", Some(&s))])
     }
 }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::data::{Case, Catalogue, ItemTextTemplate};
 use crate::lm::LanguageModel;
 use crate::metrics::{ScoreRecord, ScoredCandidate};
-use crate::prompt::{fill, numbered, Templates};
+use crate::prompt::{fill, PromptForm, Templates};
 use crate::summarize::Method;
 
 /// Which sections the recommender prompt has.
@@ -78,6 +78,9 @@ pub fn llm_scorer_name(model: &str, method: Option<Method>, opts: &RecommendOpti
     s
 }
 
+/// What the reference code writes for a missing summary or an empty item list.
+const REFERENCE_NULL: &str = "NULL";
+
 /// Marks where the candidate goes while the prompt is split.
 const CANDIDATE_MARK: &str = "\u{1}CANDIDATE\u{1}";
 
@@ -108,14 +111,26 @@ fn user_message(
     };
     let n = case.history.len();
     let recent = (opts.use_recent && opts.recent > 0)
-        .then(|| numbered(&texts(&case.history[n.saturating_sub(opts.recent)..])));
+        .then(|| templates.item_list(&texts(&case.history[n.saturating_sub(opts.recent)..])));
     let history = opts
         .full_history
-        .then(|| numbered(&texts(&case.history[n.saturating_sub(history_keep)..])));
+        .then(|| templates.item_list(&texts(&case.history[n.saturating_sub(history_keep)..])));
     let summary = if opts.use_summary && !opts.full_history {
         summary
     } else {
         None
+    };
+    // The reference writes `NULL` for a left-out summary or item list.
+    let (summary, recent) = match templates.form {
+        PromptForm::Verbatim => (
+            Some(summary.unwrap_or(REFERENCE_NULL)),
+            Some(
+                recent
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| REFERENCE_NULL.to_string()),
+            ),
+        ),
+        PromptForm::Chat => (summary, recent),
     };
     fill(
         &templates.recommend,
@@ -213,7 +228,7 @@ pub fn recommend_chat_prompt(
             keep,
             CANDIDATE_MARK,
         );
-        let rendered = lm.render_chat(&templates.messages(msg))?;
+        let rendered = templates.render(lm, msg)?;
         let (prefix, suffix) = split_at_mark(&rendered)?;
         Ok((prefix, suffixes_for(&suffix, case, catalogue, text)))
     };
@@ -259,6 +274,7 @@ fn record(case: &Case, scorer: String, scores: impl IntoIterator<Item = f64>) ->
     ScoreRecord {
         case: case.case.clone(),
         scorer,
+        preset: None,
         candidates: case
             .candidates()
             .iter()
@@ -311,7 +327,9 @@ pub fn score_llm_with_prefix(
         );
     }
     let name = llm_scorer_name(&lm.identity().name, None, opts);
-    Ok((record(case, name, probs.into_iter().map(f64::from)), prefix))
+    let mut rec = record(case, name, probs.into_iter().map(f64::from));
+    rec.preset = Some(templates.preset());
+    Ok((rec, prefix))
 }
 
 /// The non-LLM scorers.

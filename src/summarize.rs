@@ -107,6 +107,9 @@ pub struct SummaryTrace {
     /// What a reader should know: dropped items, merge trees, skipped merges.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The preset whose prompts the trace used (`reference`: the verbatim form).
+    #[serde(default)]
+    pub preset: crate::preset::Preset,
 }
 
 /// Progress of a summarization, streamed to the caller.
@@ -308,7 +311,7 @@ fn run(
                 let mut summary = runner.step(
                     StepKind::Block,
                     vec![0],
-                    req.templates.block_prompt(&block_texts[0]),
+                    req.templates.first_prompt(&block_texts[0]),
                 )?;
                 for (b, texts) in block_texts.iter().enumerate().skip(1) {
                     let prompt = req.templates.update_prompt(&summary, texts);
@@ -345,6 +348,7 @@ fn run(
         sampling: req.sampling.clone(),
         block_params: req.block_params.clone(),
         notes,
+        preset: req.templates.preset(),
     })
 }
 
@@ -366,13 +370,13 @@ struct Runner<'r, 'a> {
 
 impl Runner<'_, '_> {
     fn render(&self, user: String) -> anyhow::Result<String> {
-        self.lm.render_chat(&self.req.templates.messages(user))
+        self.req.templates.render(&*self.lm, user)
     }
 
     /// Whether a rendered prompt plus the generation fits the context.
     fn fits(&self, prompt: &str) -> anyhow::Result<(bool, usize)> {
         let n = self.lm.count_tokens(prompt)?;
-        let need = n + self.req.sampling.max_new_tokens;
+        let need = n + self.req.sampling.new_tokens_for(n).max(1);
         Ok((need <= self.lm.context_len(), n))
     }
 
@@ -409,7 +413,8 @@ impl Runner<'_, '_> {
             blocks: blocks.clone(),
             prompt: prompt.clone(),
         });
-        let params = step_sampling(&self.req.sampling, idx);
+        let mut params = step_sampling(&self.req.sampling, idx);
+        params.max_new_tokens = params.new_tokens_for(n);
         let mut logprobs = Vec::new();
         let start = Instant::now();
         let on_event = &mut *self.on_event;
@@ -430,7 +435,7 @@ impl Runner<'_, '_> {
             kind,
             blocks,
             prompt,
-            output: generated.text.trim().to_string(),
+            output: self.req.templates.keep_output(&generated.text),
             prompt_tokens: generated.prompt_tokens,
             output_tokens: generated.new_tokens,
             ms,
@@ -453,6 +458,15 @@ impl Runner<'_, '_> {
         notes: &mut Vec<String>,
     ) -> anyhow::Result<String> {
         if pieces.len() == 1 {
+            if self.req.templates.form == crate::prompt::PromptForm::Verbatim {
+                // The reference merges even a single block summary.
+                let piece = pieces.remove(0);
+                return self.step(
+                    StepKind::Merge,
+                    piece.blocks,
+                    self.req.templates.merge_prompt(&[piece.text]),
+                );
+            }
             notes.push("one block only: its summary is final, no merge".into());
             return Ok(pieces.remove(0).text);
         }

@@ -70,8 +70,38 @@ pub struct TrainSettings {
     /// Validate once before training too (the "before" row).
     pub validate_before: bool,
     /// Cut-offs of the validation metrics; the best epoch has the highest recall at the
-    /// first one (ties: MRR at the same cut-off).
+    /// first one (ties: MRR at the same cut-off), or see `best_by`.
     pub ks: Vec<usize>,
+    /// The rule that picks the best epoch.
+    pub best_by: BestEpoch,
+    /// Which of a case's negatives is paired with its target.
+    pub negative: NegativePick,
+    /// Training texts longer than this many tokens are cut to it (from the end, as the
+    /// reference's `SFTTrainer(max_seq_length=2048)` does) and counted, instead of refused.
+    pub truncate_tokens: Option<usize>,
+}
+
+/// How the best epoch is chosen from the validation metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BestEpoch {
+    /// Highest recall at the first cut-off (ties: MRR there).
+    #[default]
+    FirstRecall,
+    /// Highest Recall@3 + Recall@5 + Recall@10, the earlier epoch on a tie (the
+    /// reference's `test.py`).
+    RecallSum,
+}
+
+/// Which negative the SFT set pairs with each case's target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NegativePick {
+    /// One drawn with the run's seed.
+    #[default]
+    Random,
+    /// The case's first negative (the reference's `dataset_gen.py`: `neg_items[0]`).
+    First,
 }
 
 impl Default for TrainSettings {
@@ -97,6 +127,9 @@ impl Default for TrainSettings {
             max_val_cases: None,
             validate_before: true,
             ks: vec![3, 5, 10],
+            best_by: BestEpoch::FirstRecall,
+            negative: NegativePick::Random,
+            truncate_tokens: None,
         }
     }
 }
@@ -126,6 +159,12 @@ impl TrainSettings {
         if self.ks.is_empty() || self.ks.contains(&0) {
             return bad("`ks` must list cut-offs of at least 1");
         }
+        if self.best_by == BestEpoch::RecallSum && ![3, 5, 10].iter().all(|k| self.ks.contains(k)) {
+            return bad("`best_by` recall-sum needs the cut-offs 3, 5 and 10 in `ks`");
+        }
+        if self.truncate_tokens == Some(0) {
+            return bad("`truncate_tokens` must be at least 1");
+        }
         if let Some(t) = self
             .targets
             .iter()
@@ -144,6 +183,10 @@ impl TrainSettings {
 
     /// Learning rate at optimiser step `step` (0-based) of `total`.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        if self.warmup <= 0.0 {
+            // No warmup: Hugging Face's linear schedule, lr x (total - step) / total.
+            return self.lr * (1.0 - step as f64 / total.max(1) as f64).max(0.0);
+        }
         let warm = ((self.warmup * total as f64).ceil() as usize).max(1);
         if step < warm {
             return self.lr * (step + 1) as f64 / warm as f64;
@@ -181,6 +224,9 @@ pub struct BuildReport {
     /// Cases without a negative to pair with (left out).
     pub no_negative: usize,
     pub longest_tokens: usize,
+    /// Texts cut to `truncate_tokens`.
+    #[serde(default)]
+    pub truncated: usize,
 }
 
 /// Progress of a run.
@@ -241,9 +287,13 @@ pub struct TrainReport {
 }
 
 /// Whether validation metrics `a` beat `b` (by [`TrainSettings::best_key`]).
-pub fn better(a: &Summary, b: Option<&Summary>, keys: &(String, String)) -> bool {
+pub fn better(a: &Summary, b: Option<&Summary>, keys: &(String, String), rule: BestEpoch) -> bool {
     let Some(b) = b else { return true };
     let get = |s: &Summary, k: &str| s.metrics.get(k).copied().unwrap_or(0.0);
+    if rule == BestEpoch::RecallSum {
+        let sum = |s: &Summary| get(s, "recall@3") + get(s, "recall@5") + get(s, "recall@10");
+        return sum(a) > sum(b);
+    }
     let (ra, rb) = (get(a, &keys.0), get(b, &keys.0));
     ra > rb + 1e-12 || ((ra - rb).abs() <= 1e-12 && get(a, &keys.1) > get(b, &keys.1) + 1e-12)
 }
@@ -309,4 +359,30 @@ pub fn report_rows(report: &TrainReport) -> Vec<(String, BTreeMap<String, f64>)>
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(r3: f64, r5: f64, r10: f64) -> Summary {
+        let mut s = Summary::default();
+        for (k, v) in [("recall@3", r3), ("recall@5", r5), ("recall@10", r10)] {
+            s.metrics.insert(k.into(), v);
+        }
+        s
+    }
+
+    #[test]
+    fn the_recall_sum_rule_keeps_the_earlier_epoch_on_a_tie() {
+        let keys = ("recall@3".to_string(), "mrr@3".to_string());
+        let best = summary(0.2, 0.3, 0.5);
+        // Lower Recall@3 but a higher sum: better by the sum, worse by the first recall.
+        let later = summary(0.1, 0.5, 0.6);
+        assert!(better(&later, Some(&best), &keys, BestEpoch::RecallSum));
+        assert!(!better(&later, Some(&best), &keys, BestEpoch::FirstRecall));
+        // The same sum: the earlier epoch stays (test.py's strict `>`).
+        let same = summary(0.3, 0.3, 0.4);
+        assert!(!better(&same, Some(&best), &keys, BestEpoch::RecallSum));
+    }
 }

@@ -277,6 +277,7 @@ fn a_step_from_the_cache_shows_the_traces_token_count_and_says_where_it_came_fro
         sampling: trsr::lm::SamplingParams::default(),
         block_params: params.clone(),
         notes: Vec::new(),
+        preset: Default::default(),
     };
     h.state_mut()
         .wb

@@ -76,12 +76,14 @@ fn summarizer_prompts_are_the_templates_own() {
         kind: StepKind::Block,
         block_items: &items,
         previous: &[],
+        recurrent: false,
     });
     assert_eq!(block, t.block_prompt(&items));
     let update = r.summarizer(&SummarizerPromptInput {
         kind: StepKind::Update,
         block_items: &items,
         previous: &prev,
+        recurrent: true,
     });
     assert_eq!(update, t.update_prompt("likes shoes", &items));
     assert!(update.contains("likes shoes") && update.contains("1. a\n2. b"));
@@ -89,8 +91,36 @@ fn summarizer_prompts_are_the_templates_own() {
         kind: StepKind::Merge,
         block_items: &[],
         previous: &prev,
+        recurrent: false,
     });
     assert_eq!(merge, t.merge_prompt(&prev));
+
+    // The reference's MIND recurrent first step is indented unlike its hierarchical
+    // block prompt; the export follows the summarizer.
+    let t = Templates::reference(trsr::preset::ReferenceWording::Mind);
+    let r = TemplateRenderer::new(t.clone());
+    let first = r.summarizer(&SummarizerPromptInput {
+        kind: StepKind::Block,
+        block_items: &items,
+        previous: &[],
+        recurrent: true,
+    });
+    assert_eq!(first, t.first_prompt(&items));
+    assert!(
+        first.starts_with("### User:\n\n                Given"),
+        "{first:?}"
+    );
+    let block = r.summarizer(&SummarizerPromptInput {
+        kind: StepKind::Block,
+        block_items: &items,
+        previous: &[],
+        recurrent: false,
+    });
+    assert!(
+        block.starts_with("### User:\n\n            Given"),
+        "{block:?}"
+    );
+    assert!(block.contains("]:\na\nb\n### Assistant:\n"), "{block:?}");
 }
 
 /// A prepared dataset folder and a project naming it, with c1's final summary

@@ -480,3 +480,58 @@ fn an_accepted_text_replaced_by_a_rerun_needs_a_new_review() {
     let (ex, _) = summarizer_examples(&c, &cases(), &catalogue(), &Echo, &opts()).unwrap();
     assert!(ex.iter().any(|e| e.completion == "c1 s0 again"));
 }
+
+#[test]
+fn trsr_export_preset_reference_writes_the_reference_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    write_dataset(&dir.path().join("data"));
+    let mut p = trsr::project::Project::new();
+    p.dataset = Some(trsr::project::DatasetRef {
+        path: "data".into(),
+        format: Some("jsonl".into()),
+    });
+    p.curation = curation();
+    let project = dir.path().join("p.ron");
+    p.save(&project).unwrap();
+    let out = dir.path().join("rec.jsonl");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trsr"))
+            .args([
+                "export",
+                "--project",
+                project.to_str().unwrap(),
+                "--kind",
+                "recommender",
+                "--format",
+                "prompt-completion",
+                "--out",
+                out.to_str().unwrap(),
+                "--preset",
+                "reference",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // A JSONL dataset: the reference wording must be named.
+    let o = run(&[]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--reference-wording"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&["--reference-wording", "mind"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let prompt = first["prompt"].as_str().unwrap();
+    assert!(
+        prompt.starts_with("### User:\nGiven a news reading preference summary of the user"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("\n[Historical News]\nid: N"), "{prompt}");
+    assert!(prompt.ends_with("\n### Assistant:\n"), "{prompt}");
+    assert!(!prompt.contains("1. "), "no numbering: {prompt}");
+}

@@ -50,6 +50,7 @@ fn scores_table_has_one_row_per_candidate_with_ranks() {
     let r = ScoreRecord {
         case: "c1".into(),
         scorer: "llm:m".into(),
+        preset: None,
         candidates: vec![
             ScoredCandidate {
                 id: "N9".into(),

@@ -177,6 +177,7 @@ fn evaluate_averages_over_cases_per_scorer() {
     let rec = |case: &str, scorer: &str, list: &[(u8, f64)]| ScoreRecord {
         case: case.into(),
         scorer: scorer.into(),
+        preset: None,
         candidates: cands(list),
     };
     let records = vec![

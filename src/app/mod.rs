@@ -283,6 +283,15 @@ impl WorkbenchApp {
         curate::adopt_shown_summary(&mut self.wb);
         let mut save_error = None;
         if let Some(p) = self.wb.project.as_mut() {
+            // The project records the preset its summaries and scores are made under.
+            let ps = &mut p.project.settings;
+            let wording = (self.settings.preset == crate::preset::Preset::Reference)
+                .then_some(self.settings.reference_wording);
+            if ps.preset != self.settings.preset || ps.reference_wording != wording {
+                ps.preset = self.settings.preset;
+                ps.reference_wording = wording;
+                p.changed();
+            }
             save_error = p.poll_save(std::time::Instant::now(), &self.wb.tasks);
             if p.autosaver.is_dirty() || p.is_saving() {
                 // Come back when the debounce has passed.

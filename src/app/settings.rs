@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Command, ModelStatus, Workbench};
 use crate::data::ItemTextTemplate;
 use crate::lm::SamplingParams;
+use crate::preset::{Preset, ReferenceWording};
 use crate::segment::BlockParams;
 use crate::worker::jobs::{Method, RecommendOptions};
 use crate::worker::ModelSpec;
@@ -71,6 +72,10 @@ pub struct Settings {
     pub batch_summarize: bool,
     /// LoRA fine-tuning settings (the Train tab).
     pub train: crate::train::TrainSettings,
+    /// `workbench` (our prompts) or `reference` (the reference code's, byte for byte).
+    pub preset: Preset,
+    /// Which dataset's reference wording the `reference` preset uses.
+    pub reference_wording: ReferenceWording,
 }
 
 impl Default for Settings {
@@ -89,11 +94,40 @@ impl Default for Settings {
             batch_cases: 20,
             batch_summarize: false,
             train: crate::train::TrainSettings::default(),
+            preset: Preset::Workbench,
+            reference_wording: ReferenceWording::Mind,
         }
     }
 }
 
 impl Settings {
+    /// Puts the preset's templates, item text and sampling in place (the workbench
+    /// preset's templates follow the reference wording's dataset kind).
+    pub fn apply_preset(&mut self) {
+        match self.preset {
+            Preset::Reference => {
+                self.templates = crate::prompt::Templates::reference(self.reference_wording);
+                self.text_template = ItemTextTemplate::reference(self.reference_wording);
+            }
+            Preset::Workbench => {
+                let (templates, fields) = match self.reference_wording {
+                    ReferenceWording::Mind => {
+                        (crate::prompt::Templates::news(), crate::data::MIND_FIELDS)
+                    }
+                    ReferenceWording::Amazon => (
+                        crate::prompt::Templates::products(),
+                        crate::data::AMAZON_M2_FIELDS,
+                    ),
+                };
+                self.templates = templates;
+                if self.text_template.reference.is_some() {
+                    self.text_template = ItemTextTemplate::with_fields(fields);
+                }
+            }
+        }
+        self.sampling = self.preset.sampling();
+    }
+
     /// The default settings file: `<config dir>/trsr/settings.ron`.
     pub fn default_path() -> Option<PathBuf> {
         dirs::config_dir().map(|d| d.join("trsr").join("settings.ron"))
@@ -162,17 +196,52 @@ pub fn model_ui(
                 }
             });
             ui.end_row();
-            ui.label("Device");
+            let l = ui.label("Device");
             egui::ComboBox::from_id_salt("device")
                 .selected_text(settings.model.device.clone())
                 .show_ui(ui, |ui| {
                     for d in ["auto", "cpu", "cuda:0", "metal"] {
                         ui.selectable_value(&mut settings.model.device, d.to_string(), d);
                     }
-                });
+                })
+                .response
+                .labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("Preset");
+            ui.horizontal(|ui| {
+                let before = (settings.preset, settings.reference_wording);
+                egui::ComboBox::from_id_salt("preset")
+                    .selected_text(settings.preset.name())
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut settings.preset, Preset::Workbench, "workbench")
+                            .on_hover_text("Our wording: system message, chat template, numbered items; sampling 0.7 / top-p 0.9, repetition penalty 1.1");
+                        ui.selectable_value(&mut settings.preset, Preset::Reference, "reference")
+                            .on_hover_text("The LLM-TRSR reference code's prompts (raw ### User: form, no system message, no chat template), item text and sampling (1.0 / top-k 50 / top-p 1.0, no penalty)");
+                    })
+                    .response
+                    .labelled_by(l.id);
+                let lw = ui.label("wording of");
+                egui::ComboBox::from_id_salt("reference_wording")
+                    .selected_text(match settings.reference_wording {
+                        ReferenceWording::Mind => "MIND (news)",
+                        ReferenceWording::Amazon => "Amazon-M2 (products)",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut settings.reference_wording, ReferenceWording::Mind, "MIND (news)");
+                        ui.selectable_value(&mut settings.reference_wording, ReferenceWording::Amazon, "Amazon-M2 (products)");
+                    })
+                    .response
+                    .labelled_by(lw.id);
+                if (settings.preset, settings.reference_wording) != before {
+                    settings.apply_preset();
+                }
+            });
             ui.end_row();
             ui.label("Prompt form");
-            ui.checkbox(&mut settings.model.raw_prompt, "raw ### User: / ### Assistant: (the paper's)");
+            ui.add_enabled(
+                settings.preset == Preset::Workbench,
+                egui::Checkbox::new(&mut settings.model.raw_prompt, "raw ### User: / ### Assistant: instead of the chat template"),
+            );
             ui.end_row();
             let l = ui.label("LoRA adapter");
             ui.horizontal(|ui| {
@@ -262,14 +331,35 @@ pub fn model_ui(
             ui.add(egui::Slider::new(&mut s.max_new_tokens, 1..=1024).text("max new tokens"));
             ui.end_row();
             ui.label("Repeat penalty");
-            ui.add(egui::Slider::new(&mut s.repeat_penalty, 1.0..=2.0).text("repeat penalty"));
+            ui.add(egui::Slider::new(&mut s.repeat_penalty, 1.0..=2.0).text("repeat penalty (1 = none)"));
+            ui.end_row();
+            ui.label("Repeat window");
+            ui.add(egui::Slider::new(&mut s.repeat_last_n, 1..=512).text("last tokens penalized"));
+            ui.end_row();
+            ui.label("Max length");
+            let mut on = s.max_length.is_some();
+            ui.horizontal(|ui| {
+                if ui
+                    .checkbox(&mut on, "prompt + generation at most")
+                    .on_hover_text("Hugging Face's max_length, as the reference's 30B runs use it (2048); replaces max new tokens")
+                    .changed()
+                {
+                    s.max_length = on.then_some(2048);
+                }
+                if let Some(n) = s.max_length.as_mut() {
+                    ui.add(egui::DragValue::new(n).range(1..=131_072).suffix(" tokens"));
+                }
+            });
             ui.end_row();
             ui.label("Seed");
             ui.add(egui::DragValue::new(&mut s.seed)).on_hover_text("seed");
             ui.end_row();
         });
-        if ui.button("Reset sampling to the paper's (sampling, 150 tokens, seed 42)").clicked() {
-            settings.sampling = SamplingParams::default();
+        if ui
+            .button(format!("Reset sampling to the {} preset's", settings.preset.name()))
+            .clicked()
+        {
+            settings.sampling = settings.preset.sampling();
         }
         ui.separator();
         ui.heading("Look");

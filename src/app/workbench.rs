@@ -291,7 +291,9 @@ impl Workbench {
                 LoadMsg::Progress { stage, fraction } => self.load_progress = (stage, fraction),
                 LoadMsg::Done(data) => {
                     self.loading = None;
-                    settings.text_template = data.text_template.clone();
+                    if settings.preset == crate::preset::Preset::Workbench {
+                        settings.text_template = data.text_template.clone();
+                    }
                     self.data = Some(*data);
                     self.selected = None;
                     self.summary = None;

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::data::{Case, Catalogue, ItemTextTemplate, Prepared};
 use crate::lm::{CancelToken, LanguageModel, SamplingParams};
+use crate::preset::{Preset, ReferenceWording};
 use crate::prompt::{guess_wording, Templates, Wording};
 
 /// The process-wide Ctrl-C token: the first Ctrl-C cancels (work stops after the
@@ -347,6 +348,17 @@ pub struct CommonArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// `workbench` (our wording and settings) or `reference` (the LLM-TRSR reference
+    /// code's prompts, item text and generation, byte for byte; MIND and Amazon-M2).
+    #[arg(long, value_enum, default_value_t = Preset::Workbench)]
+    pub preset: Preset,
+    /// With `--preset reference`: which dataset's reference wording to use (needed for
+    /// folders not prepared from MIND or Amazon-M2).
+    #[arg(long, value_enum)]
+    pub reference_wording: Option<ReferenceWording>,
+    /// The reference wording [`CommonArgs::resolve_preset`] found.
+    #[arg(skip)]
+    pub resolved_wording: Option<ReferenceWording>,
 }
 
 /// The paper's item fields for news (MIND).
@@ -355,8 +367,51 @@ pub const NEWS_FIELDS: &[&str] = crate::data::MIND_FIELDS;
 pub const PRODUCT_FIELDS: &[&str] = crate::data::AMAZON_M2_FIELDS;
 
 impl CommonArgs {
-    /// The templates: from `--templates`, else the wording's defaults.
+    /// Under `--preset reference`, finds which reference wording the prepared folder
+    /// `data` takes: `--reference-wording`, else the format in its `prepare.json`
+    /// (MIND or Amazon-M2); anything else is an error. Call before [`Self::templates`].
+    pub fn resolve_preset(&mut self, data: &Path) -> anyhow::Result<()> {
+        if self.preset != Preset::Reference {
+            return Ok(());
+        }
+        if let Some(w) = self.reference_wording {
+            self.resolved_wording = Some(w);
+            return Ok(());
+        }
+        let meta = crate::preset::PrepareMeta::read(data)?;
+        match meta.as_ref().and_then(|m| m.reference_wording()) {
+            Some(w) => {
+                self.resolved_wording = Some(w);
+                Ok(())
+            }
+            None => Err(crate::preset::no_reference_wording(&match meta {
+                Some(m) => format!("{} was prepared from a {} folder", data.display(), m.format),
+                None => format!(
+                    "{} has no {} saying which dataset it was prepared from",
+                    data.display(),
+                    crate::preset::PREPARE_META_FILE
+                ),
+            })),
+        }
+    }
+
+    /// The reference wording in force (`None` under the workbench preset).
+    pub fn reference(&self) -> anyhow::Result<Option<ReferenceWording>> {
+        match self.preset {
+            Preset::Workbench => Ok(None),
+            Preset::Reference => self
+                .resolved_wording
+                .or(self.reference_wording)
+                .map(Some)
+                .ok_or_else(|| crate::preset::no_reference_wording("none was found")),
+        }
+    }
+
+    /// The templates: from `--templates`, else the preset's and wording's defaults.
     pub fn templates(&self, catalogue: &Catalogue) -> anyhow::Result<Templates> {
+        if let (None, Some(w)) = (&self.templates, self.reference()?) {
+            return Ok(Templates::reference(w));
+        }
         match &self.templates {
             Some(p) => Templates::load(p),
             None => Ok(Templates::for_wording(
@@ -369,6 +424,9 @@ impl CommonArgs {
 
     /// The item-text template: `--fields`, else the paper's fields for the kind.
     pub fn text_template(&self, catalogue: &Catalogue) -> ItemTextTemplate {
+        if let (true, Ok(Some(w))) = (self.fields.is_empty(), self.reference()) {
+            return ItemTextTemplate::reference(w);
+        }
         let guessed = guess_wording(catalogue);
         let mut t = if !self.fields.is_empty() {
             ItemTextTemplate {
@@ -429,55 +487,75 @@ pub fn select_cases<'a>(
         .collect()
 }
 
-/// Sampling flags of the summarizer.
-#[derive(clap::Args, Debug, Clone)]
+/// Sampling flags of the summarizer. Unset ones take the preset's value
+/// ([`Preset::sampling`]).
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct SamplingArgs {
-    /// Sampling seed (step i of a summary uses seed + i).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Sampling temperature; 0 means greedy.
-    #[arg(long, default_value_t = 0.7)]
-    pub temperature: f64,
-    #[arg(long, default_value_t = 50)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 0.9)]
-    pub top_p: f64,
-    /// At most this many new tokens per step.
-    #[arg(long, default_value_t = 150)]
-    pub max_new_tokens: usize,
+    /// Sampling seed (step i of a summary uses seed + i) [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sampling temperature; 0 means greedy [default: 0.7; reference: 1.0].
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Keep the K most likely tokens; 0 keeps all [default: 50].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling: keep the most likely tokens up to this mass [default: 0.9;
+    /// reference: 1.0].
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Repetition penalty on the last --repeat-last-n tokens; 1 is none [default: 1.1;
+    /// reference: 1.0].
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
+    /// How many of the last tokens the repetition penalty looks at [default: 64].
+    #[arg(long)]
+    pub repeat_last_n: Option<usize>,
+    /// At most this many new tokens per step [default: 150].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Prompt plus generation at most this many tokens (the reference's 30B runs'
+    /// `max_length=2048`); replaces --max-new-tokens.
+    #[arg(long)]
+    pub max_length: Option<usize>,
     /// Greedy decoding (same as --temperature 0).
     #[arg(long)]
     pub greedy: bool,
 }
 
-impl Default for SamplingArgs {
-    fn default() -> Self {
-        let d = SamplingParams::default();
-        Self {
-            seed: d.seed,
-            temperature: d.temperature,
-            top_k: d.top_k.unwrap_or(50),
-            top_p: d.top_p.unwrap_or(0.9),
-            max_new_tokens: d.max_new_tokens,
-            greedy: false,
-        }
-    }
-}
-
 impl SamplingArgs {
-    pub fn params(&self) -> SamplingParams {
-        let mut p = if self.greedy || self.temperature <= 0.0 {
-            SamplingParams::greedy(self.max_new_tokens)
-        } else {
-            SamplingParams {
-                temperature: self.temperature,
-                top_k: Some(self.top_k),
-                top_p: Some(self.top_p),
-                max_new_tokens: self.max_new_tokens,
-                ..SamplingParams::default()
-            }
-        };
-        p.seed = self.seed;
+    /// The sampling settings: the preset's, with the flags given put over them.
+    pub fn params(&self, preset: Preset) -> SamplingParams {
+        let mut p = preset.sampling();
+        if let Some(v) = self.temperature {
+            p.temperature = v;
+        }
+        if let Some(v) = self.top_k {
+            p.top_k = (v > 0).then_some(v);
+        }
+        if let Some(v) = self.top_p {
+            p.top_p = Some(v);
+        }
+        if let Some(v) = self.repeat_penalty {
+            p.repeat_penalty = v;
+        }
+        if let Some(v) = self.repeat_last_n {
+            p.repeat_last_n = v;
+        }
+        if let Some(v) = self.max_new_tokens {
+            p.max_new_tokens = v;
+        }
+        if let Some(v) = self.seed {
+            p.seed = v;
+        }
+        if self.greedy || p.temperature <= 0.0 {
+            let seed = p.seed;
+            p = SamplingParams {
+                seed,
+                ..SamplingParams::greedy(p.max_new_tokens)
+            };
+        }
+        p.max_length = self.max_length;
         p
     }
 }
@@ -533,6 +611,7 @@ pub fn load_models(
         no_word: templates.no.clone(),
         adapter: args.adapter.clone(),
         ignore_adapter_base: args.ignore_adapter_base,
+        answer_by_vocab: templates.form == crate::prompt::PromptForm::Verbatim,
     };
     let path = model
         .resolve()

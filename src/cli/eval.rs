@@ -17,15 +17,111 @@ pub struct EvalArgs {
     /// Cut-offs K for Recall@K, MRR@K and NDCG@K.
     #[arg(long, value_delimiter = ',', default_value = "3,5,10")]
     pub k: Vec<usize>,
-    /// How a positive tied with negatives is ranked.
-    #[arg(long, value_enum, default_value_t = TiePolicy::Pessimistic)]
-    pub ties: TiePolicy,
+    /// How a positive tied with negatives is ranked: pessimistic (tied negatives
+    /// first), optimistic (the positive first: an upper bound), average (expected value
+    /// over a random order), or all (the three side by side). None is the reference
+    /// code's: its `np.argsort` is not stable, so its tie order has no fixed rule.
+    #[arg(long, value_enum, default_value_t = TiesArg::Pessimistic)]
+    pub ties: TiesArg,
     /// Print exactly one JSON object: {"<scorer>": {"recall@3": ..., "auc": ..., "cases": N}}.
     #[arg(long)]
     pub json: bool,
     /// Table layout when not --json: aligned text, Markdown (for papers) or CSV (for plots).
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
+}
+
+/// `--ties`: one policy, or all three side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TiesArg {
+    Pessimistic,
+    Optimistic,
+    Average,
+    All,
+}
+
+impl TiesArg {
+    /// The one policy asked for; `None` for `all`.
+    pub fn policy(self) -> Option<TiePolicy> {
+        match self {
+            TiesArg::Pessimistic => Some(TiePolicy::Pessimistic),
+            TiesArg::Optimistic => Some(TiePolicy::Optimistic),
+            TiesArg::Average => Some(TiePolicy::Average),
+            TiesArg::All => None,
+        }
+    }
+}
+
+/// The policies `--ties all` shows, in column order.
+const ALL_POLICIES: [TiePolicy; 3] = [
+    TiePolicy::Pessimistic,
+    TiePolicy::Average,
+    TiePolicy::Optimistic,
+];
+
+/// The `--ties all` table: one row per scorer and metric, a column per policy, and
+/// the scorer's count of cases with the target tied with a negative.
+pub fn ties_all_table(
+    records: &[ScoreRecord],
+    order: &[String],
+    ks: &[usize],
+) -> crate::export::Table {
+    let per_policy: Vec<_> = ALL_POLICIES
+        .iter()
+        .map(|&p| metrics::evaluate(records, ks, p))
+        .collect();
+    let tied = metrics::tied_cases(records);
+    let mut t = crate::export::Table::new(
+        ["scorer", "metric"]
+            .into_iter()
+            .map(String::from)
+            .chain(ALL_POLICIES.iter().map(|p| p.name().to_string()))
+            .chain(["tied cases".to_string()]),
+    );
+    for scorer in order {
+        let cases = per_policy[0].get(scorer).map_or(0, |s| s.cases);
+        for name in metrics::metric_names(ks) {
+            let mut row = vec![scorer.clone(), name.clone()];
+            for summaries in &per_policy {
+                row.push(
+                    summaries
+                        .get(scorer)
+                        .and_then(|s| s.metrics.get(&name))
+                        .map_or("-".to_string(), |v| format!("{v:.4}")),
+                );
+            }
+            row.push(format!(
+                "{} of {cases}",
+                tied.get(scorer).copied().unwrap_or(0)
+            ));
+            t.push(row);
+        }
+    }
+    t
+}
+
+/// The `--ties all --json` object: per scorer, the metrics under each policy and the
+/// tied cases.
+fn ties_all_json(records: &[ScoreRecord], order: &[String], ks: &[usize]) -> serde_json::Value {
+    let tied = metrics::tied_cases(records);
+    let mut all = serde_json::Map::new();
+    for &p in &ALL_POLICIES {
+        let summaries = metrics::evaluate(records, ks, p);
+        let ordered: Vec<(String, metrics::Summary)> = order
+            .iter()
+            .filter_map(|s| summaries.get(s).map(|m| (s.clone(), m.clone())))
+            .collect();
+        if let serde_json::Value::Object(m) = metrics_json(&ordered, ks) {
+            for (scorer, v) in m {
+                let entry = all
+                    .entry(scorer.clone())
+                    .or_insert_with(|| serde_json::json!({}));
+                entry[p.name()] = v;
+                entry["tied_cases"] = tied.get(&scorer).copied().unwrap_or(0).into();
+            }
+        }
+    }
+    serde_json::Value::Object(all)
 }
 
 /// Reads every file; a (scorer, case) pair seen twice is an error naming both places.
@@ -72,7 +168,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("--k takes positive cut-offs such as 3,5,10");
     }
     let (records, order) = read_all(&args.scores)?;
-    let summaries = metrics::evaluate(&records, &args.k, args.ties);
+    let Some(policy) = args.ties.policy() else {
+        if args.json {
+            println!("{}", ties_all_json(&records, &order, &args.k));
+        } else {
+            print!(
+                "{}",
+                ties_all_table(&records, &order, &args.k).render(args.format)
+            );
+        }
+        return Ok(());
+    };
+    let summaries = metrics::evaluate(&records, &args.k, policy);
+    let tied = metrics::tied_cases(&records);
     let ordered: Vec<(String, metrics::Summary)> = order
         .iter()
         .filter_map(|s| summaries.get(s).map(|m| (s.clone(), m.clone())))
@@ -84,6 +192,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 s.skipped
             );
         }
+    }
+    // On stderr, beside the skipped-case notes, so the table / CSV / JSON stay as
+    // they were for the programs that read them.
+    for (scorer, s) in &ordered {
+        eprintln!(
+            "ties: scorer `{scorer}`: {} of {} case(s) have the target tied with a negative{}",
+            tied.get(scorer).copied().unwrap_or(0),
+            s.cases,
+            if tied.get(scorer).copied().unwrap_or(0) > 0 {
+                " (their metrics depend on --ties; --ties all shows the range)"
+            } else {
+                ""
+            }
+        );
     }
     if args.json {
         println!(

@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 
 use crate::export::{self, sft_export, write_out, SftForm, SftRequest, TableFormat};
 use crate::metrics::TiePolicy;
+use crate::preset::{Preset, ReferenceWording};
 use crate::project::Project;
 use crate::prompt::Wording;
 
@@ -76,6 +77,14 @@ pub struct ExportArgs {
     /// Tie policy for `--kind metrics`.
     #[arg(long, value_enum, default_value_t = TiePolicy::Pessimistic)]
     pub ties: TiePolicy,
+    /// Prompts of the SFT data: `workbench` or `reference` (the reference code's,
+    /// byte for byte); default: the project's preset.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// With `--preset reference`: `mind` or `amazon` wording, when neither the project
+    /// nor the dataset's prepare.json tells.
+    #[arg(long, value_enum)]
+    pub reference_wording: Option<ReferenceWording>,
 }
 
 /// A value's command-line spelling (`prompt-completion`, not `PromptCompletion`).
@@ -117,6 +126,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 templates: args.templates.clone(),
                 wording: args.wording,
             };
+            let mut project = project;
+            if let Some(p) = args.preset {
+                project.settings.preset = p;
+            }
+            if args.reference_wording.is_some() {
+                project.settings.reference_wording = args.reference_wording;
+            }
             let (bytes, message) = sft_export(&path, &project, &req).map_err(|e| {
                 if e.is::<export::NoDataset>() {
                     e.context("pass --dataset DIR")

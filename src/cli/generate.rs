@@ -19,7 +19,7 @@ pub struct GenerateArgs {
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
-    /// With --chat: use the paper's raw `### User:` / `### Assistant:` form instead.
+    /// With --chat: use a plain `### User:` / `### Assistant:` form instead of the chat template.
     #[arg(long)]
     pub raw: bool,
     #[arg(long, default_value_t = 150)]

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::data::prepare::{
-    parse_split, prepare, write_prepared, LongHistory, NegativeSource, PrepareOptions,
+    assign_split_counts, parse_split, parse_split_counts, prepare, write_prepared, LongHistory,
+    NegativeSource, PrepareOptions,
 };
 use crate::data::{detect_format, load_dir, FormatChoice, LoadOptions};
+use crate::preset::{PrepareMeta, Preset, ReferenceWording, PREPARE_META_FILE};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PrepareArgs {
@@ -46,11 +48,27 @@ pub struct PrepareArgs {
     #[arg(long)]
     pub reference_sampling: bool,
     /// Split the cases, e.g. `train=0.8,val=0.1,test=0.1` (seeded shuffle).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "split_counts")]
     pub split: Option<String>,
+    /// Split by counts: the first TRAIN cases train, the next VAL val, the next TEST
+    /// test, later ones none (the reference's 2400,300,300); see --shuffle.
+    #[arg(long, value_name = "TRAIN,VAL,TEST")]
+    pub split_counts: Option<String>,
+    /// With --split-counts: put the cases in a random order (seeded by --seed) first.
+    #[arg(long, requires = "split_counts")]
+    pub shuffle: bool,
     /// Amazon-M2 locale to keep; `all` keeps every locale.
     #[arg(long, default_value = "UK")]
     pub locale: String,
+    /// `workbench` or `reference` (as the reference code prepares: negatives uniform
+    /// over the catalogue, target and history not excluded); recorded in
+    /// `prepare.json`, which later `--preset reference` commands read.
+    #[arg(long, value_enum, default_value_t = Preset::Workbench)]
+    pub preset: Preset,
+    /// With `--preset reference` on a RecBole or JSONL folder: which dataset's reference
+    /// wording later commands use (`mind` or `amazon`).
+    #[arg(long, value_enum)]
+    pub reference_wording: Option<ReferenceWording>,
 }
 
 pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
@@ -64,6 +82,19 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
             println!("format: {f} (detected in {})", args.input.display());
             f
         }
+    };
+    let reference_wording = match args.preset {
+        Preset::Workbench => None,
+        Preset::Reference => Some(
+            args.reference_wording
+                .or_else(|| ReferenceWording::for_format(format))
+                .ok_or_else(|| {
+                    crate::preset::no_reference_wording(&format!(
+                        "{} is a {format} folder",
+                        args.input.display()
+                    ))
+                })?,
+        ),
     };
     let split = args
         .split
@@ -81,10 +112,17 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
         bar.set_length(total);
         bar.set_position(done);
     };
+    let split_counts = args
+        .split_counts
+        .as_deref()
+        .map(parse_split_counts)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--split-counts: {e}"))?;
     let load_opts = LoadOptions {
         locale: (!args.locale.eq_ignore_ascii_case("all")).then(|| args.locale.clone()),
         progress: Some(&progress),
         cancel: None,
+        reference_rows: args.preset == Preset::Reference,
     };
     let choice = match format {
         crate::data::Format::Mind => FormatChoice::Mind,
@@ -110,7 +148,8 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
     opts.negatives = args.negatives;
     opts.seed = args.seed;
     opts.negative_source = args.negative_source;
-    opts.reference_sampling = args.reference_sampling;
+    opts.reference_sampling = args.reference_sampling || args.preset == Preset::Reference;
+    opts.negatives_with_text = args.preset == Preset::Reference;
     opts.split = split;
     if ds.prepared_cases.is_none() {
         println!(
@@ -128,8 +167,37 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
             opts.seed
         );
     }
-    let (cases, report) = prepare(&ds, &opts)?;
+    let (mut cases, report) = prepare(&ds, &opts)?;
     println!("prepare: {}", report.summary());
+    if let Some(counts) = split_counts {
+        let none = assign_split_counts(&mut cases, counts, args.shuffle.then_some(args.seed));
+        let got = |name: &str| {
+            cases
+                .iter()
+                .filter(|c| c.split.as_deref() == Some(name))
+                .count()
+        };
+        println!(
+            "split by counts{}: train {}, val {}, test {}, none {none}",
+            if args.shuffle {
+                " after a seeded shuffle"
+            } else {
+                ""
+            },
+            got("train"),
+            got("val"),
+            got("test")
+        );
+        if got("train") + got("val") + got("test") < counts.iter().sum::<usize>() {
+            println!(
+                "note: only {} cases for --split-counts {},{},{}",
+                cases.len(),
+                counts[0],
+                counts[1],
+                counts[2]
+            );
+        }
+    }
     if cases.is_empty() {
         anyhow::bail!(
             "no case kept from {}: see the counts above (loosen --min-history / --max-history, \
@@ -139,6 +207,17 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
     }
     write_prepared(&args.out, &ds.catalogue, &cases)
         .with_context(|| format!("writing {}", args.out.display()))?;
+    // The source format (and a RecBole / JSONL folder's chosen reference wording), so
+    // later `--preset reference` commands need not be told again.
+    let meta = PrepareMeta {
+        format: format.name().into(),
+        preset: args.preset,
+        reference_wording,
+    };
+    let meta_path = args.out.join(PREPARE_META_FILE);
+    let text = serde_json::to_string_pretty(&meta).context("could not encode prepare.json")?;
+    std::fs::write(&meta_path, text + "\n")
+        .with_context(|| format!("could not write {}", meta_path.display()))?;
     println!(
         "wrote {} ({} items) and {} ({} cases)",
         args.out.join("items.jsonl").display(),

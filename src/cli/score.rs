@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
 use rayon::prelude::*;
 
 use super::batch::{
@@ -66,6 +67,10 @@ pub struct ScoreArgs {
     /// Output file (scores.jsonl); an existing one is continued.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the exact text scored for every candidate to FILE (JSONL:
+    /// `{"case", "scorer", "candidate", "prompt"}`; P(yes) is read at its last position).
+    #[arg(long, value_name = "FILE")]
+    pub dump_prompts: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -95,22 +100,9 @@ struct LlmJob<'a> {
     scorer: String,
 }
 
-/// Scores the cases not yet in `out` with the LLM recommender.
-pub fn score_llm_all(
-    models: &mut [Box<dyn LanguageModel>],
-    b: &ScoreBatch,
-    out: &Path,
-    cancel: &CancelToken,
-) -> anyhow::Result<BatchReport> {
-    let model_name = models
-        .first()
-        .map(|m| m.identity().name)
-        .ok_or_else(|| anyhow::anyhow!("no model instance to score with"))?;
-    let (done_rows, mut writer) = JsonlOut::resume::<ScoreRecord>(out)?;
-    let done: HashSet<String> = done_rows
-        .iter()
-        .map(|r| line_key(&r.case, &r.scorer))
-        .collect();
+/// The LLM scoring jobs of a batch (a case per summary, or per case without summaries)
+/// and how many cases have no summary.
+fn llm_jobs<'a>(b: &ScoreBatch<'a>, model_name: &str) -> anyhow::Result<(Vec<LlmJob<'a>>, usize)> {
     let needs_summary = b.opts.use_summary && !b.opts.full_history;
     let mut jobs: Vec<LlmJob> = Vec::new();
     let mut without_summary = 0usize;
@@ -132,7 +124,7 @@ pub fn score_llm_all(
                         jobs.push(LlmJob {
                             case,
                             summary: Some(t),
-                            scorer: llm_scorer_name(&model_name, Some(t.method), &b.opts),
+                            scorer: llm_scorer_name(model_name, Some(t.method), &b.opts),
                         });
                     }
                 }
@@ -144,10 +136,69 @@ pub fn score_llm_all(
             jobs.push(LlmJob {
                 case,
                 summary: None,
-                scorer: llm_scorer_name(&model_name, None::<Method>, &b.opts),
+                scorer: llm_scorer_name(model_name, None::<Method>, &b.opts),
             });
         }
     }
+    Ok((jobs, without_summary))
+}
+
+/// Writes the exact text scored for each candidate of each job, one JSON line per
+/// candidate: `{"case", "scorer", "candidate", "prompt"}`; the prompt is the shared
+/// prefix plus the candidate's suffix, whose last position gives P(yes).
+pub fn dump_prompts(lm: &dyn LanguageModel, b: &ScoreBatch, path: &Path) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let model_name = lm.identity().name;
+    let (jobs, _) = llm_jobs(b, &model_name)?;
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let mut lines = 0;
+    for job in &jobs {
+        let summary = job.summary.map(|t| t.final_summary.as_str());
+        let ((prefix, suffixes), _kept) = recommend_chat_prompt(
+            lm,
+            b.templates,
+            job.case,
+            &b.data.catalogue,
+            b.text,
+            summary,
+            &b.opts,
+        )
+        .with_context(|| format!("case {}", job.case.case))?;
+        for (id, suffix) in job.case.candidates().iter().zip(&suffixes) {
+            let line = serde_json::json!({
+                "case": job.case.case,
+                "scorer": job.scorer,
+                "candidate": id,
+                "prompt": format!("{prefix}{suffix}"),
+            });
+            writeln!(w, "{line}").with_context(|| format!("could not write {}", path.display()))?;
+            lines += 1;
+        }
+    }
+    w.flush()
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(lines)
+}
+
+/// Scores the cases not yet in `out` with the LLM recommender.
+pub fn score_llm_all(
+    models: &mut [Box<dyn LanguageModel>],
+    b: &ScoreBatch,
+    out: &Path,
+    cancel: &CancelToken,
+) -> anyhow::Result<BatchReport> {
+    let model_name = models
+        .first()
+        .map(|m| m.identity().name)
+        .ok_or_else(|| anyhow::anyhow!("no model instance to score with"))?;
+    let (done_rows, mut writer) = JsonlOut::resume::<ScoreRecord>(out)?;
+    let done: HashSet<String> = done_rows
+        .iter()
+        .map(|r| line_key(&r.case, &r.scorer))
+        .collect();
+    let (mut jobs, without_summary) = llm_jobs(b, &model_name)?;
     let total = jobs.len();
     jobs.retain(|j| !done.contains(&line_key(&j.case.case, &j.scorer)));
     let mut report = BatchReport {
@@ -212,6 +263,7 @@ pub fn score_llm_all(
         let record = ScoreRecord {
             case: job.case.case.clone(),
             scorer: job.scorer.clone(),
+            preset: Some(b.templates.preset()),
             candidates: job
                 .case
                 .candidates()
@@ -325,8 +377,9 @@ pub fn recommend_options(args: &ScoreArgs) -> RecommendOptions {
     }
 }
 
-pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
+pub fn run(mut args: ScoreArgs) -> anyhow::Result<()> {
     let data = crate::data::jsonl::load_prepared(&args.data)?;
+    args.common.resolve_preset(&args.data)?;
     let templates = args.common.templates(&data.catalogue)?;
     let text = args.common.text_template(&data.catalogue);
     let cases = select_cases(&data, args.common.split.as_deref(), args.limit);
@@ -360,6 +413,10 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let report = match args.scorer {
         ScorerChoice::Llm => {
             let mut models = load_models(&args.model, &templates, args.common.workers())?;
+            if let (Some(path), Some(lm)) = (&args.dump_prompts, models.first()) {
+                let n = dump_prompts(&**lm, &batch, path)?;
+                eprintln!("{n} scored prompts written to {}", path.display());
+            }
             score_llm_all(&mut models, &batch, &args.out, &cancel)?
         }
         ScorerChoice::Random => {

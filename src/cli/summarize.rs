@@ -186,8 +186,9 @@ pub fn summarize_all(
     Ok(report)
 }
 
-pub fn run(args: SummarizeArgs) -> anyhow::Result<()> {
+pub fn run(mut args: SummarizeArgs) -> anyhow::Result<()> {
     let data = crate::data::jsonl::load_prepared(&args.data)?;
+    args.common.resolve_preset(&args.data)?;
     let templates = args.common.templates(&data.catalogue)?;
     let text = args.common.text_template(&data.catalogue);
     let cases = select_cases(&data, args.common.split.as_deref(), args.limit);
@@ -203,7 +204,7 @@ pub fn run(args: SummarizeArgs) -> anyhow::Result<()> {
         templates: &templates,
         method: args.method,
         block_params: block_params(args.block_size, args.max_blocks, args.token_budget),
-        sampling: args.sampling.params(),
+        sampling: args.sampling.params(args.common.preset),
         cache: cache.as_ref(),
         read_cache: !args.common.no_cache,
         show_progress: !args.common.quiet,

@@ -267,11 +267,12 @@ pub fn write_tables(rows: &[MetricsRow], out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: SweepArgs) -> anyhow::Result<()> {
+pub fn run(mut args: SweepArgs) -> anyhow::Result<()> {
     if args.block_sizes.is_empty() || args.block_sizes.contains(&0) {
         anyhow::bail!("--block-sizes needs positive sizes, e.g. 2,3,5,8");
     }
     let data = crate::data::jsonl::load_prepared(&args.data)?;
+    args.common.resolve_preset(&args.data)?;
     let templates = args.common.templates(&data.catalogue)?;
     let text = args.common.text_template(&data.catalogue);
     let cases = select_cases(&data, args.common.split.as_deref(), args.limit);
@@ -289,8 +290,8 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         block_sizes: args.block_sizes.clone(),
         max_blocks: args.max_blocks,
         recent: args.recent,
-        sampling: args.sampling.params(),
-        seed: args.sampling.seed,
+        sampling: args.sampling.params(args.common.preset),
+        seed: args.sampling.seed.unwrap_or(42),
         ties: args.ties,
         cache: cache.as_ref(),
         read_cache: !args.common.no_cache,

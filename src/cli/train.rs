@@ -13,8 +13,12 @@ use crate::export::{Table, TableFormat};
 use crate::llm::source::ModelRef;
 use crate::llm::{Engine, LoadOptions};
 use crate::metrics::{evaluate, metric_names, TiePolicy};
+use crate::preset::Preset;
 use crate::rank::{score_baseline, Baseline, BaselineStats, RecommendOptions};
-use crate::train::{read_summaries, report_rows, LossOn, TrainEvent, TrainInput, TrainSettings};
+use crate::train::{
+    read_summaries, report_rows, BestEpoch, LossOn, NegativePick, TrainEvent, TrainInput,
+    TrainSettings,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -37,17 +41,18 @@ pub struct TrainArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
-    /// Examples per micro-batch.
-    #[arg(long, default_value_t = 4)]
-    pub batch_size: usize,
-    /// Micro-batches per optimiser step.
-    #[arg(long, default_value_t = 4)]
-    pub grad_accum: usize,
+    /// Examples per micro-batch [default: 4; reference: 8].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimiser step [default: 4; reference: 8].
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// Fraction of steps with a linear learning-rate warmup (then linear decay).
-    #[arg(long, default_value_t = 0.1)]
-    pub warmup: f64,
+    /// Fraction of steps with a linear learning-rate warmup (then linear decay)
+    /// [default: 0.1; reference: 0, decay only].
+    #[arg(long)]
+    pub warmup: Option<f64>,
     #[arg(long, default_value_t = 5e-4)]
     pub weight_decay: f64,
     #[arg(long, default_value_t = 8)]
@@ -63,9 +68,17 @@ pub struct TrainArgs {
         default_value = "q_proj,k_proj,v_proj,o_proj"
     )]
     pub targets: Vec<String>,
-    /// Loss on the answer token, or on the whole text (the reference code).
-    #[arg(long, value_enum, default_value = "answer")]
-    pub loss: LossOn,
+    /// Loss on the answer token, or on the whole text [default: answer; reference: text].
+    #[arg(long, value_enum)]
+    pub loss: Option<LossOn>,
+    /// How the best epoch is picked: recall at the first --k, or Recall@3+@5+@10
+    /// [default: first-recall; reference: recall-sum].
+    #[arg(long, value_enum)]
+    pub best_by: Option<BestEpoch>,
+    /// Cut training texts longer than this many tokens (counted and reported) instead of
+    /// refusing them [default: none; reference: 2048].
+    #[arg(long)]
+    pub truncate_tokens: Option<usize>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Train on at most N cases of the train split.
@@ -105,19 +118,46 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The settings: the preset's, with the flags given put over them. The reference
+    /// preset is `LLM-TRSR/train.py`'s: 8 per device x 8 accumulation, no warmup (linear
+    /// decay), loss on the whole text, the first negative, the best epoch by
+    /// Recall@3+@5+@10, texts cut at 2,048 tokens.
     pub fn settings(&self) -> TrainSettings {
+        let reference = self.common.preset == Preset::Reference;
+        let pick = |workbench, reference_value| {
+            if reference {
+                reference_value
+            } else {
+                workbench
+            }
+        };
         TrainSettings {
             epochs: self.epochs,
-            batch_size: self.batch_size,
-            grad_accum: self.grad_accum,
+            batch_size: self.batch_size.unwrap_or(pick(4, 8)),
+            grad_accum: self.grad_accum.unwrap_or(pick(4, 8)),
             lr: self.lr,
-            warmup: self.warmup,
+            warmup: self.warmup.unwrap_or(if reference { 0.0 } else { 0.1 }),
             weight_decay: self.weight_decay,
             lora_r: self.lora_r,
             lora_alpha: self.lora_alpha,
             lora_dropout: self.lora_dropout,
             targets: self.targets.clone(),
-            loss_on: self.loss,
+            loss_on: self.loss.unwrap_or(if reference {
+                LossOn::Text
+            } else {
+                LossOn::Answer
+            }),
+            best_by: self.best_by.unwrap_or(if reference {
+                BestEpoch::RecallSum
+            } else {
+                BestEpoch::FirstRecall
+            }),
+            negative: if reference {
+                NegativePick::First
+            } else {
+                NegativePick::Random
+            },
+            truncate_tokens: self.truncate_tokens.or(reference.then_some(2048)),
             seed: self.seed,
             max_train_cases: self.max_train_cases,
             max_val_cases: self.max_val_cases,
@@ -135,10 +175,11 @@ fn split_of<'a>(cases: &'a [Case], name: &str) -> Vec<&'a Case> {
         .collect()
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
     let settings = args.settings();
     settings.validate()?;
     let data = crate::data::jsonl::load_prepared(&args.data)?;
+    args.common.resolve_preset(&args.data)?;
     let train = split_of(&data.cases, &args.train_split);
     let val = split_of(&data.cases, &args.val_split);
     if train.is_empty() {
@@ -184,6 +225,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         raw_prompt: args.raw_prompt,
         yes_word: templates.yes.clone(),
         no_word: templates.no.clone(),
+        answer_by_vocab: templates.form == crate::prompt::PromptForm::Verbatim,
         ..LoadOptions::default()
     };
     let mut engine =
@@ -232,6 +274,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 steps_total,
                 trainable
             );
+            if report.truncated > 0 {
+                eprintln!(
+                    "note: {} training text(s) were longer than {} tokens and were cut to it",
+                    report.truncated,
+                    settings.truncate_tokens.unwrap_or(0)
+                );
+            }
         }
         TrainEvent::Validating { epoch } => {
             if let Some(b) = bar.take() {

@@ -44,6 +44,11 @@ pub struct LoadOptions<'a> {
     pub progress: Option<&'a ProgressFn<'a>>,
     /// When cancelled, the load stops with [`DataError::Cancelled`].
     pub cancel: Option<CancelToken>,
+    /// MIND rows as the reference's `build_dataset.py` takes them (`--preset
+    /// reference`): each user's first row in file order (not the earliest in time), and
+    /// history ids absent from news.tsv kept (as items without text), so that history
+    /// lengths count every id as the reference counts them.
+    pub reference_rows: bool,
 }
 
 impl Default for LoadOptions<'_> {
@@ -52,6 +57,7 @@ impl Default for LoadOptions<'_> {
             locale: Some("UK".to_string()),
             progress: None,
             cancel: None,
+            reference_rows: false,
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         let mut first_report = LoadReport::default();
         let (news_read, keep) = rayon::join(
             || read_news(&news, &meter, &mut report, &mut catalogue),
-            || first_rows(&behaviors, &meter, &mut first_report),
+            || first_rows(&behaviors, &meter, &mut first_report, opts.reference_rows),
         );
         news_read?;
         let keep = keep?;
@@ -62,7 +62,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
             "{} is missing: items are known by id only and have no text",
             news.display()
         ));
-        first_rows(&behaviors, &meter, &mut report)?
+        first_rows(&behaviors, &meter, &mut report, opts.reference_rows)?
     };
     report.files.push(behaviors.clone());
     let sequences = read_behaviors(
@@ -72,6 +72,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         &mut report,
         &mut catalogue,
         !has_news,
+        opts.reference_rows && has_news,
     )?;
     Ok(Dataset::loaded(
         Format::Mind,
@@ -188,6 +189,7 @@ fn read_behaviors(
     report: &mut LoadReport,
     catalogue: &mut Catalogue,
     bare_items: bool,
+    keep_unresolved: bool,
 ) -> Result<Vec<Sequence>, DataError> {
     let mut chunks = ChunkReader::open(path, meter)?;
     let mut sequences = Vec::with_capacity(keep.len());
@@ -227,7 +229,7 @@ fn read_behaviors(
                 batch
                     .par_iter()
                     .map_init(Scratch::default, |scratch, &(line, bytes)| {
-                        build_row(bytes, line, path, cat, bare_items, scratch)
+                        build_row(bytes, line, path, cat, bare_items, keep_unresolved, scratch)
                     })
                     .collect::<Vec<Row>>()
             },
@@ -240,7 +242,14 @@ fn read_behaviors(
             },
         );
         for row in rows {
-            apply_row(row, path, report, catalogue, bare_items, &mut sequences)?;
+            apply_row(
+                row,
+                path,
+                report,
+                catalogue,
+                bare_items || keep_unresolved,
+                &mut sequences,
+            )?;
         }
         have = read?;
         chunk_offset = chunk_end;
@@ -258,6 +267,7 @@ fn first_rows(
     path: &Path,
     meter: &Meter,
     report: &mut LoadReport,
+    first_in_file: bool,
 ) -> Result<Vec<(u64, RowSpan)>, DataError> {
     let mut chunks = ChunkReader::open(path, meter)?;
     let mut scan = Scan {
@@ -266,7 +276,10 @@ fn first_rows(
         line: 0,
         offset: 0,
     };
-    let mut users = Users::default();
+    let mut users = Users {
+        first_in_file,
+        ..Users::default()
+    };
     // Scanned (to match), read (to scan), and free (to read into).
     let (mut scanned, mut read, mut free) = (Vec::new(), Vec::new(), Vec::new());
     let (mut scanned_rows, mut read_rows) = (Vec::new(), Vec::new());
@@ -427,12 +440,14 @@ impl Scan<'_, '_> {
     }
 }
 
-/// Pass 1's users: the earliest row of each so far.
+/// Pass 1's users: the earliest row of each so far (or the first in file order, as
+/// the reference's `drop_duplicates(keep='first')` keeps, with `first_in_file`).
 #[derive(Default)]
 struct Users {
     index: IdIndex,
     best: Vec<Best>,
     later_rows: u64,
+    first_in_file: bool,
 }
 
 impl Users {
@@ -459,7 +474,7 @@ impl Users {
                 (i, false) => {
                     self.later_rows += 1;
                     let b = &mut self.best[i];
-                    if (row.time_s, row.line) < (b.time_s, b.line) {
+                    if !self.first_in_file && (row.time_s, row.line) < (b.time_s, b.line) {
                         *b = row;
                     }
                 }
@@ -493,6 +508,7 @@ fn build_row<'b>(
     path: &Path,
     catalogue: &Catalogue,
     bare_items: bool,
+    keep_unresolved: bool,
     scratch: &mut Scratch<'b>,
 ) -> Row {
     let mut row = Row {
@@ -596,9 +612,17 @@ fn build_row<'b>(
                 row.unresolved += 1;
                 if row.unresolved_example.is_none() {
                     row.unresolved_example = Some(format!(
-                        "{}:{line}: field `{name}`: id `{id}` is not in news.tsv (left out)",
-                        path.display()
+                        "{}:{line}: field `{name}`: id `{id}` is not in news.tsv ({})",
+                        path.display(),
+                        if keep_unresolved {
+                            "kept as an item without text, as the reference counts it"
+                        } else {
+                            "left out"
+                        }
                     ));
+                }
+                if keep_unresolved {
+                    out.push(ItemId::new(id));
                 }
             }
         }

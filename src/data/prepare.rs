@@ -53,6 +53,10 @@ pub struct PrepareOptions {
     /// Named fractions such as `[("train", 0.8), ("val", 0.1), ("test", 0.1)]`.
     pub split: Option<Vec<(String, f64)>>,
     pub long_history: LongHistory,
+    /// Draw catalogue negatives only from items with text (MIND: news.tsv rows), as the
+    /// reference's `df_products['id'].sample` does when history ids without a news.tsv
+    /// row are kept as text-less items (`--preset reference`).
+    pub negatives_with_text: bool,
 }
 
 impl Default for PrepareOptions {
@@ -80,6 +84,7 @@ impl PrepareOptions {
             reference_sampling: false,
             split: None,
             long_history,
+            negatives_with_text: false,
         }
     }
 }
@@ -244,6 +249,17 @@ pub fn prepare(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut cases = Vec::new();
+    let textless: HashSet<usize> = if opts.negatives_with_text {
+        catalogue
+            .items()
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| it.fields.is_empty())
+            .map(|(p, _)| p)
+            .collect()
+    } else {
+        HashSet::new()
+    };
     for seq in &ds.sequences {
         report.users_read += 1;
         let (history, target): (&[ItemId], &ItemId) = match &seq.next_item {
@@ -281,7 +297,7 @@ pub fn prepare(
             report.drop("target not in the catalogue".into());
             continue;
         };
-        let mut exclude: HashSet<usize> = HashSet::with_capacity(history.len() + 1);
+        let mut exclude: HashSet<usize> = textless.clone();
         if !opts.reference_sampling {
             exclude.insert(target_pos);
             exclude.extend(history.iter().filter_map(|h| catalogue.position(h)));
@@ -389,6 +405,51 @@ pub fn assign_splits(cases: &mut [Case], split: &[(String, f64)], seed: u64) {
         }
         start = end;
     }
+}
+
+/// Parses `--split-counts TRAIN,VAL,TEST` (e.g. the reference's `2400,300,300`).
+pub fn parse_split_counts(spec: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    if parts.len() != 3 {
+        return Err(format!(
+            "`{spec}`: expected three counts TRAIN,VAL,TEST, e.g. 2400,300,300"
+        ));
+    }
+    let mut out = [0usize; 3];
+    for (o, p) in out.iter_mut().zip(&parts) {
+        *o = p
+            .parse()
+            .map_err(|_| format!("`{p}` is not a count (a whole number)"))?;
+    }
+    Ok(out)
+}
+
+/// Splits by counts, as the reference's `dataset_gen.py` does (`df[:2400]`,
+/// `df[2400:2700]`, `df[2700:]` of its 3,000 rows): the first `train` cases are
+/// `train`, the next `val` are `val`, the next `test` are `test`; later cases get no
+/// split. With `shuffle_seed`, the cases are put in a seeded random order first (and
+/// written in that order). Returns how many cases got no split.
+pub fn assign_split_counts(
+    cases: &mut [Case],
+    counts: [usize; 3],
+    shuffle_seed: Option<u64>,
+) -> usize {
+    if let Some(seed) = shuffle_seed {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(2);
+        cases.shuffle(&mut rng);
+    }
+    let mut i = 0;
+    for (name, n) in ["train", "val", "test"].iter().zip(counts) {
+        for c in cases.iter_mut().skip(i).take(n) {
+            c.split = Some(name.to_string());
+        }
+        i += n;
+    }
+    for c in cases.iter_mut().skip(i) {
+        c.split = None;
+    }
+    cases.len().saturating_sub(i)
 }
 
 fn write_atomic<T: Serialize>(

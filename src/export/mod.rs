@@ -29,6 +29,9 @@ pub struct SummarizerPromptInput<'a> {
     pub block_items: &'a [String],
     /// An update's previous summary, or a merge's block summaries in order.
     pub previous: &'a [String],
+    /// A block step of a recurrent summary (its first step), whose template may differ
+    /// from the hierarchical block template ([`crate::prompt::Templates::summarize_first`]).
+    pub recurrent: bool,
 }
 
 /// What a recommender prompt is made of.
@@ -117,6 +120,7 @@ impl PromptRenderer for TemplateRenderer {
     fn summarizer(&self, input: &SummarizerPromptInput<'_>) -> String {
         let t = &self.templates;
         match input.kind {
+            StepKind::Block if input.recurrent => t.first_prompt(input.block_items),
             StepKind::Block => t.block_prompt(input.block_items),
             StepKind::Update => {
                 let previous = input.previous.join("\n");
@@ -128,8 +132,13 @@ impl PromptRenderer for TemplateRenderer {
 
     fn recommender(&self, input: &RecommenderPromptInput<'_>) -> String {
         let t = &self.templates;
-        let recent =
-            (!input.recent_items.is_empty()).then(|| crate::prompt::numbered(input.recent_items));
+        let recent = match t.form {
+            // The reference writes `NULL` for an empty item list.
+            crate::prompt::PromptForm::Verbatim if input.recent_items.is_empty() => {
+                Some("NULL".to_string())
+            }
+            _ => (!input.recent_items.is_empty()).then(|| t.item_list(input.recent_items)),
+        };
         crate::prompt::fill(
             &t.recommend,
             &[
@@ -460,6 +469,7 @@ pub fn summarizer_examples(
             kind,
             block_items: &block_items,
             previous: &previous,
+            recurrent: key.method == crate::summarize::Method::Recurrent.name(),
         });
         let completion = curation.effective_text(&key)?.to_string();
         let kind_name = match key.target {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{ExportOptions, SftForm, TemplateRenderer};
+use crate::preset::Preset;
 use crate::project::Project;
 use crate::prompt::{Templates, Wording};
 
@@ -80,19 +81,40 @@ pub fn sft_export(
     };
     let prepared = crate::data::jsonl::load_prepared(&dataset)
         .with_context(|| format!("could not load the dataset {}", dataset.display()))?;
+    let reference = match project.settings.preset {
+        Preset::Workbench => None,
+        Preset::Reference => Some(
+            project
+                .settings
+                .reference_wording
+                .or(crate::preset::PrepareMeta::read(&dataset)?.and_then(|m| m.reference_wording()))
+                .ok_or_else(|| {
+                    crate::preset::no_reference_wording(&format!(
+                        "the dataset {} was not prepared from either",
+                        dataset.display()
+                    ))
+                })?,
+        ),
+    };
     let opts = ExportOptions {
         include_unreviewed: req.include_unreviewed,
         methods: req.methods.clone(),
         seed: req.seed,
-        item_text: project.settings.item_text.clone(),
+        item_text: match reference {
+            Some(w) => crate::data::ItemTextTemplate::reference(w),
+            None => project.settings.item_text.clone(),
+        },
         ..ExportOptions::default()
     };
-    let templates = export_templates(
-        req.templates.as_deref(),
-        req.wording,
-        project,
-        &prepared.catalogue,
-    )?;
+    let templates = match (reference, &req.templates) {
+        (Some(w), None) => Templates::reference(w),
+        _ => export_templates(
+            req.templates.as_deref(),
+            req.wording,
+            project,
+            &prepared.catalogue,
+        )?,
+    };
     let renderer = TemplateRenderer::new(templates);
     let (examples, report) = if req.recommender {
         super::recommender_examples(

@@ -18,7 +18,8 @@ use crate::lm::{CancelToken, LanguageModel};
 use crate::metrics::{evaluate, ScoreRecord, Summary, TiePolicy};
 use crate::rank::{recommend_chat_prompt, score_llm};
 use crate::train::{
-    better, BuildReport, EpochRecord, LossOn, TrainEvent, TrainInput, TrainReport, TrainSettings,
+    better, BuildReport, EpochRecord, LossOn, NegativePick, TrainEvent, TrainInput, TrainReport,
+    TrainSettings,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -87,13 +88,22 @@ pub fn build_examples(
             &input.opts,
         )
         .map_err(|e| anyhow::anyhow!("case {}: {e:#}", case.case))?;
-        let neg = rng.random_range(0..case.negatives.len());
+        let neg = match settings.negative {
+            NegativePick::Random => rng.random_range(0..case.negatives.len()),
+            NegativePick::First => 0,
+        };
         let prefix_ids = engine.encode_prompt(&prefix)?;
         for (which, positive) in [(0usize, true), (neg + 1, false)] {
             let mut ids = prefix_ids.clone();
             ids.extend(engine.tokenizer().encode(&suffixes[which], false)?);
             let prompt_len = ids.len();
             ids.push(if positive { yes } else { no });
+            if let Some(max) = settings.truncate_tokens {
+                if ids.len() > max {
+                    ids.truncate(max);
+                    report.truncated += 1;
+                }
+            }
             if ids.len() > engine.context_len() {
                 anyhow::bail!(
                     "case {}: the training prompt has {} tokens but the model's context is {}",
@@ -104,7 +114,7 @@ pub fn build_examples(
             }
             report.longest_tokens = report.longest_tokens.max(ids.len());
             let loss_from = match settings.loss_on {
-                LossOn::Answer => prompt_len,
+                LossOn::Answer => prompt_len.min(ids.len() - 1),
                 LossOn::Text => 1,
             };
             let candidate = if positive {
@@ -324,7 +334,7 @@ pub fn train(
             }
             // Best: highest validation recall; without validation, the last epoch.
             let is_best = match &val {
-                Some(m) => better(m, best.as_ref(), &keys),
+                Some(m) => better(m, best.as_ref(), &keys, settings.best_by),
                 None => true,
             };
             if is_best {

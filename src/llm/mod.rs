@@ -79,6 +79,12 @@ pub struct LoadOptions {
     /// are still checked).
     #[serde(default)]
     pub ignore_adapter_base: bool,
+    /// Take the answer tokens as the vocabulary entries spelled exactly `yes_word` /
+    /// `no_word`, as the reference's `tokenizer.convert_tokens_to_ids('yes')` does (on a
+    /// SentencePiece vocabulary that is the piece without the `▁` word mark), instead of
+    /// the first token the word encodes to.
+    #[serde(default)]
+    pub answer_by_vocab: bool,
 }
 
 impl Default for LoadOptions {
@@ -91,6 +97,7 @@ impl Default for LoadOptions {
             no_word: "no".into(),
             adapter: None,
             ignore_adapter_base: false,
+            answer_by_vocab: false,
         }
     }
 }
@@ -188,7 +195,13 @@ impl Engine {
             lora::apply(&mut model, Some(&adapter), true)?;
             (name, sha256) = with_adapter_identity(&name, &sha256, dir)?;
         }
-        let answer = answer_head(&model, &tokenizer, &opts.yes_word, &opts.no_word)?;
+        let answer = answer_head(
+            &model,
+            &tokenizer,
+            &opts.yes_word,
+            &opts.no_word,
+            opts.answer_by_vocab,
+        )?;
         let info = ModelInfo {
             identity: ModelIdentity {
                 name,
@@ -407,9 +420,18 @@ fn answer_head(
     tok: &tokenizer::Tokenizer,
     yes: &str,
     no: &str,
+    by_vocab: bool,
 ) -> anyhow::Result<AnswerHead> {
     let mut notes = Vec::new();
     let mut id = |word: &str| -> anyhow::Result<u32> {
+        if by_vocab {
+            return tok.token_id(word).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the vocabulary has no token spelled exactly `{word}` (the reference's \
+                     convert_tokens_to_ids would give the unknown token)"
+                )
+            });
+        }
         let (id, single) = tok
             .answer_token(word)
             .with_context(|| format!("tokenizing the answer word `{word}`"))?;

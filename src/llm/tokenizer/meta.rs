@@ -10,7 +10,10 @@ pub(super) fn meta<'a>(content: &'a gguf_file::Content, key: &str) -> Option<&'a
     content.metadata.get(key)
 }
 
-pub(super) fn meta_str<'a>(content: &'a gguf_file::Content, key: &str) -> Result<Option<&'a str>, LlmError> {
+pub(super) fn meta_str<'a>(
+    content: &'a gguf_file::Content,
+    key: &str,
+) -> Result<Option<&'a str>, LlmError> {
     match meta(content, key) {
         None => Ok(None),
         Some(gguf_file::Value::String(s)) => Ok(Some(s.as_str())),
@@ -90,7 +93,10 @@ pub(super) fn meta_array<'a>(
     }
 }
 
-pub(super) fn meta_strings(content: &gguf_file::Content, key: &str) -> Result<Option<Vec<String>>, LlmError> {
+pub(super) fn meta_strings(
+    content: &gguf_file::Content,
+    key: &str,
+) -> Result<Option<Vec<String>>, LlmError> {
     let Some(arr) = meta_array(content, key)? else {
         return Ok(None);
     };
@@ -107,7 +113,10 @@ pub(super) fn meta_strings(content: &gguf_file::Content, key: &str) -> Result<Op
         .map(Some)
 }
 
-pub(super) fn meta_i32s(content: &gguf_file::Content, key: &str) -> Result<Option<Vec<i32>>, LlmError> {
+pub(super) fn meta_i32s(
+    content: &gguf_file::Content,
+    key: &str,
+) -> Result<Option<Vec<i32>>, LlmError> {
     let Some(arr) = meta_array(content, key)? else {
         return Ok(None);
     };
@@ -127,7 +136,10 @@ pub(super) fn meta_i32s(content: &gguf_file::Content, key: &str) -> Result<Optio
         .map(Some)
 }
 
-pub(super) fn meta_f32s(content: &gguf_file::Content, key: &str) -> Result<Option<Vec<f32>>, LlmError> {
+pub(super) fn meta_f32s(
+    content: &gguf_file::Content,
+    key: &str,
+) -> Result<Option<Vec<f32>>, LlmError> {
     let Some(arr) = meta_array(content, key)? else {
         return Ok(None);
     };
