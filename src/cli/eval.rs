@@ -26,6 +26,9 @@ pub struct EvalArgs {
     /// Table layout when not --json: aligned text, Markdown (for papers) or CSV (for plots).
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
+    /// Confidence intervals and paired comparisons (`--ci`, `--compare`, `--baseline`).
+    #[command(flatten)]
+    pub stats: super::eval_stats::StatsArgs,
 }
 
 /// Reads every file; a (scorer, case) pair seen twice is an error naming both places.
@@ -84,6 +87,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 s.skipped
             );
         }
+    }
+    if args.stats.active() {
+        return super::eval_stats::print(&args, &records, &order, &ordered);
     }
     if args.json {
         println!(
