@@ -334,7 +334,6 @@ pub fn run_study(args: &StudyArgs, cancel: &CancelToken) -> anyhow::Result<Study
             }
         }
     }
-    drop(push);
 
     // scores.jsonl: every configuration's per-case scores under its label.
     let scores_path = out.join("scores.jsonl");

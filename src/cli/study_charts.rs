@@ -56,13 +56,16 @@ pub struct LineSeries {
     pub points: Vec<(f64, f64, Option<Interval>)>,
 }
 
+/// One bar: its value and interval (`None`: no bar).
+pub type Bar = Option<(f64, Option<Interval>)>;
+
 /// One group of bars: its label and one (value, interval) per bar series.
 #[derive(Clone, Debug, Default)]
 pub struct BarChart {
     /// Group labels along x (e.g. `ndcg@3`, `ndcg@5`, `ndcg@10`).
     pub groups: Vec<String>,
     /// (series label, one value and interval per group).
-    pub series: Vec<(String, Vec<Option<(f64, Option<Interval>)>>)>,
+    pub series: Vec<(String, Vec<Bar>)>,
 }
 
 fn encode_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> anyhow::Result<()> {
