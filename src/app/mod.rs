@@ -11,6 +11,7 @@ mod command;
 pub mod curate_panel;
 mod dataset;
 pub mod export_dialog;
+pub mod plot_stats;
 pub mod plots;
 mod ranking;
 mod settings;

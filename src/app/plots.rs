@@ -42,6 +42,8 @@ pub struct PlotsPanel {
     tokens_key: Option<(usize, String, u64)>,
     pub prompt_tokens: Vec<[f64; 2]>,
     pub largest_block: Vec<[f64; 2]>,
+    /// Intervals, bands and the comparison table (plot_stats.rs).
+    pub stats: super::plot_stats::PlotStats,
 }
 
 impl PlotsPanel {
@@ -54,7 +56,10 @@ impl PlotsPanel {
                 self.loaded.extend(recs);
             })
         } else {
-            read_sweep(path).map(|pts| self.sweep = pts)
+            read_sweep(path).map(|pts| {
+                self.sweep = pts;
+                self.stats.load_bands(path);
+            })
         };
         if let Err(e) = r {
             self.error = Some(format!("{e:#}"));
@@ -88,6 +93,7 @@ impl PlotsPanel {
                 records.extend(base);
             }
         }
+        self.stats.request(records.clone());
         self.metrics = evaluate(&records, &KS, TiePolicy::Pessimistic)
             .into_iter()
             .map(|(k, s)| (k, s.metrics))
@@ -261,6 +267,7 @@ pub fn plots_ui(
 ) {
     panel.refresh(wb);
     panel.refresh_tokens(wb, settings);
+    panel.stats.poll(ui.ctx(), &KS);
     ui.horizontal_wrapped(|ui| {
         ui.add(
             egui::DragValue::new(&mut settings.batch_cases)
@@ -340,6 +347,8 @@ pub fn plots_ui(
                     })
                     .collect();
                 let names_fmt = names.clone();
+                let scorers: Vec<String> = panel.metrics.keys().cloned().collect();
+                let stats = &panel.stats;
                 let r = Plot::new("metrics_plot")
                     .height(h)
                     .legend(Legend::default())
@@ -355,6 +364,7 @@ pub fn plots_ui(
                         for c in charts {
                             p.bar_chart(c);
                         }
+                        stats.error_bars(p, &scorers, &names, width);
                     })
                     .response
                     .rect;
@@ -420,6 +430,7 @@ pub fn plots_ui(
                     .legend(Legend::default())
                     .x_axis_label("block size")
                     .show(&mut cols[0], |p| {
+                        panel.stats.sweep_bands(p, &panel.sweep_metric);
                         for (name, mut pts) in series {
                             if pts.iter().all(|q| q[0].is_nan()) {
                                 if let Some(q) = pts.first() {
@@ -450,5 +461,6 @@ pub fn plots_ui(
                     .rect;
                 export_button(&mut cols[1], "prompt-tokens", r, cmds);
             });
+            panel.stats.comparison_ui(ui);
         });
 }

@@ -384,6 +384,7 @@ fn write_report(
         ordered.push((r.label.clone(), s.clone()));
         intervals.insert(r.label.clone(), scorer_intervals(t, &params, &r.label)?);
     }
+    write_metrics_json(&out.join("metrics.json"), rows, &summaries, &intervals)?;
     let metric = cfg.metric.as_str();
     let value = |label: &str| {
         summaries
@@ -679,6 +680,47 @@ fn write_report(
         report,
         charts,
     })
+}
+
+/// `DIR/metrics.json`: one row per configuration in the layout of `trsr sweep`'s
+/// (scorer, block size, cases, metrics) plus `intervals: {"<metric>": [lo, hi]}`,
+/// so the window's "Load results..." draws it with interval bands.
+fn write_metrics_json(
+    path: &Path,
+    rows: &[ConfigRow],
+    summaries: &BTreeMap<String, Summary>,
+    intervals: &super::eval_stats::Intervals,
+) -> anyhow::Result<()> {
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|r| {
+            let s = summaries.get(&r.label)?;
+            let series = match r.block_size {
+                Some(b) => r.label.replace(&format!(" b{b}"), ""),
+                None => r.label.clone(),
+            };
+            let iv: serde_json::Map<String, serde_json::Value> = intervals
+                .get(&r.label)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| {
+                            v.map(|c| (k.clone(), serde_json::json!([c.lo, c.hi])))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(serde_json::json!({
+                "scorer": series,
+                "configuration": r.label,
+                "block_size": r.block_size,
+                "cases": s.cases,
+                "metrics": s.metrics,
+                "intervals": iv,
+            }))
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&list)?;
+    std::fs::write(path, text).with_context(|| format!("could not write {}", path.display()))
 }
 
 pub fn run(args: StudyArgs) -> anyhow::Result<()> {

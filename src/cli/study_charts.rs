@@ -254,7 +254,7 @@ pub fn bar_chart_png(
             .margin(16)
             .x_label_area_size(45)
             .y_label_area_size(65)
-            .build_cartesian_2d(0.0..groups as f64, 0.0..y1)
+            .build_cartesian_2d(0.0..groups as f64, 0.0..(y1 * 1.2).min(1.05))
             .map_err(|x| e(&x))?;
         let names = bars.groups.clone();
         chart

@@ -1,0 +1,306 @@
+//! Uncertainty in the plots panel: error bars on the Metrics @K chart, interval
+//! bands on the metric-against-block-size plot (from a study's `metrics.json`,
+//! whose rows carry `intervals`), and a comparison table under the plots.
+//!
+//! The bootstrap and the permutation tests run on a background thread when the
+//! records change (they take longer than a frame on large evaluation sets); the
+//! panel polls for the result and the thread wakes the UI when it is done.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc::{channel, Receiver};
+
+use anyhow::Context as _;
+use eframe::egui;
+use egui_plot::{FilledArea, Line, PlotUi};
+
+use crate::metrics::{ScoreRecord, TiePolicy};
+use crate::stats::{
+    apply_holm, case_tables, compare, scorer_intervals, BootstrapParams, Comparison, Interval,
+    DEFAULT_PERMUTATIONS,
+};
+
+/// Resamples of the window's intervals (fewer than the CLI's 2000: a quick look).
+const WINDOW_RESAMPLES: usize = 1000;
+/// The metrics compared in the table.
+const TABLE_METRICS: [&str; 2] = ["ndcg@10", "recall@5"];
+
+/// An interval band point of a sweep: (series, block size, metric, interval).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepBand {
+    pub series: String,
+    pub block_size: f64,
+    pub metric: String,
+    pub ci: Interval,
+}
+
+type Computed = (
+    BTreeMap<String, BTreeMap<String, Interval>>,
+    Vec<Comparison>,
+);
+
+/// The panel's interval state.
+#[derive(Default)]
+pub struct PlotStats {
+    /// scorer -> metric -> 95% interval.
+    pub intervals: BTreeMap<String, BTreeMap<String, Interval>>,
+    /// Every scorer against the best one on ndcg@10.
+    pub comparisons: Vec<Comparison>,
+    pub bands: Vec<SweepBand>,
+    pub note: Option<String>,
+    input: Option<Vec<ScoreRecord>>,
+    pending: Option<Receiver<Result<Computed, String>>>,
+}
+
+fn compute(records: &[ScoreRecord], ks: &[usize]) -> Result<Computed, String> {
+    let params = BootstrapParams {
+        resamples: WINDOW_RESAMPLES,
+        ..BootstrapParams::default()
+    };
+    let tables = case_tables(records, ks, TiePolicy::Pessimistic);
+    let mut intervals = BTreeMap::new();
+    for (scorer, t) in &tables {
+        if t.cases.len() < 2 {
+            continue;
+        }
+        let m = scorer_intervals(t, &params, scorer).map_err(|e| e.to_string())?;
+        intervals.insert(
+            scorer.clone(),
+            m.into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
+        );
+    }
+    let best = tables
+        .iter()
+        .filter_map(|(s, t)| t.mean(TABLE_METRICS[0]).map(|v| (s, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(s, _)| s.clone());
+    let mut comparisons = Vec::new();
+    if let Some(best) = best {
+        let tb = &tables[&best];
+        for (s, t) in tables.iter().filter(|(s, _)| **s != best) {
+            if let Ok(mut c) = compare(s, t, &best, tb, &params, DEFAULT_PERMUTATIONS) {
+                c.metrics
+                    .retain(|m| TABLE_METRICS.contains(&m.metric.as_str()));
+                comparisons.push(c);
+            }
+        }
+    }
+    apply_holm(&mut comparisons);
+    Ok((intervals, comparisons))
+}
+
+impl PlotStats {
+    /// Asks for the intervals of these records (computed at the next poll).
+    pub fn request(&mut self, records: Vec<ScoreRecord>) {
+        self.input = Some(records);
+    }
+
+    /// Starts pending work on a background thread and collects a finished result.
+    pub fn poll(&mut self, ctx: &egui::Context, ks: &[usize]) {
+        if let Some(records) = self.input.take() {
+            let (tx, rx) = channel();
+            let ctx = ctx.clone();
+            let ks = ks.to_vec();
+            let spawned = std::thread::Builder::new()
+                .name("trsr-plot-stats".into())
+                .spawn(move || {
+                    let _ = tx.send(compute(&records, &ks));
+                    ctx.request_repaint();
+                });
+            match spawned {
+                Ok(_) => self.pending = Some(rx),
+                Err(e) => self.note = Some(format!("could not start the interval thread: {e}")),
+            }
+        }
+        if let Some(rx) = &self.pending {
+            match rx.try_recv() {
+                Ok(Ok((intervals, comparisons))) => {
+                    self.intervals = intervals;
+                    self.comparisons = comparisons;
+                    self.note = None;
+                    self.pending = None;
+                }
+                Ok(Err(e)) => {
+                    self.note = Some(e);
+                    self.pending = None;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.pending = None,
+            }
+        }
+    }
+
+    /// Reads the interval bands of a study's `metrics.json` (rows with `intervals`:
+    /// `{"ndcg@10": [lo, hi]}`); a sweep file without them gives no bands.
+    pub fn load_bands(&mut self, path: &Path) {
+        self.bands = read_bands(path).unwrap_or_else(|e| {
+            self.note = Some(format!("{e:#}"));
+            Vec::new()
+        });
+    }
+
+    /// Error bars over the bars of the Metrics @K chart, placed as its bars are:
+    /// metric `mi`, scorer `si` of `n` at `mi + (si - (n - 1) / 2) * width`.
+    pub fn error_bars(&self, p: &mut PlotUi, scorers: &[String], names: &[String], width: f64) {
+        let n = scorers.len().max(1) as f64;
+        let color = egui::Color32::from_gray(60);
+        for (si, scorer) in scorers.iter().enumerate() {
+            let Some(m) = self.intervals.get(scorer) else {
+                continue;
+            };
+            for (mi, name) in names.iter().enumerate() {
+                let Some(ci) = m.get(name) else { continue };
+                let x = mi as f64 + (si as f64 - (n - 1.0) / 2.0) * width;
+                let cap = width * 0.25;
+                for seg in [
+                    vec![[x, ci.lo], [x, ci.hi]],
+                    vec![[x - cap, ci.lo], [x + cap, ci.lo]],
+                    vec![[x - cap, ci.hi], [x + cap, ci.hi]],
+                ] {
+                    p.line(
+                        Line::new("", seg)
+                            .color(color)
+                            .width(1.0)
+                            .allow_hover(false),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Interval bands of the chosen metric, under the sweep lines (same names, so
+    /// the legend toggles both).
+    pub fn sweep_bands(&self, p: &mut PlotUi, metric: &str) {
+        let mut series: BTreeMap<&str, Vec<(f64, Interval)>> = BTreeMap::new();
+        for b in self.bands.iter().filter(|b| b.metric == metric) {
+            series
+                .entry(&b.series)
+                .or_default()
+                .push((b.block_size, b.ci));
+        }
+        for (name, mut pts) in series {
+            pts.retain(|q| q.0.is_finite());
+            if pts.len() < 2 {
+                continue;
+            }
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let xs: Vec<f64> = pts.iter().map(|q| q.0).collect();
+            let lo: Vec<f64> = pts.iter().map(|q| q.1.lo).collect();
+            let hi: Vec<f64> = pts.iter().map(|q| q.1.hi).collect();
+            p.add(
+                FilledArea::new(name, &xs, &lo, &hi)
+                    .fill_color(egui::Color32::from_rgba_unmultiplied(120, 120, 200, 40))
+                    .allow_hover(false),
+            );
+        }
+    }
+
+    /// The comparison table: each scorer against the best on ndcg@10.
+    pub fn comparison_ui(&self, ui: &mut egui::Ui) {
+        ui.strong("Comparison against the best scorer (95% intervals)");
+        if let Some(n) = &self.note {
+            ui.colored_label(ui.visuals().warn_fg_color, n);
+        }
+        if self.pending.is_some() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.weak("computing intervals...");
+            });
+        }
+        if self.comparisons.is_empty() {
+            ui.weak("Two or more scorers on the same cases give a comparison here.");
+            return;
+        }
+        egui::Grid::new("plot_stats_comparisons")
+            .striped(true)
+            .show(ui, |ui| {
+                for h in [
+                    "scorer",
+                    "vs",
+                    "metric",
+                    "cases",
+                    "difference",
+                    "interval",
+                    "p",
+                    "p (Holm)",
+                ] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for c in &self.comparisons {
+                    for m in &c.metrics {
+                        ui.label(&c.a);
+                        ui.label(&c.b);
+                        ui.label(&m.metric);
+                        ui.label(m.cases.to_string());
+                        ui.label(format!("{:+.4}", m.diff));
+                        ui.label(
+                            m.ci.map_or(String::new(), |c| format!("[{:.4}, {:.4}]", c.lo, c.hi)),
+                        );
+                        ui.label(format!("{:.4}", m.p));
+                        ui.label(format!("{:.4}", m.p_holm));
+                        ui.end_row();
+                    }
+                }
+            });
+        ui.weak(format!(
+            "{} over cases ({WINDOW_RESAMPLES} resamples); p: {}, Holm-adjusted over the rows shown.",
+            crate::stats::INTERVAL_METHOD,
+            crate::stats::PAIRED_TEST
+        ));
+    }
+}
+
+/// Reads interval bands from a `metrics.json` array of rows (or `{"rows": [...]}`):
+/// series label as the sweep plot makes it (`method scorer`), `block_size`, and
+/// `intervals: {"<metric>": [lo, hi]}`.
+pub fn read_bands(path: &Path) -> anyhow::Result<Vec<SweepBand>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let rows = match &v {
+        serde_json::Value::Array(a) => a.clone(),
+        serde_json::Value::Object(o) => o
+            .get("rows")
+            .and_then(|r| r.as_array())
+            .cloned()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for row in &rows {
+        let Some(o) = row.as_object() else { continue };
+        let size = o
+            .get("block_size")
+            .or_else(|| o.get("size"))
+            .and_then(|v| v.as_f64())
+            .unwrap_or(f64::NAN);
+        let label = ["method", "scorer"]
+            .iter()
+            .filter_map(|k| o.get(*k).and_then(|v| v.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let Some(iv) = o.get("intervals").and_then(|m| m.as_object()) else {
+            continue;
+        };
+        for (k, val) in iv {
+            let pair = val.as_array().map(|a| {
+                a.iter()
+                    .filter_map(serde_json::Value::as_f64)
+                    .collect::<Vec<_>>()
+            });
+            if let Some([lo, hi]) = pair.as_deref() {
+                out.push(SweepBand {
+                    series: label.clone(),
+                    block_size: size,
+                    metric: k.clone(),
+                    ci: Interval { lo: *lo, hi: *hi },
+                });
+            }
+        }
+    }
+    Ok(out)
+}
