@@ -99,6 +99,21 @@ fn baselines_only_study_writes_report_charts_and_scores() {
     assert_chart(&out.join("metrics_at_k.png"));
     let scores = trsr::metrics::read_scores(&out.join("scores.jsonl")).unwrap();
     assert_eq!(scores.len(), 30, "3 baselines x 10 cases");
+    // metrics.json: the window's "Load results..." format, with intervals.
+    let bands: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let bm25 = bands
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scorer"] == "bm25")
+        .unwrap();
+    let v = bm25["metrics"]["ndcg@10"].as_f64().unwrap();
+    let ci = &bm25["intervals"]["ndcg@10"];
+    assert!(
+        ci[0].as_f64().unwrap() <= v && v <= ci[1].as_f64().unwrap(),
+        "{bm25}"
+    );
 }
 
 #[test]

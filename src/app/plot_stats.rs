@@ -304,3 +304,77 @@ pub fn read_bands(path: &Path) -> anyhow::Result<Vec<SweepBand>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::ScoredCandidate;
+
+    fn rec(case: &str, scorer: &str, target_score: f64) -> ScoreRecord {
+        ScoreRecord {
+            case: case.into(),
+            scorer: scorer.into(),
+            candidates: vec![
+                ScoredCandidate {
+                    id: "T".into(),
+                    label: 1,
+                    score: target_score,
+                },
+                ScoredCandidate {
+                    id: "N".into(),
+                    label: 0,
+                    score: 0.5,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn compute_gives_intervals_and_compares_against_the_best() {
+        let mut records = Vec::new();
+        for i in 0..6 {
+            let c = format!("c{i}");
+            records.push(rec(&c, "good", 0.9));
+            records.push(rec(&c, "bad", if i < 2 { 0.9 } else { 0.1 }));
+        }
+        let (intervals, comparisons) = compute(&records, &[1, 5, 10]).unwrap();
+        // `good` ranks the target first everywhere: a zero-width interval at 1.
+        let g = &intervals["good"]["recall@1"];
+        assert_eq!((g.lo, g.hi), (1.0, 1.0));
+        assert_eq!(comparisons.len(), 1);
+        assert_eq!(comparisons[0].a, "bad");
+        assert_eq!(comparisons[0].b, "good");
+        let all = &comparisons[0].metrics;
+        assert_eq!(all.len(), 2, "ndcg@10 and recall@5");
+        let m: Vec<_> = all.iter().filter(|m| m.metric == "ndcg@10").collect();
+        // ndcg@10: bad has 1 on 2 cases and 1/log2(3) on 4, good 1 on all.
+        let want = 4.0 * (1.0 / 3f64.log2() - 1.0) / 6.0;
+        assert!((m[0].diff - want).abs() < 1e-12, "{m:?}");
+        // 4 equal non-zero differences: exact p = 2 / 16.
+        assert!((m[0].p - 0.125).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bands_come_from_rows_with_intervals() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.json");
+        std::fs::write(
+            &p,
+            r#"[{"scorer": "llm hierarchical", "block_size": 3, "metrics": {"ndcg@10": 0.4},
+                 "intervals": {"ndcg@10": [0.3, 0.5]}},
+                {"scorer": "bm25", "block_size": null, "metrics": {"ndcg@10": 0.2}},
+                {"method": "recurrent", "scorer": "llm", "block_size": 5, "recall@5": 0.3}]"#,
+        )
+        .unwrap();
+        let bands = read_bands(&p).unwrap();
+        assert_eq!(
+            bands,
+            vec![SweepBand {
+                series: "llm hierarchical".into(),
+                block_size: 3.0,
+                metric: "ndcg@10".into(),
+                ci: Interval { lo: 0.3, hi: 0.5 },
+            }]
+        );
+    }
+}
