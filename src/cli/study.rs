@@ -553,7 +553,12 @@ fn write_report(
                 .iter()
                 .map(|b| if *b { "on" } else { "off" })
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join(", ")
+                + if cfg.summary.is_empty() {
+                    "none (no LLM run)"
+                } else {
+                    ""
+                },
         ),
         ("baselines", cfg.baselines.join(", ")),
         (
