@@ -151,14 +151,27 @@ pub fn line_chart_png(
             .configure_mesh()
             .x_desc("block size (items)")
             .y_desc(y_label)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .max_light_lines(0)
             .label_style(("sans-serif", 16))
             .draw()
             .map_err(|x| e(&x))?;
         let n = series.len();
+        // The best reference's band only: more would hide the lines.
+        let best = references
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+            .map(|(i, _)| i);
         for (i, (label, v, ci)) in references.iter().enumerate() {
             let c = color(n + i);
-            if let Some(ci) = ci {
+            if let (Some(ci), true) = (ci, best == Some(i)) {
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
                         [(x0, ci.lo), (x1, ci.hi)],
@@ -260,6 +273,7 @@ pub fn bar_chart_png(
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .max_light_lines(0)
             .x_labels(groups * 2 + 1)
             .x_label_formatter(&move |x| {
                 let i = x.floor() as usize;
