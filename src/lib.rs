@@ -42,6 +42,8 @@ pub mod project;
 pub mod prompt;
 pub mod rank;
 pub mod segment;
+pub mod stats;
+pub mod study;
 pub mod summarize;
 pub mod train;
 pub mod worker;

@@ -36,6 +36,11 @@ pub enum TaskOutput {
         path: PathBuf,
         read: Result<Results, String>,
     },
+    /// The Plots tab's intervals and comparisons (request `generation`), or why not.
+    PlotIntervals {
+        generation: u64,
+        result: Result<super::plot_stats::Computed, String>,
+    },
 }
 
 /// A task's end: its output, or the panic that ended it.

@@ -20,6 +20,7 @@ mod dataset;
 pub mod export_dialog;
 mod native;
 pub mod notices;
+pub mod plot_stats;
 pub mod plots;
 mod ranking;
 mod settings;
@@ -220,6 +221,9 @@ impl WorkbenchApp {
             match done.output {
                 Ok(TaskOutput::Notice(n)) => self.wb.notify(n),
                 Ok(TaskOutput::Results { path, read }) => self.ui.plots.results_read(&path, read),
+                Ok(TaskOutput::PlotIntervals { generation, result }) => {
+                    self.ui.plots.stats.finished(generation, result)
+                }
                 // A save of a project closed since: it was waited for on closing.
                 Ok(TaskOutput::ProjectSaved(_)) => {}
                 Err(panic) => self

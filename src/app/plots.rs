@@ -35,8 +35,8 @@ pub struct SweepPoint {
 pub enum Results {
     /// Score records (`scores.jsonl`).
     Scores(Vec<ScoreRecord>),
-    /// A sweep's rows (`metrics.json`).
-    Sweep(Vec<SweepPoint>),
+    /// A sweep's rows (`metrics.json`), with the interval bands of a study's file.
+    Sweep(Vec<SweepPoint>, Vec<super::plot_stats::SweepBand>),
 }
 
 /// Reads a results file: `*.jsonl` as score records, anything else as a sweep.
@@ -44,7 +44,9 @@ pub fn read_results(path: &Path) -> anyhow::Result<Results> {
     if path.extension().is_some_and(|e| e == "jsonl") {
         read_scores(path).map(Results::Scores)
     } else {
-        read_sweep(path).map(Results::Sweep)
+        let points = read_sweep(path)?;
+        let bands = super::plot_stats::read_bands(path)?;
+        Ok(Results::Sweep(points, bands))
     }
 }
 
@@ -66,6 +68,8 @@ pub struct PlotsPanel {
     tokens_key: Option<(usize, String, u64)>,
     pub prompt_tokens: Vec<[f64; 2]>,
     pub largest_block: Vec<[f64; 2]>,
+    /// Intervals, bands and the comparison table (plot_stats.rs).
+    pub stats: super::plot_stats::PlotStats,
 }
 
 impl PlotsPanel {
@@ -89,7 +93,10 @@ impl PlotsPanel {
         self.reading.retain(|p| p != path);
         match read {
             Ok(Results::Scores(recs)) => self.loaded.extend(recs),
-            Ok(Results::Sweep(pts)) => self.sweep = pts,
+            Ok(Results::Sweep(pts, bands)) => {
+                self.sweep = pts;
+                self.stats.bands = bands;
+            }
             Err(e) => self.error = Some(e),
         }
         self.cache_key = None;
@@ -121,6 +128,7 @@ impl PlotsPanel {
                 records.extend(base);
             }
         }
+        self.stats.start(&wb.tasks, records.clone(), &KS);
         self.metrics = evaluate(&records, &KS, TiePolicy::Pessimistic)
             .into_iter()
             .map(|(k, s)| (k, s.metrics))
@@ -310,6 +318,7 @@ pub fn plots_ui(
                 sweep_plot_ui(&mut cols[0], panel, h, cmds);
                 tokens_plot_ui(&mut cols[1], wb, panel, h, cmds);
             });
+            panel.stats.comparison_ui(ui);
         });
 }
 
@@ -478,6 +487,7 @@ fn metrics_plot_ui(ui: &mut egui::Ui, panel: &PlotsPanel, h: f32, cmds: &mut Vec
         })
         .collect();
     let names_fmt = names.clone();
+    let scorers: Vec<String> = panel.metrics.keys().cloned().collect();
     let y_axis = AxisHints::new_y()
         .label_spacing(10.0..=14.0)
         .formatter(move |mark, _| {
@@ -503,6 +513,7 @@ fn metrics_plot_ui(ui: &mut egui::Ui, panel: &PlotsPanel, h: f32, cmds: &mut Vec
             for c in charts {
                 p.bar_chart(c);
             }
+            panel.stats.error_bars(p, &scorers, &names, width);
         })
         .response
         .rect;
@@ -588,6 +599,7 @@ fn sweep_plot_ui(ui: &mut egui::Ui, panel: &mut PlotsPanel, h: f32, cmds: &mut V
         .legend(Legend::default())
         .x_axis_label("block size")
         .show(ui, |p| {
+            panel.stats.sweep_bands(p, &panel.sweep_metric);
             for (name, mut pts) in series {
                 if pts.iter().all(|q| q[0].is_nan()) {
                     if let Some(q) = pts.first() {

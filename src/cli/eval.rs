@@ -29,6 +29,9 @@ pub struct EvalArgs {
     /// Table layout when not --json: aligned text, Markdown (for papers) or CSV (for plots).
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
+    /// Confidence intervals and paired comparisons (`--ci`, `--compare`, `--baseline`).
+    #[command(flatten)]
+    pub stats: super::eval_stats::StatsArgs,
 }
 
 /// `--ties`: one policy, or all three side by side.
@@ -168,6 +171,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("--k takes positive cut-offs such as 3,5,10");
     }
     let (records, order) = read_all(&args.scores)?;
+    if args.stats.active() && args.ties == TiesArg::All {
+        bail!("--ci, --compare and --baseline take one tie policy: --ties pessimistic, average or optimistic, not all");
+    }
     let Some(policy) = args.ties.policy() else {
         if args.json {
             println!("{}", ties_all_json(&records, &order, &args.k));
@@ -206,6 +212,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 ""
             }
         );
+    }
+    if args.stats.active() {
+        return super::eval_stats::print(&args, &records, &order, &ordered);
     }
     if args.json {
         println!(

@@ -7,12 +7,15 @@ use clap::{Parser, Subcommand};
 
 pub mod batch;
 pub mod eval;
+pub mod eval_stats;
 pub mod export;
 pub mod fetch_model;
 pub mod generate;
 pub mod gui;
 pub mod prepare;
 pub mod score;
+pub mod study;
+pub mod study_charts;
 pub mod summarize;
 pub mod sweep;
 pub mod train;
@@ -49,6 +52,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Summarize and score over block sizes and methods; write one metrics table.
     Sweep(sweep::SweepArgs),
+    /// Run a study grid from a RON file; write report.md, PNG charts and scores.jsonl.
+    Study(study::StudyArgs),
     /// Export curated SFT examples and result tables.
     Export(export::ExportArgs),
     /// Fine-tune the LLM recommender with LoRA (PEFT format), validating each epoch.
@@ -68,6 +73,7 @@ pub fn main() -> ExitCode {
         Some(Command::Summarize(a)) => summarize::run(a),
         Some(Command::Score(a)) => score::run(a),
         Some(Command::Sweep(a)) => sweep::run(a),
+        Some(Command::Study(a)) => study::run(a),
         Some(Command::Export(a)) => export::run(a),
         Some(Command::Train(a)) => train::run(a),
     };

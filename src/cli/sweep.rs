@@ -131,10 +131,42 @@ fn rows_for(
         .collect()
 }
 
+/// Which parts of a sweep run (`trsr study` picks; `trsr sweep` runs all).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepParts {
+    /// Baselines scored once (none: skipped).
+    pub baselines: Vec<Baseline>,
+    /// The LLM without a summary.
+    pub no_summary: bool,
+    /// Every (method, block size) with a summary.
+    pub with_summary: bool,
+}
+
+impl Default for SweepParts {
+    fn default() -> Self {
+        Self {
+            baselines: vec![Baseline::Random, Baseline::Popularity, Baseline::Bm25],
+            no_summary: true,
+            with_summary: true,
+        }
+    }
+}
+
 /// Runs the whole sweep into `out` and returns the metrics rows (also written).
 pub fn sweep(
     models: &mut [Box<dyn LanguageModel>],
     plan: &SweepPlan,
+    out: &Path,
+    cancel: &CancelToken,
+) -> anyhow::Result<Vec<MetricsRow>> {
+    sweep_parts(models, plan, &SweepParts::default(), out, cancel)
+}
+
+/// Runs the chosen parts of a sweep into `out` (same files as [`sweep`]).
+pub fn sweep_parts(
+    models: &mut [Box<dyn LanguageModel>],
+    plan: &SweepPlan,
+    parts: &SweepParts,
     out: &Path,
     cancel: &CancelToken,
 ) -> anyhow::Result<Vec<MetricsRow>> {
@@ -148,42 +180,45 @@ pub fn sweep(
     let mut rows = Vec::new();
 
     // Baselines once.
-    let path = out.join("scores_baselines.jsonl");
-    say(format!("baselines -> {}", path.display()));
-    let base = score_batch(plan, RecommendOptions::default(), None);
-    let r = score_baselines_all(
-        &[Baseline::Random, Baseline::Popularity, Baseline::Bm25],
-        &base,
-        plan.seed,
-        &path,
-        cancel,
-    )?;
-    check(r, &path)?;
-    rows.extend(rows_for(
-        &read_jsonl::<ScoreRecord>(&path)?,
-        "",
-        None,
-        plan.ties,
-    ));
+    if !parts.baselines.is_empty() {
+        let path = out.join("scores_baselines.jsonl");
+        say(format!("baselines -> {}", path.display()));
+        let base = score_batch(plan, RecommendOptions::default(), None);
+        let r = score_baselines_all(&parts.baselines, &base, plan.seed, &path, cancel)?;
+        check(r, &path)?;
+        rows.extend(rows_for(
+            &read_jsonl::<ScoreRecord>(&path)?,
+            "",
+            None,
+            plan.ties,
+        ));
+    }
 
     // The LLM without a summary once.
-    let path = out.join("scores_llm_no-summary.jsonl");
-    say(format!("LLM without summary -> {}", path.display()));
-    let opts = RecommendOptions {
-        recent: plan.recent,
-        use_summary: false,
-        ..RecommendOptions::default()
-    };
-    let r = score_llm_all(models, &score_batch(plan, opts, None), &path, cancel)?;
-    check(r, &path)?;
-    rows.extend(rows_for(
-        &read_jsonl::<ScoreRecord>(&path)?,
-        "",
-        None,
-        plan.ties,
-    ));
+    if parts.no_summary {
+        let path = out.join("scores_llm_no-summary.jsonl");
+        say(format!("LLM without summary -> {}", path.display()));
+        let opts = RecommendOptions {
+            recent: plan.recent,
+            use_summary: false,
+            ..RecommendOptions::default()
+        };
+        let r = score_llm_all(models, &score_batch(plan, opts, None), &path, cancel)?;
+        check(r, &path)?;
+        rows.extend(rows_for(
+            &read_jsonl::<ScoreRecord>(&path)?,
+            "",
+            None,
+            plan.ties,
+        ));
+    }
 
-    for &method in &plan.methods {
+    let methods: &[Method] = if parts.with_summary {
+        &plan.methods
+    } else {
+        &[]
+    };
+    for &method in methods {
         for &size in &plan.block_sizes {
             let sum_path = out.join(format!("summaries_{method}_b{size}.jsonl"));
             say(format!(
