@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod project;
 pub mod prompt;
 pub mod rank;
+pub mod remote;
 pub mod segment;
 pub mod summarize;
 pub mod train;

@@ -138,14 +138,124 @@ impl Settings {
 
 /// The model panel's own state.
 #[derive(Default)]
-pub struct ModelPanel {}
+pub struct ModelPanel {
+    /// The server connection test: running (its answer comes on this channel) or done.
+    server_test: Option<crossbeam_channel::Receiver<Result<Vec<String>, String>>>,
+    /// The last test's answer: the served models, or the one-line error.
+    server_result: Option<Result<Vec<String>, String>>,
+}
+
+impl ModelPanel {
+    /// Starts a connection test of `url` on a background thread (the window stays live).
+    fn test_server(&mut self, url: String, api_key_env: Option<String>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.server_result = None;
+        self.server_test = Some(rx);
+        let spawned = std::thread::Builder::new()
+            .name("trsr-server-test".into())
+            .spawn(move || {
+                let r = crate::remote::api_key_from_env(api_key_env.as_deref())
+                    .and_then(|key| crate::remote::served_models(&url, key))
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            self.server_test = None;
+            self.server_result = Some(Err(format!("could not start the test: {e}")));
+        }
+    }
+
+    fn poll(&mut self) -> bool {
+        if let Some(rx) = &self.server_test {
+            if let Ok(r) = rx.try_recv() {
+                self.server_result = Some(r);
+                self.server_test = None;
+            }
+        }
+        self.server_test.is_some()
+    }
+}
+
+/// The rows for a server model (`http(s)://…/v1`): served model, API-key variable, and a
+/// connection test that lists the served models.
+fn server_rows(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut ModelPanel) {
+    if panel.poll() {
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_millis(100));
+    }
+    let l = ui.label("Served model");
+    ui.horizontal(|ui| {
+        let mut name = settings.model.server_model.clone().unwrap_or_default();
+        let served: Vec<String> = match &panel.server_result {
+            Some(Ok(list)) => list.clone(),
+            _ => Vec::new(),
+        };
+        if served.is_empty() {
+            if ui
+                .add(
+                    egui::TextEdit::singleline(&mut name)
+                        .hint_text("the server's first")
+                        .desired_width(240.0),
+                )
+                .labelled_by(l.id)
+                .changed()
+            {
+                settings.model.server_model = (!name.trim().is_empty()).then(|| name.trim().to_string());
+            }
+        } else {
+            egui::ComboBox::from_id_salt("served_model")
+                .selected_text(if name.is_empty() { "the server's first".to_string() } else { name.clone() })
+                .show_ui(ui, |ui| {
+                    for m in &served {
+                        ui.selectable_value(&mut settings.model.server_model, Some(m.clone()), m);
+                    }
+                });
+        }
+        let testing = panel.server_test.is_some();
+        if ui
+            .add_enabled(!testing, egui::Button::new("Test connection"))
+            .on_hover_text("Ask the server for its models (GET /v1/models)")
+            .clicked()
+        {
+            panel.test_server(settings.model.model.clone(), settings.model.api_key_env.clone());
+        }
+        if testing {
+            ui.spinner();
+        }
+    });
+    ui.end_row();
+    let l = ui.label("API key variable");
+    let mut var = settings.model.api_key_env.clone().unwrap_or_default();
+    if ui
+        .add(egui::TextEdit::singleline(&mut var).hint_text(crate::remote::API_KEY_ENV).desired_width(240.0))
+        .labelled_by(l.id)
+        .on_hover_text("The environment variable holding the server's API key; the key itself is never stored")
+        .changed()
+    {
+        settings.model.api_key_env = (!var.trim().is_empty()).then(|| var.trim().to_string());
+    }
+    ui.end_row();
+    match &panel.server_result {
+        Some(Ok(list)) => {
+            ui.label("Connection");
+            ui.label(format!("ok: serves {}", list.join(", ")));
+            ui.end_row();
+        }
+        Some(Err(e)) => {
+            ui.label("Connection");
+            ui.colored_label(ui.visuals().error_fg_color, e);
+            ui.end_row();
+        }
+        None => {}
+    }
+}
 
 /// Model choice, device, sampling, theme.
 pub fn model_ui(
     ui: &mut egui::Ui,
     wb: &Workbench,
     settings: &mut Settings,
-    _panel: &mut ModelPanel,
+    panel: &mut ModelPanel,
     cmds: &mut Vec<Command>,
 ) {
     egui::ScrollArea::vertical().show(ui, |ui| {
@@ -155,12 +265,15 @@ pub fn model_ui(
             ui.horizontal(|ui| {
                 ui.add(egui::TextEdit::singleline(&mut settings.model.model).desired_width(360.0))
                     .labelled_by(l.id)
-                    .on_hover_text("`default`, a GGUF/safetensors path, or a Hugging Face repo (`owner/repo:file.gguf`)");
+                    .on_hover_text("`default`, a GGUF/safetensors path, a Hugging Face repo (`owner/repo:file.gguf`), or an OpenAI-compatible server (`http://HOST:PORT/v1`: llama.cpp, vLLM, SGLang)");
                 if ui.button("Browse...").on_hover_text("Pick a GGUF or safetensors file").clicked() {
                     cmds.push(Command::PickModelFile);
                 }
             });
             ui.end_row();
+            if crate::remote::is_remote_ref(&settings.model.model) {
+                server_rows(ui, settings, panel);
+            }
             ui.label("Device");
             egui::ComboBox::from_id_salt("device")
                 .selected_text(settings.model.device.clone())
