@@ -200,11 +200,16 @@ fn server_rows(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut ModelPane
                 .labelled_by(l.id)
                 .changed()
             {
-                settings.model.server_model = (!name.trim().is_empty()).then(|| name.trim().to_string());
+                settings.model.server_model =
+                    (!name.trim().is_empty()).then(|| name.trim().to_string());
             }
         } else {
             egui::ComboBox::from_id_salt("served_model")
-                .selected_text(if name.is_empty() { "the server's first".to_string() } else { name.clone() })
+                .selected_text(if name.is_empty() {
+                    "the server's first".to_string()
+                } else {
+                    name.clone()
+                })
                 .show_ui(ui, |ui| {
                     for m in &served {
                         ui.selectable_value(&mut settings.model.server_model, Some(m.clone()), m);
@@ -217,7 +222,10 @@ fn server_rows(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut ModelPane
             .on_hover_text("Ask the server for its models (GET /v1/models)")
             .clicked()
         {
-            panel.test_server(settings.model.model.clone(), settings.model.api_key_env.clone());
+            panel.test_server(
+                settings.model.model.clone(),
+                settings.model.api_key_env.clone(),
+            );
         }
         if testing {
             ui.spinner();
@@ -227,9 +235,15 @@ fn server_rows(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut ModelPane
     let l = ui.label("API key variable");
     let mut var = settings.model.api_key_env.clone().unwrap_or_default();
     if ui
-        .add(egui::TextEdit::singleline(&mut var).hint_text(crate::remote::API_KEY_ENV).desired_width(240.0))
+        .add(
+            egui::TextEdit::singleline(&mut var)
+                .hint_text(crate::remote::API_KEY_ENV)
+                .desired_width(240.0),
+        )
         .labelled_by(l.id)
-        .on_hover_text("The environment variable holding the server's API key; the key itself is never stored")
+        .on_hover_text(
+            "The environment variable holding the server's API key; the key itself is never stored",
+        )
         .changed()
     {
         settings.model.api_key_env = (!var.trim().is_empty()).then(|| var.trim().to_string());

@@ -559,8 +559,9 @@ impl SamplingArgs {
 /// Model flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model: `default` (SmolLM2-135M-Instruct Q4_1), a GGUF path, `hf:owner/repo/file.gguf`
-    /// or `owner/repo:file.gguf`.
+    /// Model: `default` (SmolLM2-135M-Instruct Q4_1), a GGUF path, `hf:owner/repo/file.gguf`,
+    /// `owner/repo:file.gguf`, or OpenAI-compatible server(s): `http://HOST:PORT/v1[,URL2,…]`
+    /// (llama.cpp server, vLLM, SGLang; see --server-model, --concurrency).
     #[arg(long, default_value = "default")]
     pub model: String,
     /// Device: auto, cpu, cuda, cuda:N or metal.

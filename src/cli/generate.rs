@@ -10,7 +10,8 @@ use crate::lm::{CancelToken, ChatMessage, LanguageModel, SamplingParams};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateArgs {
-    /// Model: `default`, a path to a GGUF file, or `hf:owner/repo/file.gguf`.
+    /// Model: `default`, a path to a GGUF file, `hf:owner/repo/file.gguf`, or an
+    /// OpenAI-compatible server `http://HOST:PORT/v1`.
     #[arg(long, default_value = "default")]
     pub model: String,
     /// The prompt text.

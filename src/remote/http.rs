@@ -185,9 +185,7 @@ impl Client {
                         });
                     }
                     let wait = match after {
-                        Some(d) => {
-                            d.min(Duration::from_millis(self.retry.max_retry_after_ms))
-                        }
+                        Some(d) => d.min(Duration::from_millis(self.retry.max_retry_after_ms)),
                         None => self.retry.backoff(attempt),
                     };
                     std::thread::sleep(wait);

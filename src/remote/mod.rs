@@ -29,8 +29,8 @@ use sha2::Digest;
 
 use crate::llm::chat::{render_raw, ChatTemplate};
 use crate::lm::{
-    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams,
-    StopReason, TokenDelta,
+    CancelToken, ChatMessage, Generated, LanguageModel, ModelIdentity, SamplingParams, StopReason,
+    TokenDelta,
 };
 pub use http::{Client, RetryPolicy};
 pub use wire::ServerKind;
@@ -120,7 +120,9 @@ pub fn parse_urls(model: &str) -> Result<Vec<String>, RemoteError> {
         }
     }
     if out.is_empty() {
-        return Err(RemoteError::Config("--model: no server address given".into()));
+        return Err(RemoteError::Config(
+            "--model: no server address given".into(),
+        ));
     }
     Ok(out)
 }
@@ -251,16 +253,17 @@ impl RemoteModel {
         let root = base[..base.len() - "/v1".len()].to_string();
         let probe = Client::new(opts.api_key.clone(), quick_retry());
         let models = list_models(&probe, &base)?;
-        let served = match &opts.server_model {
-            Some(name) => models.iter().find(|m| &m.id == name).ok_or_else(|| {
-                RemoteError::Config(format!(
+        let served =
+            match &opts.server_model {
+                Some(name) => models.iter().find(|m| &m.id == name).ok_or_else(|| {
+                    RemoteError::Config(format!(
                     "{base}: the server has no model `{name}`; it serves: {} (fix --server-model)",
                     models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
                 ))
-            })?,
-            None => &models[0],
-        }
-        .clone();
+                })?,
+                None => &models[0],
+            }
+            .clone();
         let client = Client::new(opts.api_key.clone(), opts.retry.clone());
         let mut notes = Vec::new();
 
@@ -304,7 +307,8 @@ impl RemoteModel {
             })
             .ok_or_else(|| RemoteError::Unsupported {
                 url: format!("{base}/models"),
-                what: "the server does not report its context length (max_model_len or meta.n_ctx)".into(),
+                what: "the server does not report its context length (max_model_len or meta.n_ctx)"
+                    .into(),
             })?;
         let n_vocab = served
             .metadata
@@ -351,10 +355,12 @@ impl RemoteModel {
         // The answer tokens, as the engine picks them: the first token of each word.
         let mut answer = |word: &str| -> Result<u32, RemoteError> {
             let ids = server.tokenize(word, false)?;
-            let first = *ids.first().ok_or_else(|| RemoteError::Config(format!(
-                "{}: the answer word `{word}` encodes to no tokens",
-                server.base
-            )))?;
+            let first = *ids.first().ok_or_else(|| {
+                RemoteError::Config(format!(
+                    "{}: the answer word `{word}` encodes to no tokens",
+                    server.base
+                ))
+            })?;
             if ids.len() > 1 {
                 notes.push(format!(
                     "answer word `{word}` is not a single token; scoring uses its first token"
@@ -473,7 +479,9 @@ impl Server {
         let v = self.client.post_json(&url, &body).map_err(|e| match e {
             RemoteError::Status { status: 404, .. } => RemoteError::Unsupported {
                 url: url.clone(),
-                what: "the server has no /tokenize; exact token counts and token-id prompts need it".into(),
+                what:
+                    "the server has no /tokenize; exact token counts and token-id prompts need it"
+                        .into(),
             },
             other => other,
         })?;
@@ -575,7 +583,8 @@ impl Server {
                 url: url.clone(),
                 what: "the answer has no log-probabilities for the answer position".into(),
             })?;
-        let find = |p: &Position, id: u32| p.top.iter().find(|t| t.id == Some(id)).map(|t| t.logprob);
+        let find =
+            |p: &Position, id: u32| p.top.iter().find(|t| t.id == Some(id)).map(|t| t.logprob);
         let mut yes = find(&pos, self.yes_id);
         let mut no = find(&pos, self.no_id);
         if yes.is_none() || no.is_none() {
@@ -655,10 +664,13 @@ impl Server {
             &url,
             &json!({"model": self.model, "messages": messages, "add_generation_prompt": true, "add_special_tokens": false}),
         )?;
-        let tokens = v.get("tokens").cloned().ok_or_else(|| RemoteError::Protocol {
-            url: url.clone(),
-            what: "the answer has no `tokens` list".into(),
-        })?;
+        let tokens = v
+            .get("tokens")
+            .cloned()
+            .ok_or_else(|| RemoteError::Protocol {
+                url: url.clone(),
+                what: "the answer has no `tokens` list".into(),
+            })?;
         let url = format!("{}/detokenize", self.root);
         let v = self
             .client
@@ -829,7 +841,8 @@ impl LanguageModel for RemoteModel {
         // The first request warms the server's cache with the shared prefix; the rest go
         // together.
         let mut out = vec![s.score_ids(first)?];
-        let mut results: Vec<Option<Result<f32, RemoteError>>> = (0..rest.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<f32, RemoteError>>> =
+            (0..rest.len()).map(|_| None).collect();
         for (chunk_ids, chunk_out) in rest.chunks(s.fanout).zip(results.chunks_mut(s.fanout)) {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = chunk_ids
@@ -865,7 +878,10 @@ mod tests {
             vec!["http://a:1/v1".to_string(), "https://b/v1".to_string()]
         );
         let e = parse_urls("http://a:1/api").unwrap_err().to_string();
-        assert!(e.contains("http://a:1/api") && e.contains("must end in /v1"), "{e}");
+        assert!(
+            e.contains("http://a:1/api") && e.contains("must end in /v1"),
+            "{e}"
+        );
         assert!(parse_urls("ftp://a/v1").is_err());
         assert!(parse_urls("http:///v1").is_err());
         assert!(parse_urls(" , ").is_err());

@@ -318,7 +318,9 @@ mod tests {
     #[test]
     fn an_error_object_is_an_error() {
         let v: Value = serde_json::json!({"error": {"code": 400, "message": "context too long"}});
-        assert!(parse_completion(&v).unwrap_err().contains("context too long"));
+        assert!(parse_completion(&v)
+            .unwrap_err()
+            .contains("context too long"));
         let v: Value = serde_json::json!({"object": "x"});
         assert!(parse_completion(&v).is_err());
     }
