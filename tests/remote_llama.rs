@@ -73,21 +73,25 @@ impl Server {
             .spawn()
             .expect("starting llama-server");
         let url = format!("http://127.0.0.1:{port}/v1");
-        let s = Server { child, url };
-        let client = Client::new(
-            None,
-            RetryPolicy {
-                max_retries: 0,
-                ..RetryPolicy::default()
-            },
-        );
+        let mut s = Server { child, url };
         let t0 = Instant::now();
         loop {
+            // A fresh client per poll: a refused connection marks a client's server down.
+            let client = Client::new(
+                None,
+                RetryPolicy {
+                    max_retries: 0,
+                    ..RetryPolicy::default()
+                },
+            );
             if client
                 .get_json(&format!("http://127.0.0.1:{port}/health"))
                 .is_ok_and(|v| v["status"] == "ok")
             {
                 break;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("llama-server exited at start ({status})");
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(120),
@@ -277,7 +281,7 @@ fn killing_the_server_mid_run_loses_no_finished_case_and_a_rerun_completes() {
     let data = sample_data();
     let templates = Templates::for_wording(Wording::News);
     let text = ItemTextTemplate::with_fields(trsr::data::MIND_FIELDS);
-    let cases: Vec<_> = data.cases.iter().take(6).collect();
+    let cases: Vec<_> = data.cases.iter().take(5).collect();
     let batch = SummarizeBatch {
         data: &data,
         cases: cases.clone(),
@@ -288,7 +292,7 @@ fn killing_the_server_mid_run_loses_no_finished_case_and_a_rerun_completes() {
             size: 5,
             max_blocks: 2,
         },
-        sampling: SamplingParams::greedy(24),
+        sampling: SamplingParams::greedy(16),
         cache: None,
         read_cache: false,
         show_progress: false,
