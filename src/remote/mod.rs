@@ -389,7 +389,13 @@ impl RemoteModel {
             "build": build,
         });
         server.identity = ModelIdentity {
-            name: format!("{} @ {}", server.model, server.base),
+            // The served name's last path part (llama.cpp serves the GGUF path); the full
+            // name is in the hash.
+            name: format!(
+                "{} @ {}",
+                server.model.rsplit('/').next().unwrap_or(&server.model),
+                server.base
+            ),
             sha256: hex::encode(sha2::Sha256::digest(identity_doc.to_string().as_bytes())),
             architecture: format!("remote {}", server.kind.tag()),
             context_len,
