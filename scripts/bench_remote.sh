@@ -22,16 +22,22 @@ data=sample_data/jsonl
 work="$(mktemp -d "${TMPDIR:-/tmp}/trsr-bench-remote.XXXXXX")"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 
-"$server_bin" -m "$model" --host 127.0.0.1 --port "$port" -np "$slots" -c $((4096 * slots)) \
-  -t "$(nproc)" --no-webui >"$work/server.log" 2>&1 &
-server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  python3 -c 'import urllib.request,sys; urllib.request.urlopen(sys.argv[1])' \
-    "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+server_pid=""
+trap 'stop_server; rm -rf "$work"' EXIT
+stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""; fi; }
+# A fresh server for each row, so that no row gains from the prompt cache an earlier one left.
+start_server() {
+  stop_server
+  "$server_bin" -m "$model" --host 127.0.0.1 --port "$port" -np "$slots" -c $((4096 * slots)) \
+    -t "$(nproc)" --no-webui >"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "llama-server did not start (log: $work/server.log)" >&2
+  return 1
+}
 url="http://127.0.0.1:$port/v1"
 
 # Seconds taken by a command (its output is kept in $work/last.log).
@@ -54,8 +60,8 @@ run_mode() {
   tc=$(timed "$TRSR_BIN" score --data "$data" --limit "$n" --summaries "$s" --out "$o" --no-cache --quiet "$@")
   printf '%-16s %15s (%6ss) %15s (%6ss)\n' "$label" "$(per_min "$ts")" "$ts" "$(per_min "$tc")" "$tc"
 }
-run_mode "server c=1" --model "$url" --concurrency 1
-run_mode "server c=2" --model "$url" --concurrency 2
-run_mode "server c=4" --model "$url" --concurrency 4
-run_mode "in-process" --model "$model"
+start_server; run_mode "server c=1" --model "$url" --concurrency 1
+start_server; run_mode "server c=2" --model "$url" --concurrency 2
+start_server; run_mode "server c=4" --model "$url" --concurrency 4
+stop_server; run_mode "in-process" --model "$model"
 echo "($n cases of $data; llama-server with $slots slots on $(nproc) cores; summarize flags: $sum_flags)"
