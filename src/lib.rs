@@ -5,6 +5,7 @@
 //! ```text
 //! cli ──> app ──> worker ──> llm ────> core
 //!  │        │        └─────> remote ─> core
+//!  │        │                   └────> llm::chat (chat templates; no candle)
 //!  └────────┴──────────────────────────> core
 //! ```
 //!
@@ -19,7 +20,9 @@
 //!   on disk), `lm` (the model interface), `cancel`, `calendar`.
 //! - **llm**: candle and tokenizers: the engine that implements `lm::LanguageModel`,
 //!   its CPU kernels (`llm::cpu`), GGUF/safetensors loading, LoRA, training.
-//! - **remote**: the same interface over OpenAI-compatible HTTP servers (when built).
+//! - **remote**: the same interface over OpenAI-compatible HTTP servers (vLLM, SGLang,
+//!   llama.cpp's server); knows HTTP, not candle (it renders prompts with `llm::chat`'s
+//!   templates, which are minijinja).
 //! - **worker**: the background thread that owns a model and runs jobs for the window;
 //!   plain data in and out, woken UI through a closure (no egui).
 //! - **app**: the window (eframe, egui, egui_plot, rfd); only it knows egui.
@@ -41,6 +44,7 @@ pub mod preset;
 pub mod project;
 pub mod prompt;
 pub mod rank;
+pub mod remote;
 pub mod segment;
 pub mod stats;
 pub mod study;

@@ -36,6 +36,8 @@ pub enum TaskOutput {
         path: PathBuf,
         read: Result<Results, String>,
     },
+    /// A server connection test: the served models, or why not.
+    ServedModels(Result<Vec<String>, String>),
     /// The Plots tab's intervals and comparisons (request `generation`), or why not.
     PlotIntervals {
         generation: u64,

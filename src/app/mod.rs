@@ -221,6 +221,7 @@ impl WorkbenchApp {
             match done.output {
                 Ok(TaskOutput::Notice(n)) => self.wb.notify(n),
                 Ok(TaskOutput::Results { path, read }) => self.ui.plots.results_read(&path, read),
+                Ok(TaskOutput::ServedModels(r)) => self.ui.model.server_tested(r),
                 Ok(TaskOutput::PlotIntervals { generation, result }) => {
                     self.ui.plots.stats.finished(generation, result)
                 }

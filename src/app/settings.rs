@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Command, ModelStatus, Workbench};
+use super::{Command, ModelStatus, TaskOutput, Workbench};
 use crate::data::ItemTextTemplate;
 use crate::lm::SamplingParams;
 use crate::preset::{Preset, ReferenceWording};
@@ -173,14 +173,126 @@ impl Settings {
 
 /// The model panel's own state.
 #[derive(Default)]
-pub struct ModelPanel {}
+pub struct ModelPanel {
+    /// A server connection test is running (its answer comes back as a background task).
+    server_testing: bool,
+    /// The last test's answer: the served models, or the one-line error.
+    server_result: Option<Result<Vec<String>, String>>,
+}
+
+impl ModelPanel {
+    /// Starts a connection test of `url` as a background task (the window stays live).
+    fn test_server(&mut self, wb: &Workbench, url: String, api_key_env: Option<String>) {
+        self.server_result = None;
+        match wb.tasks.spawn("server-test", move || {
+            TaskOutput::ServedModels(
+                crate::worker::served_models(&url, api_key_env.as_deref())
+                    .map_err(|e| format!("{e:#}")),
+            )
+        }) {
+            Ok(_) => self.server_testing = true,
+            Err(e) => self.server_result = Some(Err(format!("could not start the test: {e}"))),
+        }
+    }
+
+    /// The answer of a connection test.
+    pub fn server_tested(&mut self, result: Result<Vec<String>, String>) {
+        self.server_testing = false;
+        self.server_result = Some(result);
+    }
+}
+
+/// The rows for a server model (`http(s)://…/v1`): served model, API-key variable, and a
+/// connection test that lists the served models.
+fn server_rows(ui: &mut egui::Ui, wb: &Workbench, settings: &mut Settings, panel: &mut ModelPanel) {
+    let l = ui.label("Served model");
+    ui.horizontal(|ui| {
+        let mut name = settings.model.server_model.clone().unwrap_or_default();
+        let served: Vec<String> = match &panel.server_result {
+            Some(Ok(list)) => list.clone(),
+            _ => Vec::new(),
+        };
+        if served.is_empty() {
+            if ui
+                .add(
+                    egui::TextEdit::singleline(&mut name)
+                        .hint_text("the server's first")
+                        .desired_width(240.0),
+                )
+                .labelled_by(l.id)
+                .changed()
+            {
+                settings.model.server_model =
+                    (!name.trim().is_empty()).then(|| name.trim().to_string());
+            }
+        } else {
+            egui::ComboBox::from_id_salt("served_model")
+                .selected_text(if name.is_empty() {
+                    "the server's first".to_string()
+                } else {
+                    name.clone()
+                })
+                .show_ui(ui, |ui| {
+                    for m in &served {
+                        ui.selectable_value(&mut settings.model.server_model, Some(m.clone()), m);
+                    }
+                });
+        }
+        let testing = panel.server_testing;
+        if ui
+            .add_enabled(!testing, egui::Button::new("Test connection"))
+            .on_hover_text("Ask the server for its models (GET /v1/models)")
+            .clicked()
+        {
+            panel.test_server(
+                wb,
+                settings.model.model.clone(),
+                settings.model.api_key_env.clone(),
+            );
+        }
+        if testing {
+            ui.spinner();
+        }
+    });
+    ui.end_row();
+    let l = ui.label("API key variable");
+    let mut var = settings.model.api_key_env.clone().unwrap_or_default();
+    if ui
+        .add(
+            egui::TextEdit::singleline(&mut var)
+                .hint_text(crate::worker::API_KEY_ENV)
+                .desired_width(240.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "The environment variable holding the server's API key; the key itself is never stored",
+        )
+        .changed()
+    {
+        settings.model.api_key_env = (!var.trim().is_empty()).then(|| var.trim().to_string());
+    }
+    ui.end_row();
+    match &panel.server_result {
+        Some(Ok(list)) => {
+            ui.label("Connection");
+            ui.label(format!("ok: serves {}", list.join(", ")));
+            ui.end_row();
+        }
+        Some(Err(e)) => {
+            ui.label("Connection");
+            ui.colored_label(ui.visuals().error_fg_color, e);
+            ui.end_row();
+        }
+        None => {}
+    }
+}
 
 /// Model choice, device, sampling, theme.
 pub fn model_ui(
     ui: &mut egui::Ui,
     wb: &Workbench,
     settings: &mut Settings,
-    _panel: &mut ModelPanel,
+    panel: &mut ModelPanel,
     cmds: &mut Vec<Command>,
 ) {
     egui::ScrollArea::vertical().show(ui, |ui| {
@@ -190,12 +302,15 @@ pub fn model_ui(
             ui.horizontal(|ui| {
                 ui.add(egui::TextEdit::singleline(&mut settings.model.model).desired_width(360.0))
                     .labelled_by(l.id)
-                    .on_hover_text("`default`, a GGUF/safetensors path, or a Hugging Face repo (`owner/repo:file.gguf`)");
+                    .on_hover_text("`default`, a GGUF/safetensors path, a Hugging Face repo (`owner/repo:file.gguf`), or an OpenAI-compatible server (`http://HOST:PORT/v1`: llama.cpp, vLLM, SGLang)");
                 if ui.button("Browse...").on_hover_text("Pick a GGUF or safetensors file").clicked() {
                     cmds.push(Command::PickModelFile);
                 }
             });
             ui.end_row();
+            if crate::worker::is_server_ref(&settings.model.model) {
+                server_rows(ui, wb, settings, panel);
+            }
             let l = ui.label("Device");
             egui::ComboBox::from_id_salt("device")
                 .selected_text(settings.model.device.clone())

@@ -159,8 +159,12 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
 }
 
 /// Runs `work` on every job over the given model instances (one worker thread
-/// each), passing each result to `on_result` on the calling thread in completion
-/// order. Stops handing out jobs once `cancel` is set or `on_result` fails.
+/// each), passing each result to `on_result` on the calling thread in job order (results
+/// that finish early wait for the ones before them, so outputs are in case order).
+/// Stops handing out jobs once `cancel` is set or `on_result` fails. A worker whose
+/// server stopped answering ([`is_server_down`]) takes no more jobs; if jobs are left
+/// over because of that, the result is an error saying so (the finished ones have been
+/// passed on).
 pub fn run_pool<J: Sync, R: Send>(
     models: &mut [Box<dyn LanguageModel>],
     jobs: &[J],
@@ -171,25 +175,48 @@ pub fn run_pool<J: Sync, R: Send>(
     if models.is_empty() {
         anyhow::bail!("no model instance to run on");
     }
+    let left_over = |handed: usize, down: &Option<String>| -> anyhow::Result<()> {
+        match down {
+            Some(e) if handed < jobs.len() && !cancel.is_cancelled() => anyhow::bail!(
+                "{} case(s) not started: {e}; the finished cases are saved; run the same \
+                 command again to continue",
+                jobs.len() - handed
+            ),
+            _ => Ok(()),
+        }
+    };
     if models.len() == 1 || jobs.len() <= 1 {
         let lm = &mut models[0];
+        let mut handed = 0;
+        let mut down = None;
         for (i, j) in jobs.iter().enumerate() {
             if cancel.is_cancelled() {
                 break;
             }
+            handed += 1;
             let r = work(lm.as_mut(), j);
+            if let Err(e) = &r {
+                if is_server_down(e) {
+                    down = Some(format!("{e:#}"));
+                }
+            }
             on_result(i, r)?;
+            if down.is_some() {
+                break;
+            }
         }
-        return Ok(());
+        return left_over(handed, &down);
     }
     let next = AtomicUsize::new(0);
     let stop = CancelToken::new();
+    let down: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let (tx, rx) = crossbeam_channel::unbounded::<(usize, anyhow::Result<R>)>();
     std::thread::scope(|s| -> anyhow::Result<()> {
         for lm in models.iter_mut() {
             let tx = tx.clone();
             let next = &next;
             let stop = &stop;
+            let down = &down;
             std::thread::Builder::new()
                 .name("trsr-case-worker".into())
                 .spawn_scoped(s, move || loop {
@@ -199,7 +226,16 @@ pub fn run_pool<J: Sync, R: Send>(
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(j) = jobs.get(i) else { break };
                     let r = work(lm.as_mut(), j);
-                    if tx.send((i, r)).is_err() {
+                    let server_down = match &r {
+                        Err(e) if is_server_down(e) => {
+                            if let Ok(mut d) = down.lock() {
+                                d.get_or_insert_with(|| format!("{e:#}"));
+                            }
+                            true
+                        }
+                        _ => false,
+                    };
+                    if tx.send((i, r)).is_err() || server_down {
                         break;
                     }
                 })
@@ -207,16 +243,35 @@ pub fn run_pool<J: Sync, R: Send>(
         }
         drop(tx);
         let mut first_err = None;
+        let mut waiting: std::collections::BTreeMap<usize, anyhow::Result<R>> =
+            std::collections::BTreeMap::new();
+        let mut next_out = 0usize;
         for (i, r) in rx {
             if first_err.is_some() {
                 continue;
             }
-            if let Err(e) = on_result(i, r) {
-                stop.cancel();
-                first_err = Some(e);
+            waiting.insert(i, r);
+            while let Some(r) = waiting.remove(&next_out) {
+                if let Err(e) = on_result(next_out, r) {
+                    stop.cancel();
+                    first_err = Some(e);
+                    break;
+                }
+                next_out += 1;
             }
         }
-        first_err.map_or(Ok(()), Err)
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        // Jobs after one that was never handed out (a worker stopped) cannot be waiting:
+        // each worker takes the next index, so every index below the highest taken was
+        // taken and reported. Anything left here is passed on in order regardless.
+        for (i, r) in std::mem::take(&mut waiting) {
+            on_result(i, r)?;
+        }
+        let handed = next.load(Ordering::SeqCst).min(jobs.len());
+        let down = down.lock().ok().and_then(|d| d.clone());
+        left_over(handed, &down)
     })
 }
 
@@ -563,8 +618,9 @@ impl SamplingArgs {
 /// Model flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model: `default` (SmolLM2-135M-Instruct Q4_1), a GGUF path, `hf:owner/repo/file.gguf`
-    /// or `owner/repo:file.gguf`.
+    /// Model: `default` (SmolLM2-135M-Instruct Q4_1), a GGUF path, `hf:owner/repo/file.gguf`,
+    /// `owner/repo:file.gguf`, or OpenAI-compatible server(s): `http://HOST:PORT/v1[,URL2,…]`
+    /// (llama.cpp server, vLLM, SGLang; see --server-model, --concurrency).
     #[arg(long, default_value = "default")]
     pub model: String,
     /// Device: auto, cpu, cuda, cuda:N or metal.
@@ -581,6 +637,8 @@ pub struct ModelArgs {
     /// Accept an adapter whose config names another base model (shapes are still checked).
     #[arg(long)]
     pub ignore_adapter_base: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 impl Default for ModelArgs {
@@ -591,7 +649,59 @@ impl Default for ModelArgs {
             raw_prompt: false,
             adapter: None,
             ignore_adapter_base: false,
+            remote: RemoteArgs::default(),
         }
+    }
+}
+
+/// Flags for a model on OpenAI-compatible servers (`--model http://HOST:PORT/v1[,URL2,…]`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// The served model to use on the server(s) (default: the first of GET /v1/models).
+    #[arg(long, value_name = "NAME")]
+    pub server_model: Option<String>,
+    /// Read the servers' API key from this environment variable (default: TRSR_API_KEY).
+    /// The key itself is never taken from a flag, logged or stored.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Cases in flight at once on the server(s) (default: the servers' slots where they
+    /// say, else 8). Local models use --threads.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Retries of a request on connection errors, 429 and 503 (with backoff and jitter).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub retries: u32,
+}
+
+impl RemoteArgs {
+    /// Connects to every server of `model` (a comma-separated URL list), checking each
+    /// before any work starts.
+    pub fn connect(
+        &self,
+        model: &str,
+        raw_prompt: bool,
+        yes_word: &str,
+        no_word: &str,
+    ) -> anyhow::Result<Vec<crate::remote::RemoteModel>> {
+        let urls = crate::remote::parse_urls(model)?;
+        let api_key = crate::remote::api_key_from_env(self.api_key_env.as_deref())?;
+        let mut servers = Vec::with_capacity(urls.len());
+        for url in &urls {
+            let opts = crate::remote::RemoteOptions {
+                server_model: self.server_model.clone(),
+                api_key: api_key.clone(),
+                raw_prompt,
+                yes_word: yes_word.to_string(),
+                no_word: no_word.to_string(),
+                retry: crate::remote::RetryPolicy {
+                    max_retries: self.retries,
+                    ..crate::remote::RetryPolicy::default()
+                },
+                ..crate::remote::RemoteOptions::new(url)
+            };
+            servers.push(crate::remote::RemoteModel::connect(&opts)?);
+        }
+        Ok(servers)
     }
 }
 
@@ -602,6 +712,9 @@ pub fn load_models(
     templates: &Templates,
     workers: usize,
 ) -> anyhow::Result<Vec<Box<dyn LanguageModel>>> {
+    if crate::remote::is_remote_ref(&args.model) {
+        return load_remote(args, templates);
+    }
     let model: crate::llm::source::ModelRef = args.model.parse()?;
     let opts = crate::llm::LoadOptions {
         device: args.device.parse().context("--device")?,
@@ -634,6 +747,59 @@ pub fn load_models(
         );
     }
     Ok(out)
+}
+
+/// Instances on the servers of `--model URL1,URL2,…`: `--concurrency` of them (default:
+/// the servers' slots, else 8), spread round-robin, so that each case (run by one
+/// instance) sends all its requests to one server.
+fn load_remote(
+    args: &ModelArgs,
+    templates: &Templates,
+) -> anyhow::Result<Vec<Box<dyn LanguageModel>>> {
+    if args.adapter.is_some() {
+        anyhow::bail!(
+            "--adapter applies to a local model; a server model's adapters are the server's (e.g. vLLM --lora-modules, then --server-model NAME)"
+        );
+    }
+    let servers =
+        args.remote
+            .connect(&args.model, args.raw_prompt, &templates.yes, &templates.no)?;
+    let slots: Option<usize> = servers.iter().map(|s| s.slots()).sum();
+    let n = args
+        .remote
+        .concurrency
+        .or(slots)
+        .unwrap_or(DEFAULT_REMOTE_CONCURRENCY)
+        .max(1);
+    for s in &servers {
+        let id = s.identity();
+        eprintln!(
+            "server {} ({}): model {}, context {} tokens, {} slot(s)",
+            s.url(),
+            s.kind().tag(),
+            s.served_model(),
+            id.context_len,
+            s.slots().map_or("?".to_string(), |n| n.to_string())
+        );
+        for note in s.notes() {
+            eprintln!("note: {note}");
+        }
+    }
+    eprintln!("{n} case(s) in flight at once");
+    Ok((0..n)
+        .map(|i| Box::new(servers[i % servers.len()].clone()) as Box<dyn LanguageModel>)
+        .collect())
+}
+
+/// Cases in flight on servers that do not say how many slots they have.
+pub const DEFAULT_REMOTE_CONCURRENCY: usize = 8;
+
+/// True when `e` says a server stopped answering (its worker takes no more cases).
+pub fn is_server_down(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::remote::RemoteError>()
+            .is_some_and(|r| matches!(r, crate::remote::RemoteError::Unreachable { .. }))
+    })
 }
 
 /// Item ids already present in an output (by a key function), for resuming.

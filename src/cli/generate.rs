@@ -10,7 +10,8 @@ use crate::lm::{CancelToken, ChatMessage, LanguageModel, SamplingParams};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateArgs {
-    /// Model: `default`, a path to a GGUF file, or `hf:owner/repo/file.gguf`.
+    /// Model: `default`, a path to a GGUF file, `hf:owner/repo/file.gguf`, or an
+    /// OpenAI-compatible server `http://HOST:PORT/v1`.
     #[arg(long, default_value = "default")]
     pub model: String,
     /// The prompt text.
@@ -50,9 +51,36 @@ pub struct GenerateArgs {
     /// Accept an adapter whose config names another base model.
     #[arg(long)]
     pub ignore_adapter_base: bool,
+    #[command(flatten)]
+    pub remote: super::batch::RemoteArgs,
+}
+
+/// The model `--model` names: a server (`http(s)://…/v1`) or the in-process engine.
+fn load(args: &GenerateArgs) -> anyhow::Result<Box<dyn LanguageModel>> {
+    if crate::remote::is_remote_ref(&args.model) {
+        if args.adapter.is_some() {
+            anyhow::bail!("--adapter applies to a local model, not to a server model");
+        }
+        let mut servers = args.remote.connect(&args.model, args.raw, "yes", "no")?;
+        let server = servers.remove(0);
+        eprintln!(
+            "server {} ({}): model {}, context {} tokens",
+            server.url(),
+            server.kind().tag(),
+            server.served_model(),
+            server.identity().context_len
+        );
+        return Ok(Box::new(server));
+    }
+    Ok(Box::new(load_engine(args)?))
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let mut engine = load(&args)?;
+    generate_with(&args, engine.as_mut())
+}
+
+fn load_engine(args: &GenerateArgs) -> anyhow::Result<Engine> {
     let model: ModelRef = args
         .model
         .parse()
@@ -69,7 +97,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         ignore_adapter_base: args.ignore_adapter_base,
         ..LoadOptions::default()
     };
-    let mut engine =
+    let engine =
         Engine::load(&model, &opts).with_context(|| format!("loading model {}", args.model))?;
     let info = engine.info();
     eprintln!(
@@ -81,6 +109,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         info.device,
         info.load_ms
     );
+    Ok(engine)
+}
+
+fn generate_with(args: &GenerateArgs, engine: &mut dyn LanguageModel) -> anyhow::Result<()> {
     let prompt = if args.chat {
         engine.render_chat(&[ChatMessage::user(args.prompt.clone())])?
     } else {

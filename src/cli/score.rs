@@ -304,7 +304,8 @@ pub fn score_llm_all(
         pb.inc(1);
         let secs = start.elapsed().as_secs_f64().max(1e-9);
         pb.set_message(format!(
-            "{:.0} tok/s",
+            "{:.2} cases/s, {:.0} tok/s",
+            pb.position() as f64 / secs,
             tokens.load(Ordering::Relaxed) as f64 / secs
         ));
         Ok(())

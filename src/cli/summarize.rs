@@ -174,7 +174,11 @@ pub fn summarize_all(
             }
         }
         pb.inc(1);
-        pb.set_message(format!("{:.1} tok/s", rate(tokens.load(Ordering::Relaxed))));
+        pb.set_message(format!(
+            "{:.2} cases/s, {:.1} tok/s",
+            rate(pb.position()),
+            rate(tokens.load(Ordering::Relaxed))
+        ));
         Ok(())
     };
     run_pool(models, &jobs, cancel, &work, &mut on_result)?;

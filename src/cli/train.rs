@@ -176,6 +176,9 @@ fn split_of<'a>(cases: &'a [Case], name: &str) -> Vec<&'a Case> {
 }
 
 pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
+    if crate::remote::is_remote_ref(&args.model) {
+        anyhow::bail!("{}", crate::remote::TRAIN_IN_PROCESS);
+    }
     let settings = args.settings();
     settings.validate()?;
     let data = crate::data::jsonl::load_prepared(&args.data)?;

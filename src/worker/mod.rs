@@ -56,6 +56,13 @@ pub struct ModelSpec {
     /// A PEFT LoRA adapter folder put on the model (a fine-tuned recommender).
     #[serde(default)]
     pub adapter: Option<std::path::PathBuf>,
+    /// With a server URL as `model`: the served model (`None`: the server's first).
+    #[serde(default)]
+    pub server_model: Option<String>,
+    /// With a server URL: the environment variable holding the API key (`None`:
+    /// `TRSR_API_KEY`). The key itself is never stored.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
 }
 
 impl Default for ModelSpec {
@@ -65,6 +72,8 @@ impl Default for ModelSpec {
             device: "auto".into(),
             raw_prompt: false,
             adapter: None,
+            server_model: None,
+            api_key_env: None,
         }
     }
 }
@@ -555,6 +564,9 @@ fn run(mut loader: Loader, rx: Receiver<Request>, mut em: Emitter) {
 /// The real loader: the candle engine (`llm::Engine`).
 pub fn engine_loader() -> Loader {
     Box::new(|spec: &ModelSpec| {
+        if crate::remote::is_remote_ref(&spec.model) {
+            return remote_load(spec);
+        }
         let model: crate::llm::source::ModelRef = spec
             .model
             .parse()
@@ -571,5 +583,37 @@ pub fn engine_loader() -> Loader {
             model: Box::new(engine),
             device,
         })
+    })
+}
+
+pub use crate::remote::{is_remote_ref as is_server_ref, API_KEY_ENV};
+
+/// The models a server serves (the window's connection test), with the API key from
+/// `api_key_env` (default `TRSR_API_KEY`).
+pub fn served_models(url: &str, api_key_env: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let key = crate::remote::api_key_from_env(api_key_env)?;
+    Ok(crate::remote::served_models(url, key)?)
+}
+
+/// A server model (`spec.model` is `http(s)://…/v1`; the first of a comma-separated list).
+fn remote_load(spec: &ModelSpec) -> anyhow::Result<LoadedModel> {
+    if spec.adapter.is_some() {
+        anyhow::bail!("an adapter applies to a local model, not to a server model");
+    }
+    let url = crate::remote::parse_urls(&spec.model)?.remove(0);
+    let defaults = crate::llm::LoadOptions::default();
+    let opts = crate::remote::RemoteOptions {
+        server_model: spec.server_model.clone(),
+        api_key: crate::remote::api_key_from_env(spec.api_key_env.as_deref())?,
+        raw_prompt: spec.raw_prompt,
+        yes_word: defaults.yes_word,
+        no_word: defaults.no_word,
+        ..crate::remote::RemoteOptions::new(&url)
+    };
+    let model = crate::remote::RemoteModel::connect(&opts)?;
+    let device = format!("server {} ({})", model.url(), model.kind().tag());
+    Ok(LoadedModel {
+        model: Box::new(model),
+        device,
     })
 }

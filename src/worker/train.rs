@@ -49,6 +49,9 @@ pub fn run(
         .as_any_mut()
         .and_then(|m| m.downcast_mut::<crate::llm::Engine>())
     else {
+        if lm.identity().architecture.starts_with("remote") {
+            anyhow::bail!("{}", crate::remote::TRAIN_IN_PROCESS);
+        }
         anyhow::bail!(
             "training needs the candle engine (a GGUF or safetensors model); the loaded \
              model `{name}` is not one"
