@@ -151,6 +151,7 @@ impl WorkbenchApp {
             autorun: opts.autorun,
         };
         app.settings.apply_theme(ctx);
+        app.ui.model.settings_path = app.settings_path.clone();
         if let Some(p) = &opts.project {
             match ProjectSession::open_or_create(p, opts.data.as_deref()) {
                 Ok(session) => {

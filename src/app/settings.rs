@@ -178,6 +178,8 @@ pub struct ModelPanel {
     server_testing: bool,
     /// The last test's answer: the served models, or the one-line error.
     server_result: Option<Result<Vec<String>, String>>,
+    /// Where the settings are written (`--settings FILE` or the default); `None`: memory only.
+    pub settings_path: Option<PathBuf>,
 }
 
 impl ModelPanel {
@@ -485,8 +487,9 @@ pub fn model_ui(
         {
             settings.apply_theme(ui.ctx());
         }
-        if let Some(p) = Settings::default_path() {
-            ui.weak(format!("Settings are saved to {}", p.display()));
-        }
+        match &panel.settings_path {
+            Some(p) => ui.weak(format!("Settings are saved to {}", p.display())),
+            None => ui.weak("Settings are kept for this session only"),
+        };
     });
 }
