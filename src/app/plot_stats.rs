@@ -135,7 +135,8 @@ impl PlotStats {
     pub fn error_bars(&self, p: &mut PlotUi, scorers: &[String], names: &[String], width: f64) {
         let n = scorers.len().max(1) as f64;
         let g = names.len();
-        let color = egui::Color32::from_gray(60);
+        // A mid grey reads on both themes.
+        let color = egui::Color32::from_gray(150);
         for (si, scorer) in scorers.iter().enumerate() {
             let Some(m) = self.intervals.get(scorer) else {
                 continue;
