@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context as _;
 use eframe::egui;
 use egui_plot::{FilledArea, Line, PlotUi};
 
@@ -244,56 +243,10 @@ impl PlotStats {
     }
 }
 
-/// Reads interval bands from a `metrics.json` array of rows (or `{"rows": [...]}`):
-/// series label as the sweep plot makes it (`method scorer`), `block_size`, and
-/// `intervals: {"<metric>": [lo, hi]}`.
+/// Reads the interval bands of a study's `metrics.json` (see
+/// [`super::plots::read_sweep_with_bands`], which reads the file once for both).
 pub fn read_bands(path: &Path) -> anyhow::Result<Vec<SweepBand>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
-    let rows = match &v {
-        serde_json::Value::Array(a) => a.clone(),
-        serde_json::Value::Object(o) => o
-            .get("rows")
-            .and_then(|r| r.as_array())
-            .cloned()
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    let mut out = Vec::new();
-    for row in &rows {
-        let Some(o) = row.as_object() else { continue };
-        let size = o
-            .get("block_size")
-            .or_else(|| o.get("size"))
-            .and_then(|v| v.as_f64())
-            .unwrap_or(f64::NAN);
-        let label = ["method", "scorer"]
-            .iter()
-            .filter_map(|k| o.get(*k).and_then(|v| v.as_str()))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let Some(iv) = o.get("intervals").and_then(|m| m.as_object()) else {
-            continue;
-        };
-        for (k, val) in iv {
-            let pair = val.as_array().map(|a| {
-                a.iter()
-                    .filter_map(serde_json::Value::as_f64)
-                    .collect::<Vec<_>>()
-            });
-            if let Some([lo, hi]) = pair.as_deref() {
-                out.push(SweepBand {
-                    series: label.clone(),
-                    block_size: size,
-                    metric: k.clone(),
-                    ci: Interval { lo: *lo, hi: *hi },
-                });
-            }
-        }
-    }
-    Ok(out)
+    super::plots::read_sweep_with_bands(path).map(|(_, bands)| bands)
 }
 
 #[cfg(test)]

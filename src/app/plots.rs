@@ -44,8 +44,7 @@ pub fn read_results(path: &Path) -> anyhow::Result<Results> {
     if path.extension().is_some_and(|e| e == "jsonl") {
         read_scores(path).map(Results::Scores)
     } else {
-        let points = read_sweep(path)?;
-        let bands = super::plot_stats::read_bands(path)?;
+        let (points, bands) = read_sweep_with_bands(path)?;
         Ok(Results::Sweep(points, bands))
     }
 }
@@ -232,6 +231,14 @@ pub fn read_scores(path: &Path) -> anyhow::Result<Vec<ScoreRecord>> {
 /// numeric `block_size` (or `size`), optional `method` / `scorer` labels, and metrics
 /// either flat (`"recall@5": 0.3`) or under `metrics`.
 pub fn read_sweep(path: &Path) -> anyhow::Result<Vec<SweepPoint>> {
+    read_sweep_with_bands(path).map(|(points, _)| points)
+}
+
+/// [`read_sweep`], plus the interval bands of a study's rows
+/// (`intervals: {"<metric>": [lo, hi]}`), in one read of the file.
+pub fn read_sweep_with_bands(
+    path: &Path,
+) -> anyhow::Result<(Vec<SweepPoint>, Vec<super::plot_stats::SweepBand>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value =
@@ -251,6 +258,7 @@ pub fn read_sweep(path: &Path) -> anyhow::Result<Vec<SweepPoint>> {
         _ => anyhow::bail!("{}: expected an array of rows", path.display()),
     };
     let mut out = Vec::new();
+    let mut bands = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let o = row
             .as_object()
@@ -289,8 +297,21 @@ pub fn read_sweep(path: &Path) -> anyhow::Result<Vec<SweepPoint>> {
                 }
             }
         }
+        let intervals = o.get("intervals").and_then(|m| m.as_object());
+        for (k, val) in intervals.into_iter().flatten() {
+            if let Some([lo, hi]) = val.as_array().map(Vec::as_slice) {
+                if let (Some(lo), Some(hi)) = (lo.as_f64(), hi.as_f64()) {
+                    bands.push(super::plot_stats::SweepBand {
+                        series: label.clone(),
+                        block_size: size,
+                        metric: k.clone(),
+                        ci: crate::stats::Interval { lo, hi },
+                    });
+                }
+            }
+        }
     }
-    Ok(out)
+    Ok((out, bands))
 }
 
 pub fn plots_ui(
