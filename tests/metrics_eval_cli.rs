@@ -1,7 +1,8 @@
 //! `trsr eval`: tables, JSON, Markdown, CSV, and errors naming file, line and field.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -12,16 +13,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn eval(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_trsr"))
-        .arg("eval")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::trsr(&[&["eval"], args].concat())
 }
 
 const A: &str = r#"{"case": "c1", "scorer": "llm:smol", "candidates": [{"id": "N9", "label": 1, "score": 0.5}, {"id": "N1", "label": 0, "score": 0.9}, {"id": "N2", "label": 0, "score": 0.5}]}

@@ -1,19 +1,10 @@
 //! `trsr eval --ties all` and the count of cases whose target is tied with a negative,
 //! on a hand-made tie case.
 
-use std::process::Command;
+mod common;
 
 fn eval(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_trsr"))
-        .arg("eval")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::trsr(&[&["eval"], args].concat())
 }
 
 // c1: the target (0.5) is tied with two negatives (0.5, 0.5), one negative above (0.9):

@@ -1,20 +1,11 @@
 //! `--preset reference` on the command line: the bad-input cases (a dataset the reference
 //! has no prompts for) and what `prepare` records.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn trsr(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_trsr"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use std::path::Path;
+
+use common::trsr;
 
 fn sample(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

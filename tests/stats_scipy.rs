@@ -8,7 +8,7 @@
 //! resamples), but both estimate the same quantiles of the same bootstrap
 //! distribution; see [`quantile_tolerance`].
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 use trsr::stats::{bootstrap_mean, holm, sign_flip_test, BootstrapParams};
@@ -141,16 +141,7 @@ fn holm_adjusts_by_hand() {
 }
 
 fn eval(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_trsr"))
-        .arg("eval")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::trsr(&[&["eval"], args].concat())
 }
 
 const SCORES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stats_scores.jsonl");

@@ -327,3 +327,16 @@ pub fn three_users_dir() -> tempfile::TempDir {
     std::fs::write(dir.path().join("cases.jsonl"), cases).unwrap();
     dir
 }
+
+/// Runs the `trsr` binary with `args`: (success, stdout, stderr).
+pub fn trsr(args: &[&str]) -> (bool, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_trsr"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
