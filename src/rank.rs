@@ -237,12 +237,7 @@ pub fn recommend_chat_prompt(
         return Ok((build(full)?, full));
     }
     let fits = |p: &(String, Vec<String>)| -> anyhow::Result<bool> {
-        let prefix = lm.count_tokens(&p.0)?;
-        let mut longest = 0;
-        for s in &p.1 {
-            longest = longest.max(lm.count_tokens(s)?);
-        }
-        Ok(prefix + longest <= lm.context_len())
+        Ok(prompt_tokens(lm, p)? <= lm.context_len())
     };
     let whole = build(full)?;
     if fits(&whole)? {
@@ -268,6 +263,45 @@ pub fn recommend_chat_prompt(
         }
     }
     Ok((build(lo)?, lo))
+}
+
+/// The tokens of the longest scored prompt: the shared prefix plus the longest suffix.
+fn prompt_tokens(lm: &dyn LanguageModel, p: &(String, Vec<String>)) -> anyhow::Result<usize> {
+    let prefix = lm.count_tokens(&p.0)?;
+    let mut longest = 0;
+    for s in &p.1 {
+        longest = longest.max(lm.count_tokens(s)?);
+    }
+    Ok(prefix + longest)
+}
+
+/// Checks before a batch starts that one case's recommender prompt fits the model's
+/// context, so a context too small for the prompts (a server started with a short
+/// context, say) stops the run with one error naming the model (a server's name
+/// carries its URL) instead of failing every case.
+pub fn preflight(
+    lm: &dyn LanguageModel,
+    templates: &Templates,
+    case: &Case,
+    catalogue: &Catalogue,
+    text: &ItemTextTemplate,
+    summary: Option<&str>,
+    opts: &RecommendOptions,
+) -> anyhow::Result<()> {
+    let (prompt, _kept) =
+        recommend_chat_prompt(lm, templates, case, catalogue, text, summary, opts)?;
+    let n = prompt_tokens(lm, &prompt)?;
+    if n > lm.context_len() {
+        anyhow::bail!(
+            "case {}: the recommender prompt has {n} tokens (the shared prefix and the longest \
+             candidate); it does not fit the context of {} tokens of {} (use shorter summaries, \
+             fewer history items, or a model or server with a longer context)",
+            case.case,
+            lm.context_len(),
+            lm.identity().name
+        );
+    }
+    Ok(())
 }
 
 fn record(case: &Case, scorer: String, scores: impl IntoIterator<Item = f64>) -> ScoreRecord {

@@ -375,9 +375,7 @@ impl Runner<'_, '_> {
 
     /// Whether a rendered prompt plus the generation fits the context.
     fn fits(&self, prompt: &str) -> anyhow::Result<(bool, usize)> {
-        let n = self.lm.count_tokens(prompt)?;
-        let need = n + self.req.sampling.new_tokens_for(n).max(1);
-        Ok((need <= self.lm.context_len(), n))
+        fits(&*self.lm, &self.req.sampling, prompt)
     }
 
     /// Runs (or keeps) one step and returns its output.
@@ -395,18 +393,7 @@ impl Runner<'_, '_> {
             return Err(Cancelled.into());
         }
         let prompt = self.render(user)?;
-        let (fits, n) = self.fits(&prompt)?;
-        if !fits {
-            anyhow::bail!(
-                "case {}: the {} prompt of step {} has {n} tokens; with {} new tokens it does not fit \
-                 the model's context of {} tokens (use smaller blocks or a token budget)",
-                self.req.case.case,
-                kind_name(kind),
-                idx + 1,
-                self.req.sampling.max_new_tokens,
-                self.lm.context_len()
-            );
-        }
+        let n = check_fits(&*self.lm, self.req, kind, idx, &prompt)?;
         (self.on_event)(SummarizeEvent::StepStarted {
             step: idx,
             kind,
@@ -540,6 +527,74 @@ impl Runner<'_, '_> {
         }
         Ok(groups)
     }
+}
+
+/// Whether a rendered prompt plus the generation it asks for fits the model's context;
+/// also the prompt's length in tokens.
+fn fits(
+    lm: &dyn LanguageModel,
+    sampling: &SamplingParams,
+    prompt: &str,
+) -> anyhow::Result<(bool, usize)> {
+    let n = lm.count_tokens(prompt)?;
+    let need = n + sampling.new_tokens_for(n).max(1);
+    Ok((need <= lm.context_len(), n))
+}
+
+/// The prompt's length in tokens, or an error that names the case, the step and the
+/// model (a server's name carries its URL) when it does not fit the context.
+fn check_fits(
+    lm: &dyn LanguageModel,
+    req: &SummarizeRequest,
+    kind: StepKind,
+    idx: usize,
+    prompt: &str,
+) -> anyhow::Result<usize> {
+    let (ok, n) = fits(lm, &req.sampling, prompt)?;
+    if !ok {
+        anyhow::bail!(
+            "the {} prompt of step {} has {n} tokens; with {} new tokens it does not fit the \
+             context of {} tokens of {} (use smaller blocks, a token budget, or a model or server \
+             with a longer context)",
+            kind_name(kind),
+            idx + 1,
+            req.sampling.max_new_tokens,
+            lm.context_len(),
+            lm.identity().name
+        );
+    }
+    Ok(n)
+}
+
+/// Checks before a batch starts that the request's first step fits the model's
+/// context (for the hierarchical method: the block with the longest text), so a
+/// context that is too small for the block size stops the run with one error
+/// instead of failing every case. Later steps depend on generated text and are
+/// checked as they run.
+pub fn preflight(lm: &dyn LanguageModel, req: &SummarizeRequest) -> anyhow::Result<()> {
+    let plan = plan_blocks(lm, req)?;
+    let text_len = |b: &Vec<String>| b.iter().map(String::len).sum::<usize>();
+    let (user, block) = match req.method {
+        Method::Recurrent => match plan.texts.first() {
+            Some(first) => (req.templates.first_prompt(first), 0),
+            None => return Ok(()),
+        },
+        Method::Hierarchical => {
+            match plan
+                .texts
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, b)| text_len(b))
+            {
+                Some((i, b)) => (req.templates.block_prompt(b), i),
+                None => return Ok(()),
+            }
+        }
+    };
+    let prompt = req.templates.render(lm, user)?;
+    check_fits(lm, req, StepKind::Block, block, &prompt)
+        .map(|_| ())
+        .map_err(|e| e.context(format!("case {}", req.case.case)))
 }
 
 fn kind_name(k: StepKind) -> &'static str {

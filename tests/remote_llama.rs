@@ -58,6 +58,10 @@ struct Server {
 
 impl Server {
     fn start(bin: &Path, model: &Path, slots: usize) -> Server {
+        Server::start_with_context(bin, model, slots, 4096 * slots)
+    }
+
+    fn start_with_context(bin: &Path, model: &Path, slots: usize, context: usize) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -66,7 +70,7 @@ impl Server {
         let child = Command::new(bin)
             .args(["-m", &model.display().to_string()])
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["-c", &(4096 * slots).to_string(), "-np", &slots.to_string()])
+            .args(["-c", &context.to_string(), "-np", &slots.to_string()])
             .args(["-t", "2", "--no-webui"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -373,4 +377,75 @@ fn killing_the_server_mid_run_loses_no_finished_case_and_a_rerun_completes() {
     let mut want: Vec<String> = cases.iter().map(|c| c.case.clone()).collect();
     want.sort();
     assert_eq!(got, want);
+}
+
+#[test]
+fn a_prompt_longer_than_the_servers_context_stops_the_run_before_any_case_is_written() {
+    let Some((bin, model)) = setup("context_preflight") else {
+        return;
+    };
+    // 256 tokens (llama-server's least): the system message and a block of ten news
+    // items do not fit.
+    let server = Server::start_with_context(&bin, &model, 1, 256);
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = dir.path().join("summaries.jsonl");
+    let data_arg = data.display().to_string();
+    let summaries_arg = summaries.display().to_string();
+    let (ok, _out, err) = common::trsr(&[
+        "summarize",
+        "--data",
+        &data_arg,
+        "--model",
+        &server.url,
+        "--method",
+        "recurrent",
+        "--block-size",
+        "10",
+        "--max-new-tokens",
+        "16",
+        "--greedy",
+        "--limit",
+        "3",
+        "--out",
+        &summaries_arg,
+    ]);
+    eprintln!("summarize: {err}");
+    assert!(!ok, "the run should stop");
+    assert!(err.contains(&server.url), "{err}");
+    assert!(
+        err.contains("does not fit the context of 256 tokens"),
+        "{err}"
+    );
+    let written = std::fs::read_to_string(&summaries).unwrap_or_default();
+    assert_eq!(
+        written.lines().count(),
+        0,
+        "no case may be written: {written}"
+    );
+
+    let scores = dir.path().join("scores.jsonl");
+    let scores_arg = scores.display().to_string();
+    let (ok, _out, err) = common::trsr(&[
+        "score",
+        "--data",
+        &data_arg,
+        "--model",
+        &server.url,
+        "--no-summary",
+        "--limit",
+        "3",
+        "--out",
+        &scores_arg,
+    ]);
+    eprintln!("score: {err}");
+    assert!(!ok, "the run should stop");
+    assert!(err.contains(&server.url), "{err}");
+    assert!(err.contains("recommender prompt"), "{err}");
+    let written = std::fs::read_to_string(&scores).unwrap_or_default();
+    assert_eq!(
+        written.lines().count(),
+        0,
+        "no case may be written: {written}"
+    );
 }

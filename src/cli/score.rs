@@ -205,6 +205,17 @@ pub fn score_llm_all(
         already_done: total - jobs.len(),
         ..BatchReport::default()
     };
+    if let (Some(job), Some(lm)) = (jobs.first(), models.first()) {
+        crate::rank::preflight(
+            &**lm,
+            b.templates,
+            job.case,
+            &b.data.catalogue,
+            b.text,
+            job.summary.map(|t| t.final_summary.as_str()),
+            &b.opts,
+        )?;
+    }
     let pb = progress(jobs.len(), "cases", b.show_progress);
     if without_summary > 0 {
         pb.println(format!(

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use anyhow::Context;
-
 use super::batch::{
     interrupt_token, load_models, progress, run_pool, select_cases, BatchReport, CommonArgs,
     JsonlOut, ModelArgs, SamplingArgs,
@@ -90,9 +88,9 @@ fn line_key(case: &str, method: Method) -> String {
 }
 
 /// Summarizes the cases not yet in `out`, appending one trace per line.
-pub fn summarize_all(
+pub fn summarize_all<'a>(
     models: &mut [Box<dyn LanguageModel>],
-    b: &SummarizeBatch,
+    b: &SummarizeBatch<'a>,
     out: &Path,
     cancel: &CancelToken,
 ) -> anyhow::Result<BatchReport> {
@@ -101,7 +99,7 @@ pub fn summarize_all(
         .iter()
         .map(|t| line_key(&t.case, t.method))
         .collect();
-    let jobs: Vec<&Case> = b
+    let jobs: Vec<&'a Case> = b
         .cases
         .iter()
         .copied()
@@ -115,43 +113,49 @@ pub fn summarize_all(
     let tokens = AtomicU64::new(0);
     let start = Instant::now();
     let rate = |n: u64| n as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    let work = |lm: &mut dyn LanguageModel, case: &&Case| -> anyhow::Result<(SummaryTrace, bool)> {
-        let req = SummarizeRequest {
-            case,
-            catalogue: &b.data.catalogue,
-            text_template: b.text,
-            block_params: b.block_params.clone(),
-            method: b.method,
-            templates: b.templates,
-            sampling: b.sampling.clone(),
-        };
-        let key = match b.cache {
-            Some(_) => Some(trace_key_with(&req, &lm.identity(), &cache_tag(&*lm)?)),
-            None => None,
-        };
-        if let (Some(cache), Some(key), true) = (b.cache, &key, b.read_cache) {
-            if let Some(mut t) = cache.get_trace(key) {
-                t.case = case.case.clone();
-                return Ok((t, true));
-            }
-        }
-        let mut on_event = |e: SummarizeEvent| {
-            if let SummarizeEvent::Token { .. } = e {
-                let n = tokens.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_multiple_of(16) {
-                    pb.set_message(format!("{:.1} tok/s", rate(n)));
+    let request = |case: &'a Case| SummarizeRequest {
+        case,
+        catalogue: &b.data.catalogue,
+        text_template: b.text,
+        block_params: b.block_params.clone(),
+        method: b.method,
+        templates: b.templates,
+        sampling: b.sampling.clone(),
+    };
+    // A context too small for the blocks (a server started with a short context, say)
+    // stops here with one error, before any case is written.
+    if let (Some(case), Some(lm)) = (jobs.first(), models.first()) {
+        crate::summarize::preflight(&**lm, &request(case))?;
+    }
+    let work =
+        |lm: &mut dyn LanguageModel, case: &&'a Case| -> anyhow::Result<(SummaryTrace, bool)> {
+            let req = request(case);
+            let key = match b.cache {
+                Some(_) => Some(trace_key_with(&req, &lm.identity(), &cache_tag(&*lm)?)),
+                None => None,
+            };
+            if let (Some(cache), Some(key), true) = (b.cache, &key, b.read_cache) {
+                if let Some(mut t) = cache.get_trace(key) {
+                    t.case = case.case.clone();
+                    return Ok((t, true));
                 }
             }
-        };
-        let trace = summarize(lm, &req, cancel, &mut on_event)
-            .with_context(|| format!("case {}", case.case))?;
-        if let (Some(cache), Some(key)) = (b.cache, &key) {
-            if let Err(e) = cache.put_trace(key, &trace) {
-                pb.println(format!("warning: {e:#}"));
+            let mut on_event = |e: SummarizeEvent| {
+                if let SummarizeEvent::Token { .. } = e {
+                    let n = tokens.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_multiple_of(16) {
+                        pb.set_message(format!("{:.1} tok/s", rate(n)));
+                    }
+                }
+            };
+            let trace = summarize(lm, &req, cancel, &mut on_event)?;
+            if let (Some(cache), Some(key)) = (b.cache, &key) {
+                if let Err(e) = cache.put_trace(key, &trace) {
+                    pb.println(format!("warning: {e:#}"));
+                }
             }
-        }
-        Ok((trace, false))
-    };
+            Ok((trace, false))
+        };
     let mut on_result = |i: usize, r: anyhow::Result<(SummaryTrace, bool)>| -> anyhow::Result<()> {
         match r {
             Ok((trace, cached)) => {
