@@ -13,7 +13,7 @@ use trsr::data::{Case, Catalogue, Item, ItemTextTemplate};
 use trsr::lm::SamplingParams;
 use trsr::prompt::Templates;
 use trsr::segment::BlockParams;
-use trsr::worker::jobs::{Method, RecommendOptions, ScoreJob, SummarizeJob};
+use trsr::worker::jobs::{BatchJob, Method, RecommendOptions, ScoreJob, SummarizeJob};
 use trsr::worker::{Event, JobOutput, JobSpec, Loader, ModelSpec, StepKind, Wake, Worker};
 
 /// Emits `tokens` tokens `t0 t1 ...`, sleeping `per_token` each, checking cancel per
@@ -393,4 +393,73 @@ fn scoring_sends_scores_with_the_target_labelled() {
     assert_eq!(rec.candidates[0].id, "N10");
     assert_eq!(rec.candidates[0].label, 1);
     assert!(rec.candidates[1..].iter().all(|c| c.label == 0));
+}
+
+#[test]
+fn a_cancelled_evaluation_keeps_the_cases_it_finished() {
+    let (wake, _) = counting_wake();
+    // ~90 ms a case: 3 candidates at 30 ms.
+    let loader = Scripted::counting("fake", 1, Duration::ZERO)
+        .with_chat(Chat::Tagged)
+        .with_score(|_, s, _, _| {
+            std::thread::sleep(Duration::from_millis(30));
+            1.0 / (1.0 + s.len() as f32)
+        })
+        .loader();
+    let mut w = Worker::spawn(loader, wake).unwrap();
+    w.load_model(ModelSpec::default());
+    wait_loaded(&mut w);
+    let (case, catalogue) = data();
+    let cases: Vec<Case> = (0..20)
+        .map(|i| Case {
+            case: format!("c{i}"),
+            ..case.clone()
+        })
+        .collect();
+    let job = w.submit(JobSpec::BatchEvaluate(Box::new(BatchJob {
+        cases,
+        catalogue,
+        text_template: ItemTextTemplate::default(),
+        block_params: BlockParams::ByCount {
+            size: 5,
+            max_blocks: 5,
+        },
+        method: Method::Hierarchical,
+        sampling: SamplingParams::default(),
+        templates: Templates::news(),
+        summarize: false,
+        cache: None,
+        options: RecommendOptions {
+            use_summary: false,
+            ..RecommendOptions::default()
+        },
+    })));
+    // Cancel once three cases are done.
+    loop {
+        match w
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no progress")
+        {
+            Event::Progress { done, .. } if done >= 3 => break,
+            _ => {}
+        }
+    }
+    w.cancel(job);
+    let evs = collect(&mut w, job);
+    match evs.last() {
+        Some(Event::JobFinished {
+            output: JobOutput::Batch { records, .. },
+            ..
+        }) => {
+            assert!(
+                (3..20).contains(&records.len()),
+                "{} records kept",
+                records.len()
+            );
+            let ids: Vec<&str> = records.iter().map(|r| r.case.as_str()).collect();
+            assert_eq!(ids[..3], ["c0", "c1", "c2"]);
+        }
+        other => panic!("expected the finished cases, got {other:?}"),
+    }
+    assert_eq!(w.open_jobs(), 0);
 }

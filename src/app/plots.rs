@@ -327,6 +327,9 @@ pub fn plots_ui(
     if let Some(e) = panel.error.as_ref().or(wb.batch.error.as_ref()) {
         notice_ui(ui, Level::Error, e.as_str());
     }
+    if let Some(note) = &wb.batch.partial {
+        notice_ui(ui, Level::Warning, note.as_str());
+    }
     let h = (ui.available_height() / 2.0 - 30.0).max(140.0);
     egui::ScrollArea::vertical()
         .auto_shrink([false, false])

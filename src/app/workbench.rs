@@ -146,6 +146,8 @@ pub struct BatchView {
     pub message: String,
     pub records: Vec<ScoreRecord>,
     pub error: Option<String>,
+    /// Set when a cancelled run kept the cases it finished (its records are those).
+    pub partial: Option<String>,
 }
 
 /// The window's runtime.
@@ -733,6 +735,14 @@ impl Workbench {
             JobOutput::Batch { records, .. } => {
                 if self.batch.job == Some(job) {
                     self.batch.job = None;
+                    if records.len() < self.batch.total {
+                        self.batch.partial = Some(format!(
+                            "cancelled after {} of {} cases; the results below are those {}",
+                            records.len(),
+                            self.batch.total,
+                            records.len()
+                        ));
+                    }
                     self.batch.done = records.len();
                     self.batch.records = records;
                     self.revision += 1;

@@ -294,14 +294,19 @@ fn batch(
                 resume: None,
                 cache: job.cache.clone(),
             };
-            Some(summarize(lm, id, &sj, cancel, em)?.final_summary)
+            match summarize(lm, id, &sj, cancel, em) {
+                Ok(r) => Some(r.final_summary),
+                // A cancel keeps the cases finished before it (they are results).
+                Err(_) if cancel.is_cancelled() => break,
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
         if cancel.is_cancelled() {
             break;
         }
-        let (rec, _) = score(
+        let scored = score(
             lm,
             &job.templates,
             case,
@@ -309,8 +314,12 @@ fn batch(
             &job.text_template,
             summary.as_deref(),
             &job.options,
-        )?;
-        records.push(rec);
+        );
+        match scored {
+            Ok((rec, _)) => records.push(rec),
+            Err(_) if cancel.is_cancelled() => break,
+            Err(e) => return Err(e),
+        }
     }
     let _ = em.send(Event::Progress {
         job: id,

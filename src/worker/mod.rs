@@ -538,6 +538,13 @@ fn run(mut loader: Loader, rx: Receiver<Request>, mut em: Emitter) {
                 return;
             }
             match result {
+                // A cancelled evaluation still delivers the cases it finished; the
+                // window shows them as a partial result.
+                Ok(output @ JobOutput::Batch { .. }) => Event::JobFinished {
+                    job: id,
+                    output,
+                    ms: start.elapsed().as_secs_f64() * 1000.0,
+                },
                 _ if cancel.is_cancelled() => Event::JobCancelled { job: id },
                 Ok(output) => Event::JobFinished {
                     job: id,
