@@ -24,8 +24,8 @@
 # the dependencies the normal debug build compiled.
 set -euo pipefail
 
-if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
-    echo "usage: scripts/fuzz.sh SECONDS [TARGET...]" >&2
+if [[ $# -lt 1 || ! $1 =~ ^([0-9]+|--summary)$ ]]; then
+    echo "usage: scripts/fuzz.sh SECONDS [TARGET...]   (or --summary [TARGET...]: the last run's table)" >&2
     exit 2
 fi
 secs=$1
@@ -44,6 +44,23 @@ else
     mapfile -t targets < <(sed -n '/^pub const TARGETS/,/^];/p' "$root/fuzz/src/lib.rs" | grep -o '"[a-z_]*"' | tr -d '"')
 fi
 
+summarize() {
+    printf '%-14s %8s %12s %8s %6s %6s\n' target seconds executions crashes hangs ooms
+    for t in "${targets[@]}"; do
+        log=$out/$t/fuzz.log
+        [[ -f $log ]] || continue
+        execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
+        crashes=$(grep -o 'panicked at [^:]*:[0-9]*' "$log" | sort -u | wc -l)
+        hangs=$(find "$out/$t" -name 'timeout-*' | wc -l)
+        ooms=$(find "$out/$t" -name 'oom-*' | wc -l)
+        printf '%-14s %8s %12s %8s %6s %6s\n' "$t" "$(cat "$out/$t/seconds" 2>/dev/null)" "${execs:-0}" "$crashes" "$hangs" "$ooms"
+    done
+}
+if [[ $secs == --summary ]]; then
+    summarize
+    exit 0
+fi
+
 echo "building libFuzzer (fuzz/libfuzzer) ..."
 (cd "$root/fuzz/libfuzzer" && nice -n 19 cargo build --quiet --target-dir "$root/fuzz/target")
 lib=$(ls -t "$root"/fuzz/target/debug/build/libfuzzer-sys-*/out/libfuzzer.a | head -1)
@@ -52,6 +69,11 @@ echo "building the fuzz harness (target dir $target_dir) ..."
 cp -f "$root/Cargo.lock" "$root/fuzz/Cargo.lock"
 (cd "$root/fuzz" && TRSR_LIBFUZZER_DIR=$(dirname "$lib") CARGO_TARGET_DIR=$target_dir \
     RUSTC_WRAPPER=$root/fuzz/rustc-wrap.sh nice -n 19 cargo build --quiet --bin trsr-fuzz)
+# Run a copy, so that a rebuild during the run does not change the binary under it.
+mkdir -p "$out"
+cp -f "$bin" "$out/trsr-fuzz.$$"
+bin=$out/trsr-fuzz.$$
+trap 'rm -f "$bin"' EXIT
 
 # Seeds: the committed ones, the regression inputs, and the real files of the repository;
 # tiny GGUF models (and their tokenizer.json) are written by a test helper.
@@ -124,16 +146,5 @@ for t in "${targets[@]}"; do
 done
 wait
 
-summary=$out/summary.txt
-{
-    printf '%-14s %8s %12s %8s %6s %6s\n' target seconds executions crashes hangs ooms
-    for t in "${targets[@]}"; do
-        log=$out/$t/fuzz.log
-        execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-        crashes=$(grep -o 'panicked at [^:]*:[0-9]*' "$log" | sort -u | wc -l)
-        hangs=$(find "$out/$t" -name 'timeout-*' | wc -l)
-        ooms=$(find "$out/$t" -name 'oom-*' | wc -l)
-        printf '%-14s %8s %12s %8s %6s %6s\n' "$t" "$(cat "$out/$t/seconds")" "${execs:-0}" "$crashes" "$hangs" "$ooms"
-    done
-} | tee "$summary"
+summarize | tee "$out/summary.txt"
 echo "findings: $out/TARGET/{crash,timeout,oom}-*; logs: $out/TARGET/fuzz.log"
