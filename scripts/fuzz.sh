@@ -49,8 +49,8 @@ summarize() {
     for t in "${targets[@]}"; do
         log=$out/$t/fuzz.log
         [[ -f $log ]] || continue
-        execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-        crashes=$(grep -o 'panicked at [^:]*:[0-9]*' "$log" | sort -u | wc -l)
+        execs=$({ grep -o '^#[0-9]*' "$log" || true; } | tail -1 | tr -d '#')
+        crashes=$({ grep -o 'panicked at [^:]*:[0-9]*' "$log" || true; } | sort -u | wc -l)
         hangs=$(find "$out/$t" -name 'timeout-*' | wc -l)
         ooms=$(find "$out/$t" -name 'oom-*' | wc -l)
         printf '%-14s %8s %12s %8s %6s %6s\n' "$t" "$(cat "$out/$t/seconds" 2>/dev/null)" "${execs:-0}" "$crashes" "$hangs" "$ooms"
