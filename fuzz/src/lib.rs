@@ -47,8 +47,8 @@ pub fn run(target: &str, data: &[u8]) -> Result<(), String> {
     }
 }
 
-/// This process's scratch folder (under `TMPDIR`), emptied of nothing: every target
-/// overwrites the files it uses.
+/// This process's scratch folder (under `TMPDIR`); each target overwrites the files it
+/// uses, so one folder serves every input.
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("trsr-fuzz-{}", std::process::id()));
     if !dir.is_dir() {
