@@ -132,10 +132,13 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
         if self.finished {
             return Ok(false);
         }
-        let n = self
-            .inner
+        let n = (&mut self.inner)
+            .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', buf)
             .map_err(|e| DataError::io(&self.path, e))?;
+        if n > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            return Err(line_too_long(&self.path, self.line_no + 1));
+        }
         if n == 0 {
             self.finished = true;
             self.counted.finish(self.counted.bytes, self.meter)?;
@@ -155,6 +158,18 @@ impl<'m, 'o, 'a> LineReader<'m, 'o, 'a> {
 
 /// Bytes a [`ChunkReader`] reads at a time.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// The longest line a dataset file may have (64 MiB). Real rows are kilobytes; the
+/// readers hold a line in memory whole, so a file without line ends would otherwise be
+/// read into memory entire.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+fn line_too_long(path: &Path, line: u64) -> DataError {
+    DataError::file(
+        path,
+        format!("line {line} is longer than {MAX_LINE_BYTES} bytes (not a line-based text file?)"),
+    )
+}
 
 /// Reads a file in chunks of whole lines into buffers the caller owns, so that
 /// one chunk can be read while another is parsed, and lines are scanned in place
@@ -212,6 +227,15 @@ impl<'m, 'o, 'a> ChunkReader<'m, 'o, 'a> {
                 self.carry.extend_from_slice(&out[end..]);
                 out.truncate(end);
                 return Ok(true);
+            }
+            if out.len() > MAX_LINE_BYTES {
+                // No line end in more than a line's worth: the line the chunk starts
+                // with is too long (its number is not known here; the bytes are).
+                let at = self.counted.bytes.saturating_sub(out.len() as u64);
+                return Err(DataError::file(
+                    &self.path,
+                    format!("a line starting at byte {at} is longer than {MAX_LINE_BYTES} bytes (not a line-based text file?)"),
+                ));
             }
             searched = out.len();
         }

@@ -15,6 +15,14 @@ use crate::lm::ChatMessage;
 
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// Steps (minijinja instructions) one render may take. Templates come inside model
+/// files from anywhere; a real one takes a few hundred steps per message, so this only
+/// stops a template that loops (nested `range`s) instead of rendering.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+/// Nesting (macros, includes, loops) one render may reach, well below the stack's
+/// limit.
+pub const TEMPLATE_RECURSION_LIMIT: usize = 200;
+
 /// A compiled chat template with the model's BOS and EOS texts.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -34,6 +42,11 @@ impl std::fmt::Debug for ChatTemplate {
 }
 
 fn template_err(e: &Error) -> LlmError {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return LlmError::Template(format!(
+            "the chat template did not finish within {TEMPLATE_FUEL} steps (a loop without end?): {e:#}"
+        ));
+    }
     // `{:#}` adds the template line and the failing expression.
     LlmError::Template(format!("{e:#}"))
 }
@@ -263,6 +276,8 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_keep_trailing_newline(false);
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);

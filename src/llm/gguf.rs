@@ -214,25 +214,271 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File), Llm
             LlmError::Other(format!("{}: cannot open: {e}", path.display()))
         }
     })?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| bad(path, e))?;
-    // A truncated file parses its header but lacks tensor data: check the extent now.
     let file_len = file
         .metadata()
         .map_err(|e| LlmError::Other(format!("{}: {e}", path.display())))?
         .len();
+    {
+        let mut r = std::io::BufReader::new(&mut file);
+        check_layout(&mut r, file_len).map_err(|e| bad(path, e))?;
+    }
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| LlmError::Other(format!("{}: {e}", path.display())))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| bad(path, e))?;
+    // A truncated file parses its header but lacks tensor data: check the extent now.
     for (name, info) in content.tensor_infos.iter() {
-        let elems = info.shape.elem_count();
-        let block = info.ggml_dtype.block_size();
-        let bytes = elems / block * info.ggml_dtype.type_size();
-        let end = content.tensor_data_offset + info.offset + bytes as u64;
-        if end > file_len {
-            return Err(bad(
-                path,
-                format!("file is truncated: tensor `{name}` ends at byte {end} but the file has {file_len} bytes"),
-            ));
+        // check_layout bounded each tensor's element count, so this cannot overflow.
+        let elems = info.shape.elem_count() as u64;
+        let block = info.ggml_dtype.block_size() as u64;
+        let bytes = elems / block * info.ggml_dtype.type_size() as u64;
+        let end = content
+            .tensor_data_offset
+            .checked_add(info.offset)
+            .and_then(|s| s.checked_add(bytes));
+        match end {
+            Some(end) if end <= file_len => {}
+            _ => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "file is truncated: tensor `{name}` (offset {}, {bytes} bytes) ends past the file's {file_len} bytes",
+                        info.offset
+                    ),
+                ))
+            }
         }
     }
     Ok((content, file))
+}
+
+/// Metadata array elements a GGUF may hold in all. A 256k-token vocabulary with its
+/// merges and token types is about 800k; the cap bounds the memory the metadata takes
+/// (each element is a [`gguf_file::Value`] of 32 bytes or more, whatever its size on disk).
+pub const GGUF_MAX_METADATA_ELEMENTS: u64 = 1 << 23;
+/// Nesting of metadata arrays (arrays of arrays) a GGUF may use.
+pub const GGUF_MAX_ARRAY_DEPTH: u32 = 4;
+/// Elements a tensor may have (2^40: far beyond any model, and small enough that byte
+/// sizes and offsets computed from it never overflow).
+pub const GGUF_MAX_TENSOR_ELEMENTS: u64 = 1 << 40;
+
+/// Walks a GGUF header before candle reads it, so that no length, count or shape in the
+/// file drives an allocation or a loop beyond what the file holds, and nothing candle
+/// would divide by or multiply with is zero or overflows: every string and array must fit
+/// in the bytes left, metadata arrays are bounded in total ([`GGUF_MAX_METADATA_ELEMENTS`])
+/// and in depth, tensors have at most 4 dimensions whose product stays below
+/// [`GGUF_MAX_TENSOR_ELEMENTS`], and `general.alignment` is a power of two. The error
+/// names the field; the caller adds the file.
+pub fn check_layout<R: std::io::Read>(r: &mut R, file_len: u64) -> Result<(), String> {
+    let mut w = Walker {
+        r,
+        pos: 0,
+        file_len,
+        elements: 0,
+        wide: true,
+    };
+    let magic = w.u32("magic")?;
+    if magic != 0x4655_4747 && magic != 0x4747_5546 {
+        return Err(format!("not a GGUF file (magic 0x{magic:08x})"));
+    }
+    let version = w.u32("version")?;
+    let wide = match version {
+        1 => false,
+        2 | 3 => true,
+        v => return Err(format!("unsupported GGUF version {v}")),
+    };
+    w.wide = wide;
+    let n_tensors = w.len("tensor_count")?;
+    let n_kv = w.len("metadata_kv_count")?;
+    // A metadata entry takes at least 13 bytes, a tensor entry at least 24.
+    w.fits(
+        "header",
+        n_kv.saturating_mul(w.len_size() + 5)
+            .saturating_add(n_tensors.saturating_mul(w.len_size() + 16)),
+        &format!("{n_tensors} tensors and {n_kv} metadata entries"),
+    )?;
+    for i in 0..n_kv {
+        let key = w.string(&format!("metadata entry {i}: key"))?;
+        let ty = w.u32(&format!("metadata `{key}`: type"))?;
+        let alignment = key == "general.alignment";
+        let v = w.value(&key, ty, 0)?;
+        if alignment {
+            if let Some(a) = v {
+                if a == 0 || !a.is_power_of_two() {
+                    return Err(format!(
+                        "metadata `general.alignment`: {a} is not a power of two"
+                    ));
+                }
+            }
+        }
+    }
+    for i in 0..n_tensors {
+        let name = w.string(&format!("tensor {i}: name"))?;
+        let n_dims = w.u32(&format!("tensor `{name}`: n_dimensions"))?;
+        if n_dims > 4 {
+            return Err(format!("tensor `{name}`: {n_dims} dimensions (at most 4)"));
+        }
+        let mut elems: u64 = 1;
+        for d in 0..n_dims {
+            let field = format!("tensor `{name}`: dimension {d}");
+            let dim = if w.wide {
+                w.u64(&field)?
+            } else {
+                w.u32(&field)? as u64
+            };
+            elems = elems
+                .checked_mul(dim)
+                .filter(|e| *e <= GGUF_MAX_TENSOR_ELEMENTS)
+                .ok_or_else(|| {
+                    format!(
+                        "tensor `{name}`: shape has more than {GGUF_MAX_TENSOR_ELEMENTS} elements"
+                    )
+                })?;
+        }
+        w.u32(&format!("tensor `{name}`: type"))?;
+        w.u64(&format!("tensor `{name}`: offset"))?;
+    }
+    Ok(())
+}
+
+/// A bounded reader of GGUF header fields.
+struct Walker<'r, R> {
+    r: &'r mut R,
+    pos: u64,
+    file_len: u64,
+    /// Metadata array elements seen so far.
+    elements: u64,
+    /// GGUF v2+: lengths are u64 (v1: u32).
+    wide: bool,
+}
+
+impl<R: std::io::Read> Walker<'_, R> {
+    fn take<const N: usize>(&mut self, field: &str) -> Result<[u8; N], String> {
+        let mut b = [0u8; N];
+        self.r.read_exact(&mut b).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                format!("{field}: the file ends at byte {}", self.file_len)
+            } else {
+                format!("{field}: {e}")
+            }
+        })?;
+        self.pos += N as u64;
+        Ok(b)
+    }
+    fn u32(&mut self, field: &str) -> Result<u32, String> {
+        self.take::<4>(field).map(u32::from_le_bytes)
+    }
+    fn u64(&mut self, field: &str) -> Result<u64, String> {
+        self.take::<8>(field).map(u64::from_le_bytes)
+    }
+    fn len_size(&self) -> u64 {
+        if self.wide {
+            8
+        } else {
+            4
+        }
+    }
+    fn len(&mut self, field: &str) -> Result<u64, String> {
+        if self.wide {
+            self.u64(field)
+        } else {
+            self.u32(field).map(u64::from)
+        }
+    }
+    /// Fails unless `need` more bytes are left in the file.
+    fn fits(&self, field: &str, need: u64, what: &str) -> Result<(), String> {
+        let left = self.file_len.saturating_sub(self.pos);
+        if need > left {
+            return Err(format!(
+                "{field}: {what} need at least {need} bytes but only {left} are left in the file"
+            ));
+        }
+        Ok(())
+    }
+    fn skip(&mut self, field: &str, n: u64) -> Result<(), String> {
+        let got = std::io::copy(
+            &mut std::io::Read::take(&mut *self.r, n),
+            &mut std::io::sink(),
+        )
+        .map_err(|e| format!("{field}: {e}"))?;
+        if got != n {
+            return Err(format!("{field}: the file ends at byte {}", self.file_len));
+        }
+        self.pos += n;
+        Ok(())
+    }
+    fn string(&mut self, field: &str) -> Result<String, String> {
+        let n = self.len(field)?;
+        self.fits(field, n, &format!("a string of {n} bytes"))?;
+        // Keys and tensor names are short; longer strings are skipped, not kept.
+        if n > 256 {
+            self.skip(field, n)?;
+            return Ok(format!("<{n}-byte name>"));
+        }
+        let mut b = vec![0u8; n as usize];
+        self.r
+            .read_exact(&mut b)
+            .map_err(|e| format!("{field}: {e}"))?;
+        self.pos += n;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+    /// Walks one value of type `ty`; returns integers (for `general.alignment`).
+    fn value(&mut self, key: &str, ty: u32, depth: u32) -> Result<Option<u64>, String> {
+        let field = format!("metadata `{key}`");
+        match ty {
+            0 | 7 => Ok(Some(self.take::<1>(&field)?[0] as u64)),
+            1 => Ok(Some(self.take::<1>(&field)?[0] as i8 as i64 as u64)),
+            2 => Ok(Some(u16::from_le_bytes(self.take::<2>(&field)?) as u64)),
+            3 => Ok(Some(
+                i16::from_le_bytes(self.take::<2>(&field)?) as i64 as u64
+            )),
+            4 => Ok(Some(self.u32(&field)? as u64)),
+            5 => Ok(Some(
+                i32::from_le_bytes(self.take::<4>(&field)?) as i64 as u64
+            )),
+            6 => self.take::<4>(&field).map(|_| None),
+            12 => self.take::<8>(&field).map(|_| None),
+            10 | 11 => Ok(Some(self.u64(&field)?)),
+            8 => {
+                let n = self.len(&field)?;
+                self.fits(&field, n, &format!("a string of {n} bytes"))?;
+                self.skip(&field, n).map(|_| None)
+            }
+            9 => {
+                if depth >= GGUF_MAX_ARRAY_DEPTH {
+                    return Err(format!(
+                        "{field}: arrays nested more than {GGUF_MAX_ARRAY_DEPTH} deep"
+                    ));
+                }
+                let et = self.u32(&field)?;
+                let n = self.len(&field)?;
+                self.elements = self.elements.saturating_add(n);
+                if self.elements > GGUF_MAX_METADATA_ELEMENTS {
+                    return Err(format!(
+                        "{field}: an array of {n} elements brings the metadata past {GGUF_MAX_METADATA_ELEMENTS} array elements in all"
+                    ));
+                }
+                let min = match et {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4..=6 => 4,
+                    8 => self.len_size(),
+                    9 => 4 + self.len_size(),
+                    _ => 8,
+                };
+                self.fits(
+                    &field,
+                    n.saturating_mul(min),
+                    &format!("an array of {n} elements"),
+                )?;
+                for _ in 0..n {
+                    self.value(key, et, depth + 1)?;
+                }
+                Ok(None)
+            }
+            t => Err(format!("{field}: unknown value type {t}")),
+        }
+    }
 }
 
 pub(crate) fn arch_of(content: &gguf_file::Content, path: &Path) -> Result<Arch, LlmError> {

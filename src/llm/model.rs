@@ -188,11 +188,30 @@ impl Model {
         }
         let rms_eps = md_f32(content, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5);
         let rope_theta = md_f32(content, &k("rope.freq_base")).unwrap_or(10_000.0);
-        let vocab = content
-            .tensor_infos
-            .get("token_embd.weight")
-            .map(|t| t.shape.dims()[0])
-            .ok_or_else(|| bad(path, "tensor `token_embd.weight` is missing"))?;
+        let vocab = match content.tensor_infos.get("token_embd.weight") {
+            None => return Err(bad(path, "tensor `token_embd.weight` is missing")),
+            Some(t) => match t.shape.dims() {
+                [rows, cols] if *cols == hidden => *rows,
+                dims => {
+                    return Err(bad(
+                        path,
+                        format!("tensor `token_embd.weight` has shape {dims:?}, expected [vocabulary, {hidden}] (`{}`)", k("embedding_length")),
+                    ))
+                }
+            },
+        };
+        // Each layer has at least 9 tensors: a count beyond what the file lists is a
+        // hostile or broken header, not a reason to reserve memory for it.
+        if n_layer == 0 || n_layer > content.tensor_infos.len() {
+            return Err(bad(
+                path,
+                format!(
+                    "metadata `{}`: {n_layer} layers, but the file has {} tensors",
+                    k("block_count"),
+                    content.tensor_infos.len()
+                ),
+            ));
+        }
         let config = Config {
             arch,
             n_layer,
@@ -255,11 +274,40 @@ impl Model {
             } else {
                 (None, None)
             };
-            let ff = content
+            // The head counts and sizes of the metadata size the RoPE tables and caches:
+            // they must agree with the tensors the file has.
+            let q_name = n("attn_q.weight");
+            match content.tensor_infos.get(&q_name).map(|t| t.shape.dims()) {
+                Some([rows, cols]) if *rows == n_head * head_dim && *cols == hidden => {}
+                Some(dims) => {
+                    return Err(bad(
+                        path,
+                        format!(
+                            "tensor `{q_name}` has shape {dims:?}, but the metadata says {n_head} heads of size {head_dim} over {hidden}"
+                        ),
+                    ))
+                }
+                None => return Err(bad(path, format!("tensor `{q_name}` is missing"))),
+            }
+            let ff = match content
                 .tensor_infos
                 .get(&n("ffn_up.weight"))
-                .map(|t| t.shape.dims()[0])
-                .ok_or_else(|| bad(path, format!("tensor `{}` is missing", n("ffn_up.weight"))))?;
+                .map(|t| t.shape.dims())
+            {
+                Some([rows, _]) => *rows,
+                Some(dims) => {
+                    return Err(bad(
+                        path,
+                        format!("tensor `{}` has shape {dims:?}", n("ffn_up.weight")),
+                    ))
+                }
+                None => {
+                    return Err(bad(
+                        path,
+                        format!("tensor `{}` is missing", n("ffn_up.weight")),
+                    ))
+                }
+            };
             layers.push(Layer {
                 attn_norm: r.dense(&n("attn_norm.weight"))?,
                 qkv,
@@ -447,6 +495,30 @@ impl Model {
         } else {
             DType::F32
         };
+        // Each layer has at least 9 tensors: a count beyond what the files hold is broken,
+        // not a reason to reserve memory for it.
+        if n_layer == 0 || n_layer > ws.len() {
+            return Err(LlmError::Other(format!(
+                "{}: field `num_hidden_layers`: {n_layer} layers, but the weights have {} tensors",
+                cfg_path.display(),
+                ws.len()
+            )));
+        }
+        // The head counts and sizes of config.json size the RoPE tables and caches: they
+        // must agree with the weights.
+        let want = n_head.checked_mul(head_dim).map(|rows| [rows, hidden]);
+        for i in 0..n_layer {
+            let q_name = format!("model.layers.{i}.self_attn.q_proj.weight");
+            if let Some(q) = ws.get(&q_name) {
+                if want.as_ref().map(|w| &w[..]) != Some(q.dims()) {
+                    return Err(LlmError::Other(format!(
+                        "{}: tensor `{q_name}` has shape {:?}, but config.json says {n_head} heads of size {head_dim} over {hidden} (`num_attention_heads`, `head_dim`, `hidden_size`)",
+                        dir.display(),
+                        q.dims()
+                    )));
+                }
+            }
+        }
         let mut take = |name: &str, dt: DType| -> Result<Tensor, LlmError> {
             let t = ws.remove(name).ok_or_else(|| {
                 LlmError::Other(format!("{}: tensor `{name}` is missing", dir.display()))

@@ -254,10 +254,25 @@ fn body_excerpt(resp: ureq::Response) -> String {
     }
 }
 
+/// The largest JSON answer read (256 MiB): a llama.cpp answer with the log-probabilities
+/// of a whole vocabulary is tens of megabytes; a server that sends more is broken, and is
+/// not allowed to fill the memory.
+pub const MAX_JSON_ANSWER_BYTES: u64 = 256 << 20;
+
 fn read_json(url: &str, resp: Result<ureq::Response, ureq::Error>) -> Result<Value, Attempt> {
     let resp = resp.map_err(|e| classify(url, e))?;
     let mut text = String::new();
-    if let Err(e) = resp.into_reader().read_to_string(&mut text) {
+    let read = resp
+        .into_reader()
+        .take(MAX_JSON_ANSWER_BYTES + 1)
+        .read_to_string(&mut text);
+    if text.len() as u64 > MAX_JSON_ANSWER_BYTES {
+        return Err(Attempt::Fail(RemoteError::Protocol {
+            url: url.to_string(),
+            what: format!("the answer is longer than {MAX_JSON_ANSWER_BYTES} bytes"),
+        }));
+    }
+    if let Err(e) = read {
         // The connection broke while the answer was being read: worth another try.
         return Err(Attempt::Retry {
             reason: format!("reading the answer: {e}"),

@@ -6,7 +6,7 @@
 //!
 //! Kept free of I/O so that recorded answers of servers we cannot run here are tests.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use serde_json::Value;
 
@@ -229,6 +229,10 @@ fn parse_logprobs(lp: &Value) -> Result<Vec<Position>, String> {
     Ok(out)
 }
 
+/// The longest line, and the longest event, a server-sent event stream may send (16 MiB;
+/// a chunk of a completion is a few hundred bytes).
+pub const MAX_SSE_EVENT_BYTES: usize = 16 << 20;
+
 /// Reads the `data:` payloads of a server-sent event stream, one per event, until the
 /// stream ends or sends `[DONE]`. Comment lines (`:` pings) and other fields are skipped.
 pub struct SseReader<R> {
@@ -257,13 +261,22 @@ impl<R: BufRead> Iterator for SseReader<R> {
         let mut data: Option<String> = None;
         loop {
             self.line.clear();
-            match self.inner.read_line(&mut self.line) {
+            let limit = MAX_SSE_EVENT_BYTES as u64 + 1;
+            match (&mut self.inner).take(limit).read_line(&mut self.line) {
                 Err(e) => return Some(Err(e)),
                 Ok(0) => {
                     self.done = true;
                     return data.map(Ok);
                 }
                 Ok(_) => {}
+            }
+            let event_len = self.line.len() + data.as_ref().map_or(0, String::len);
+            if event_len > MAX_SSE_EVENT_BYTES {
+                self.done = true;
+                return Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("an event of the stream is longer than {MAX_SSE_EVENT_BYTES} bytes"),
+                )));
             }
             let line = self.line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {

@@ -1,0 +1,1 @@
+//! Nothing: this crate exists to build libfuzzer-sys's libfuzzer.a (see Cargo.toml).
