@@ -32,6 +32,11 @@ pub const PROJECTIONS: [&str; 7] = [
     "down_proj",
 ];
 
+/// The model file a full fine-tuning of a GGUF model writes (`llm::full`).
+pub const FULL_GGUF_FILE: &str = "model.gguf";
+/// The weights file a full fine-tuning of Hugging Face weights writes (`llm::full`).
+pub const FULL_SAFETENSORS_FILE: &str = "model.safetensors";
+
 /// Which tokens the loss covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

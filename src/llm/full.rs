@@ -20,9 +20,9 @@ use candle_core::{Device, Tensor};
 use super::train::FullWeights;
 
 /// The model file a GGUF base's fine-tuning is saved as.
-pub const GGUF_FILE: &str = "model.gguf";
+pub const GGUF_FILE: &str = crate::train::FULL_GGUF_FILE;
 /// The weights file a Hugging Face base's fine-tuning is saved as.
-pub const SAFETENSORS_FILE: &str = "model.safetensors";
+pub const SAFETENSORS_FILE: &str = crate::train::FULL_SAFETENSORS_FILE;
 /// The files copied from a Hugging Face base folder beside the weights.
 const HF_FILES: [&str; 5] = [
     "config.json",
@@ -66,12 +66,19 @@ pub fn move_model(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::remove_dir(from).with_context(|| format!("removing {}", from.display()))
 }
 
+/// A copy of `t` in storage of its own: candle's quantize and safetensors writer read
+/// a tensor's whole storage, not a narrowed view of it.
+fn owned(t: &Tensor) -> anyhow::Result<Tensor> {
+    let data = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(Tensor::from_vec(data, t.dims(), &Device::Cpu)?)
+}
+
 /// `t`'s rows split at `sizes` (q|k|v, gate|up).
 fn split_rows(t: &Tensor, sizes: &[usize]) -> anyhow::Result<Vec<Tensor>> {
     let mut out = Vec::with_capacity(sizes.len());
     let mut at = 0;
     for &n in sizes {
-        out.push(t.narrow(0, at, n)?.contiguous()?);
+        out.push(owned(&t.narrow(0, at, n)?)?);
         at += n;
     }
     Ok(out)
@@ -169,7 +176,7 @@ fn save_gguf(weights: &FullWeights, base: &Path, dir: &Path) -> anyhow::Result<P
                         t.dims()
                     );
                 }
-                QTensor::quantize(&t, GgmlDType::F32)?
+                QTensor::quantize(&owned(&t)?, GgmlDType::F32)?
             }
             None => content
                 .tensor(&mut file, name, &Device::Cpu)
@@ -216,7 +223,10 @@ fn save_gguf(weights: &FullWeights, base: &Path, dir: &Path) -> anyhow::Result<P
 }
 
 fn save_safetensors(weights: &FullWeights, base: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
-    let named: HashMap<String, Tensor> = named(weights, hf_name)?.into_iter().collect();
+    let named: HashMap<String, Tensor> = named(weights, hf_name)?
+        .into_iter()
+        .map(|(k, t)| Ok((k, owned(&t)?)))
+        .collect::<anyhow::Result<_>>()?;
     let path = dir.join(SAFETENSORS_FILE);
     let tmp = dir.join(format!("{SAFETENSORS_FILE}.tmp"));
     candle_core::safetensors::save(&named, &tmp)

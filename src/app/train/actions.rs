@@ -28,6 +28,8 @@ pub enum TrainCmd {
     AssignSplit,
     /// Reload the model with this adapter folder.
     UseAdapter(PathBuf),
+    /// Load this folder (a full fine-tuning's output) as the model, without an adapter.
+    UseModel(PathBuf),
     /// Pick an adapter folder for the model (Model & settings).
     PickAdapterFolder,
     /// Take the adapter off the model settings (reload to apply).
@@ -117,12 +119,18 @@ fn start(wb: &mut Workbench, settings: &Settings, panel: &mut TrainPanel) {
         panel.error = Some(format!("{} is a file, not a folder", out.display()));
         return;
     }
-    if out.join(ADAPTER_CONFIG).exists() {
-        panel.error = Some(format!(
-            "{} already holds an adapter; pick another folder (or empty the field for a new one)",
-            out.display()
-        ));
-        return;
+    for (file, what) in [
+        (ADAPTER_CONFIG, "an adapter"),
+        (crate::train::FULL_GGUF_FILE, "a model"),
+        (crate::train::FULL_SAFETENSORS_FILE, "a model"),
+    ] {
+        if out.join(file).exists() {
+            panel.error = Some(format!(
+                "{} already holds {what}; pick another folder (or empty the field for a new one)",
+                out.display()
+            ));
+            return;
+        }
     }
     let split = split_cases(&data.cases);
     let train: Vec<Case> = split
@@ -203,6 +211,15 @@ pub fn execute(c: TrainCmd, wb: &mut Workbench, settings: &mut Settings, panel: 
             settings.model.adapter = Some(dir.clone());
             wb.notify(Notice::info(format!(
                 "loading the model with the adapter {}",
+                dir.display()
+            )));
+            wb.load_model(settings);
+        }
+        TrainCmd::UseModel(dir) => {
+            settings.model.model = dir.display().to_string();
+            settings.model.adapter = None;
+            wb.notify(Notice::info(format!(
+                "loading the fine-tuned model {}",
                 dir.display()
             )));
             wb.load_model(settings);
