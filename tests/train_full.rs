@@ -207,5 +207,8 @@ fn cli_train_full_writes_a_model_that_score_loads() {
     ]);
     assert!(ok, "{err}");
     let line = std::fs::read_to_string(&scores).unwrap();
-    assert!(line.contains("\"full\""), "the model is named after its folder: {line}");
+    assert!(
+        line.contains("\"scorer\":\"llm:full:"),
+        "the model is named after its folder: {line}"
+    );
 }
