@@ -111,7 +111,7 @@ fn start(wb: &mut Workbench, settings: &Settings, panel: &mut TrainPanel) {
     let Some(data) = wb.data.as_ref() else { return };
     let t = &settings.train;
     let out = if panel.out_dir.trim().is_empty() {
-        default_out_dir(&data.dir)
+        default_out_dir(&data.dir, t.full)
     } else {
         PathBuf::from(panel.out_dir.trim())
     };

@@ -8,7 +8,8 @@ use egui_plot::{Legend, Line, Plot, Points, VLine};
 
 use super::actions::{blocker, project_summaries, TrainCmd};
 use super::state::{
-    fmt_count, fmt_secs, plural, split_cases, Phase, TrainPanel, TrainRun, TRAIN_SPLIT, VAL_SPLIT,
+    fmt_count, fmt_secs, out_parent, out_prefix, plural, split_cases, Phase, TrainPanel, TrainRun,
+    TRAIN_SPLIT, VAL_SPLIT,
 };
 use crate::app::notices::{notice_ui, Level};
 use crate::app::{Command, ModelStatus, Settings, Workbench};
@@ -194,14 +195,20 @@ fn summaries_ui(ui: &mut egui::Ui, wb: &Workbench, settings: &Settings) {
 }
 
 /// The model training starts from.
-fn model_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
+fn model_ui(ui: &mut egui::Ui, wb: &Workbench, full: bool, cmds: &mut Vec<Command>) {
     ui.heading("Model");
     match &wb.model {
         ModelStatus::Loaded(m) => match wb.loaded_spec.as_ref().and_then(|s| s.adapter.as_ref()) {
             None => {
                 ui.label(format!(
-                    "Base: {} on {} (LoRA weights are trained on it; the base stays as it is).",
-                    m.identity.name, m.device
+                    "Base: {} on {} ({}; the base stays as it is).",
+                    m.identity.name,
+                    m.device,
+                    if full {
+                        "a copy of every weight is trained"
+                    } else {
+                        "LoRA weights are trained on it"
+                    }
                 ));
             }
             Some(a) => {
@@ -463,7 +470,7 @@ fn form_ui(
         ui.separator();
         summaries_ui(ui, wb, settings);
         ui.separator();
-        model_ui(ui, wb, cmds);
+        model_ui(ui, wb, settings.train.full, cmds);
         ui.separator();
         settings_ui(ui, settings, panel);
     });
@@ -481,17 +488,13 @@ fn start_ui(
     ui.add_enabled_ui(!running, |ui| {
         ui.horizontal(|ui| {
             let l = ui.label("Output folder");
+            let full = settings.train.full;
+            let leaf = format!("{}-<date-time>", out_prefix(full));
             let hint = wb
                 .data
                 .as_ref()
-                .map(|d| {
-                    d.dir
-                        .join("adapters")
-                        .join("lora-<date-time>")
-                        .display()
-                        .to_string()
-                })
-                .unwrap_or_else(|| "<dataset>/adapters/lora-<date-time>".into());
+                .map(|d| d.dir.join(out_parent(full)).join(&leaf).display().to_string())
+                .unwrap_or_else(|| format!("<dataset>/{}/{leaf}", out_parent(full)));
             ui.add(
                 egui::TextEdit::singleline(&mut panel.out_dir)
                     .hint_text(hint)
@@ -549,7 +552,11 @@ fn run_ui(
     ui.separator();
     let Some(run) = &wb.train else {
         ui.weak("No training run yet: set it up and press Start training.");
-        ui.weak("On a CPU, one training example of the default 135M model takes a few seconds, one validation case about as long.");
+        if settings.train.full {
+            ui.weak("Full fine-tuning needs about 16 bytes per parameter (2.2 GB for the default 135M model) plus activations; on 2 CPU cores one example takes tens of seconds, and each epoch writes and reloads the whole model (4 bytes per parameter) to validate it.");
+        } else {
+            ui.weak("On a CPU, one training example of the default 135M model takes a few seconds, one validation case about as long.");
+        }
         return;
     };
     ui.label(format!("Output: {}", run.out.display()));
