@@ -65,7 +65,9 @@ fn the_window_loads_with_the_presets_answer_rule_and_training_settings() {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .with_max_steps(1_000)
-        .build_eframe(|cc| WorkbenchApp::new(&cc.egui_ctx, loader, StartOptions::default()).unwrap());
+        .build_eframe(|cc| {
+            WorkbenchApp::new(&cc.egui_ctx, loader, StartOptions::default()).unwrap()
+        });
     h.run_ok();
     h.get_by_label("Model & settings").click();
     h.run_ok();
@@ -82,7 +84,10 @@ fn the_window_loads_with_the_presets_answer_rule_and_training_settings() {
     };
     let spec = load(&mut h, 1);
     assert!(!spec.answer_by_vocab);
-    assert_eq!((spec.yes_word.as_str(), spec.no_word.as_str()), ("yes", "no"));
+    assert_eq!(
+        (spec.yes_word.as_str(), spec.no_word.as_str()),
+        ("yes", "no")
+    );
     h.get_by_label("Preset").click();
     h.run_ok();
     h.get_by_label("reference").click();

@@ -380,7 +380,11 @@ fn cancel_in_the_tab_stops_a_long_run() {
 #[test]
 fn the_newer_settings_are_in_the_tab_and_a_full_run_gives_a_model_to_use() {
     let (dir, data, model) = tiny_setup();
-    let mut h = harness(&data, trsr::app::engine_loader(), Some(model.display().to_string()));
+    let mut h = harness(
+        &data,
+        trsr::app::engine_loader(),
+        Some(model.display().to_string()),
+    );
     step_until(&mut h, "data and model", 60, ready);
     open_train_tab(&mut h);
     for label in ["Fine-tuning", "Best epoch by", "Negative", "Long texts"] {

@@ -79,7 +79,10 @@ fn full_training_on_the_tiny_model_lowers_the_loss_and_saves_safetensors_that_lo
     let ids = &examples[0].ids;
     let want = t.eval_logits(ids).unwrap();
     let d = max_diff(&model_logits(&saved, ids), &want);
-    assert!(d < 1e-4, "saved model's logits differ from the trainer's by {d}");
+    assert!(
+        d < 1e-4,
+        "saved model's logits differ from the trainer's by {d}"
+    );
     let moved = max_diff(&model_logits(&model, ids), &want);
     assert!(moved > 0.05, "training left the logits unchanged ({moved})");
 }
@@ -97,7 +100,10 @@ fn full_training_of_the_real_model_saves_a_gguf_that_loads_with_the_trainers_log
     let engine = Engine::load_path(&path, &opts).unwrap();
     let ids = engine
         .tokenizer()
-        .encode("The user reads football news. Next: a football story? yes", false)
+        .encode(
+            "The user reads football news. Next: a football story? yes",
+            false,
+        )
         .unwrap();
     let ex = TrainExample {
         loss_from: 1,
@@ -126,7 +132,10 @@ fn full_training_of_the_real_model_saves_a_gguf_that_loads_with_the_trainers_log
     assert_eq!(tuned.answer_ids(), engine.answer_ids(), "same tokenizer");
     let got = model_logits(tuned.model(), &ids);
     let d = max_diff(&got, &want);
-    assert!(d < 2e-3, "saved model's logits differ from the trainer's by {d}");
+    assert!(
+        d < 2e-3,
+        "saved model's logits differ from the trainer's by {d}"
+    );
     let moved = max_diff(&model_logits(engine.model(), &ids), &want);
     assert!(moved > 1e-2, "training left the logits unchanged ({moved})");
 }

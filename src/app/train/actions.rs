@@ -295,7 +295,12 @@ pub fn observe_events(wb: &mut Workbench, events: Vec<Event>) -> Vec<Event> {
         let msg = match &ev {
             Event::JobFinished { .. } => Some(Notice::info(match run.best_epoch {
                 Some(e) => format!(
-                    "training finished: adapter (epoch {e}) in {}",
+                    "training finished: {} (epoch {e}) in {}",
+                    if run.settings.full {
+                        "model"
+                    } else {
+                        "adapter"
+                    },
                     run.out.display()
                 ),
                 None => format!("training finished; output in {}", run.out.display()),

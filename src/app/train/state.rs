@@ -426,11 +426,9 @@ pub fn split_cases(cases: &[Case]) -> SplitCases<'_> {
 /// A new output folder: `<dataset>/adapters/lora-YYYYMMDD-HHMMSS` (UTC), or for a full
 /// fine-tuning `<dataset>/models/full-YYYYMMDD-HHMMSS`.
 pub fn default_out_dir(data_dir: &Path, full: bool) -> PathBuf {
-    data_dir.join(out_parent(full)).join(format!(
-        "{}-{}",
-        out_prefix(full),
-        utc_stamp()
-    ))
+    data_dir
+        .join(out_parent(full))
+        .join(format!("{}-{}", out_prefix(full), utc_stamp()))
 }
 
 /// The folder under the dataset that new outputs go to.
