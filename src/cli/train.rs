@@ -406,8 +406,18 @@ pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
     }
     if report.cancelled {
         eprintln!(
-            "interrupted: finished epochs' checkpoints are in {}, the current weights in {}",
-            args.out.join("checkpoints").display(),
+            "interrupted: {} {}, the current weights in {}",
+            if settings.full {
+                "the best finished epoch's model is in"
+            } else {
+                "finished epochs' checkpoints are in"
+            },
+            if settings.full {
+                args.out.clone()
+            } else {
+                args.out.join("checkpoints")
+            }
+            .display(),
             args.out.join("checkpoints/interrupted").display()
         );
     }

@@ -501,7 +501,11 @@ fn start_ui(
                     .desired_width((ui.available_width() - 90.0).max(120.0)),
             )
             .labelled_by(l.id)
-            .on_hover_text("the adapter (PEFT format), checkpoints/ per epoch and train_log.json; empty: a new folder under the dataset's adapters/");
+            .on_hover_text(if full {
+                "the best epoch's model (model.gguf or model.safetensors) and train_log.json; empty: a new folder under the dataset's models/"
+            } else {
+                "the adapter (PEFT format), checkpoints/ per epoch and train_log.json; empty: a new folder under the dataset's adapters/"
+            });
             if ui.button("Browse...").clicked() {
                 cmds.push(Command::Train(TrainCmd::PickOutDir));
             }
@@ -611,10 +615,17 @@ fn outcome_ui(ui: &mut egui::Ui, run: &TrainRun) {
         Phase::Cancelled => {
             warn(ui, format!("Cancelled after {took}."));
             let interrupted = run.out.join("checkpoints").join("interrupted");
-            let mut s = format!(
-                "Finished epochs' checkpoints are in {}",
-                run.out.join("checkpoints").display()
-            );
+            let mut s = if run.settings.full {
+                format!(
+                    "The best finished epoch's model is in {}",
+                    run.out.display()
+                )
+            } else {
+                format!(
+                    "Finished epochs' checkpoints are in {}",
+                    run.out.join("checkpoints").display()
+                )
+            };
             if run.report.as_ref().is_some_and(|r| r.cancelled) {
                 s.push_str(&format!(
                     "; the weights at the cancel in {}",
