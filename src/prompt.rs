@@ -224,6 +224,14 @@ const MERGE_VARS: &[&str] = &["summaries"];
 const RECOMMEND_VARS: &[&str] = &["summary", "recent", "history", "candidate", "yes", "no"];
 
 impl Templates {
+    /// Whether the answer tokens are the vocabulary entries spelled exactly `yes` / `no`
+    /// (the reference's `convert_tokens_to_ids`), rather than the first token of each
+    /// word: so with the verbatim (reference) form. The CLI and the window both load
+    /// the model by this rule.
+    pub fn answer_by_vocab(&self) -> bool {
+        self.form == PromptForm::Verbatim
+    }
+
     /// The default wording for news (MIND).
     pub fn news() -> Self {
         Self {

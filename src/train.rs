@@ -7,7 +7,8 @@
 //! its negatives (answer `no`), in the recommender prompt the scorer uses; LoRA r 8,
 //! alpha 16, dropout 0.05 on q/k/v/o; AdamW (0.9, 0.95), weight decay 5e-4, learning
 //! rate 1e-4 with linear warmup and decay; the loss on the answer token (or on the
-//! whole text, as the reference code does).
+//! whole text, as the reference code does). `full` trains every weight instead of a
+//! LoRA adapter (same loop, loss, schedule and best-epoch rule) and saves a whole model.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Case, Catalogue, ItemTextTemplate};
 use crate::metrics::Summary;
+use crate::preset::Preset;
 use crate::prompt::Templates;
 use crate::rank::RecommendOptions;
 
@@ -29,6 +31,11 @@ pub const PROJECTIONS: [&str; 7] = [
     "up_proj",
     "down_proj",
 ];
+
+/// The model file a full fine-tuning of a GGUF model writes (`llm::full`).
+pub const FULL_GGUF_FILE: &str = "model.gguf";
+/// The weights file a full fine-tuning of Hugging Face weights writes (`llm::full`).
+pub const FULL_SAFETENSORS_FILE: &str = "model.safetensors";
 
 /// Which tokens the loss covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -79,6 +86,10 @@ pub struct TrainSettings {
     /// Training texts longer than this many tokens are cut to it (from the end, as the
     /// reference's `SFTTrainer(max_seq_length=2048)` does) and counted, instead of refused.
     pub truncate_tokens: Option<usize>,
+    /// Full fine-tuning: every weight (projections, norms, embedding, output matrix)
+    /// is trained in f32 and a whole model is saved, instead of a LoRA adapter (the
+    /// LoRA settings are then unused). Memory: about 16 bytes per parameter.
+    pub full: bool,
 }
 
 /// How the best epoch is chosen from the validation metrics.
@@ -130,11 +141,41 @@ impl Default for TrainSettings {
             best_by: BestEpoch::FirstRecall,
             negative: NegativePick::Random,
             truncate_tokens: None,
+            full: false,
         }
     }
 }
 
 impl TrainSettings {
+    /// A preset's training settings: `workbench` is [`TrainSettings::default`];
+    /// `reference` is `LLM-TRSR/train.py`'s: 8 per device x 8 accumulation, no warmup
+    /// (linear decay), loss on the whole text, the first negative, the best epoch by
+    /// Recall@3+@5+@10, texts cut at 2,048 tokens.
+    pub fn for_preset(preset: Preset) -> TrainSettings {
+        let mut s = TrainSettings::default();
+        s.apply_preset(preset);
+        s
+    }
+
+    /// Puts `preset`'s values of the settings the presets differ in (batch,
+    /// accumulation, warmup, loss, best-epoch rule, negative, truncation) over these,
+    /// keeping the rest (epochs, learning rate, LoRA or full, limits).
+    pub fn apply_preset(&mut self, preset: Preset) {
+        fn pick<T>(preset: Preset, workbench: T, reference: T) -> T {
+            match preset {
+                Preset::Workbench => workbench,
+                Preset::Reference => reference,
+            }
+        }
+        self.batch_size = pick(preset, 4, 8);
+        self.grad_accum = pick(preset, 4, 8);
+        self.warmup = pick(preset, 0.1, 0.0);
+        self.loss_on = pick(preset, LossOn::Answer, LossOn::Text);
+        self.best_by = pick(preset, BestEpoch::FirstRecall, BestEpoch::RecallSum);
+        self.negative = pick(preset, NegativePick::Random, NegativePick::First);
+        self.truncate_tokens = pick(preset, None, Some(2048));
+    }
+
     /// Checks the settings; the message names the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
         let bad = |what: &str| Err(anyhow::anyhow!("training setting {what}"));

@@ -376,3 +376,91 @@ fn cancel_in_the_tab_stops_a_long_run() {
         .join("long/checkpoints/interrupted/adapter_config.json")
         .is_file());
 }
+
+#[test]
+fn the_newer_settings_are_in_the_tab_and_a_full_run_gives_a_model_to_use() {
+    let (dir, data, model) = tiny_setup();
+    let mut h = harness(
+        &data,
+        trsr::app::engine_loader(),
+        Some(model.display().to_string()),
+    );
+    step_until(&mut h, "data and model", 60, ready);
+    open_train_tab(&mut h);
+    for label in ["Fine-tuning", "Best epoch by", "Negative", "Long texts"] {
+        assert!(
+            h.query_all_by_label(label).next().is_some(),
+            "no field labelled {label}"
+        );
+    }
+    h.get_by_label_contains("Preset workbench (Model & settings)");
+
+    // Full fine-tuning: the LoRA settings go grey.
+    h.get_by_role_and_label(Role::RadioButton, "full (every weight)")
+        .click();
+    h.run_steps(2);
+    assert!(h.state().settings.train.full);
+    assert!(h
+        .get_by_role_and_label(Role::SpinButton, "LoRA r")
+        .accesskit_node()
+        .is_disabled());
+    h.get_by_role_and_label(Role::RadioButton, "Recall@3+@5+@10")
+        .click();
+    h.get_by_role_and_label(Role::RadioButton, "first").click();
+    h.get_by_role_and_label(Role::CheckBox, "cut at").click();
+    h.run_steps(2);
+    let t = h.state().settings.train.clone();
+    assert_eq!(t.best_by, trsr::train::BestEpoch::RecallSum);
+    assert_eq!(t.negative, trsr::train::NegativePick::First);
+    assert_eq!(t.truncate_tokens, Some(2048));
+    // They persist with the other settings.
+    let file = dir.path().join("settings.ron");
+    h.state().settings.save(&file).unwrap();
+    assert_eq!(trsr::app::Settings::load_or_default(&file).train, t);
+
+    // The reference preset's training settings, one button away.
+    h.get_by_label("Reference settings").click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().settings.train,
+        TrainSettings::for_preset(trsr::preset::Preset::Reference)
+    );
+
+    // A full run on the tiny model: the best epoch's model, then "Use this model".
+    h.state_mut().settings.train = TrainSettings {
+        epochs: 1,
+        batch_size: 2,
+        grad_accum: 1,
+        ks: vec![1, 3],
+        full: true,
+        ..TrainSettings::default()
+    };
+    h.state_mut().ui.train.ks_text = None;
+    let out = dir.path().join("tuned");
+    h.state_mut().ui.train.out_dir = out.display().to_string();
+    h.run_steps(2);
+    h.get_by_label("Start training").click();
+    h.run_steps(2);
+    step_until(&mut h, "the run's end", 300, |a| {
+        a.wb.train.as_ref().is_some_and(|t| !t.is_running())
+    });
+    let run = h.state().wb.train.clone().unwrap();
+    assert_eq!(run.error, None);
+    assert_eq!(run.phase, Phase::Finished);
+    assert_eq!(run.best_epoch, Some(1));
+    assert!(out.join(trsr::train::FULL_GGUF_FILE).is_file());
+    h.get_by_label_contains("Model (epoch 1, best)");
+    h.get_by_label("Use this model").click();
+    step_until(&mut h, "the fine-tuned model", 60, |a| {
+        matches!(a.wb.model, ModelStatus::Loaded(_))
+            && a.wb
+                .loaded_spec
+                .as_ref()
+                .is_some_and(|s| s.model == out.display().to_string())
+    });
+    match &h.state().wb.model {
+        ModelStatus::Loaded(m) => assert_eq!(m.identity.name, "tuned"),
+        other => panic!("{other:?}"),
+    }
+    h.get_by_label("the loaded model is this one");
+}

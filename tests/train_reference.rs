@@ -54,6 +54,15 @@ fn the_reference_preset_sets_the_reference_training() {
     assert_eq!(w.best_by, BestEpoch::RecallSum);
     assert_eq!(w.truncate_tokens, Some(512));
     assert_eq!(w.loss_on, LossOn::Text);
+    let s = settings(&["--preset", "reference", "--negative", "random", "--full"]);
+    assert_eq!(s.negative, NegativePick::Random);
+    assert!(s.full && !w.full);
+    // The window's "Reference settings" and the CLI's preset are one set of values.
+    assert_eq!(
+        settings(&["--preset", "reference"]),
+        TrainSettings::for_preset(trsr::preset::Preset::Reference)
+    );
+    assert_eq!(settings(&[]), TrainSettings::default());
 }
 
 #[test]

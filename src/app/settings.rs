@@ -128,6 +128,18 @@ impl Settings {
         self.sampling = self.preset.sampling();
     }
 
+    /// The model to load: the Model panel's choice with the templates' answer words and
+    /// answer-token rule (the vocabulary rule under the reference form), as the CLI
+    /// loads it.
+    pub fn model_spec(&self) -> ModelSpec {
+        ModelSpec {
+            answer_by_vocab: self.templates.answer_by_vocab(),
+            yes_word: self.templates.yes.clone(),
+            no_word: self.templates.no.clone(),
+            ..self.model.clone()
+        }
+    }
+
     /// The default settings file: `<config dir>/trsr/settings.ron`.
     pub fn default_path() -> Option<PathBuf> {
         dirs::config_dir().map(|d| d.join("trsr").join("settings.ron"))
@@ -206,6 +218,16 @@ impl ModelPanel {
 
 /// The rows for a server model (`http(s)://…/v1`): served model, API-key variable, and a
 /// connection test that lists the served models.
+/// How a model spec picks the answer tokens, in words.
+fn answer_rule(spec: &ModelSpec) -> String {
+    let rule = if spec.answer_by_vocab {
+        "the vocabulary entries"
+    } else {
+        "the first tokens of"
+    };
+    format!("{rule} `{}` / `{}`", spec.yes_word, spec.no_word)
+}
+
 fn server_rows(ui: &mut egui::Ui, wb: &Workbench, settings: &mut Settings, panel: &mut ModelPanel) {
     let l = ui.label("Served model");
     ui.horizontal(|ui| {
@@ -352,6 +374,10 @@ pub fn model_ui(
                 if (settings.preset, settings.reference_wording) != before {
                     settings.apply_preset();
                 }
+                if settings.preset != before.0 {
+                    // The training settings the presets differ in follow too (the Train tab).
+                    settings.train.apply_preset(settings.preset);
+                }
             });
             ui.end_row();
             ui.label("Prompt form");
@@ -394,6 +420,18 @@ pub fn model_ui(
             });
             ui.end_row();
         });
+        if let (Some(loaded), ModelStatus::Loaded(_)) = (&wb.loaded_spec, &wb.model) {
+            let want = settings.model_spec();
+            if (loaded.answer_by_vocab, &loaded.yes_word, &loaded.no_word)
+                != (want.answer_by_vocab, &want.yes_word, &want.no_word)
+            {
+                ui.weak(format!(
+                    "The loaded model reads the answer as {}; the templates now ask for {}: press Load model to apply.",
+                    answer_rule(loaded),
+                    answer_rule(&want)
+                ));
+            }
+        }
         let loaded_adapter = wb.loaded_spec.as_ref().and_then(|s| s.adapter.clone());
         if loaded_adapter != settings.model.adapter && matches!(wb.model, ModelStatus::Loaded(_)) {
             ui.weak(match &loaded_adapter {

@@ -341,10 +341,11 @@ impl Workbench {
 
     pub fn load_model(&mut self, settings: &Settings) {
         self.worker.cancel_all();
-        self.model = ModelStatus::Loading(settings.model.clone());
+        let spec = settings.model_spec();
+        self.model = ModelStatus::Loading(spec.clone());
         self.token_counts.clear();
         self.counts_requested.clear();
-        self.worker.load_model(settings.model.clone());
+        self.worker.load_model(spec);
     }
 
     pub fn request_token_counts(&mut self, texts: Vec<String>) {

@@ -724,7 +724,7 @@ pub fn load_models(
         no_word: templates.no.clone(),
         adapter: args.adapter.clone(),
         ignore_adapter_base: args.ignore_adapter_base,
-        answer_by_vocab: templates.form == crate::prompt::PromptForm::Verbatim,
+        answer_by_vocab: templates.answer_by_vocab(),
     };
     let path = model
         .resolve()

@@ -1,6 +1,7 @@
-//! `trsr train`: fine-tune the LLM recommender with LoRA on a prepared folder's `train`
-//! cases, validating on its `val` cases each epoch; the adapter is written in PEFT's
-//! format (`--adapter DIR` on score / sweep / summarize / gui uses it).
+//! `trsr train`: fine-tune the LLM recommender with LoRA (or fully, `--full`) on a
+//! prepared folder's `train` cases, validating on its `val` cases each epoch; the adapter
+//! is written in PEFT's format (`--adapter DIR` on score / sweep / summarize / gui uses
+//! it), a full fine-tuning as a whole model (`--model DIR`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,7 +14,6 @@ use crate::export::{Table, TableFormat};
 use crate::llm::source::ModelRef;
 use crate::llm::{Engine, LoadOptions};
 use crate::metrics::{evaluate, metric_names, TiePolicy};
-use crate::preset::Preset;
 use crate::rank::{score_baseline, Baseline, BaselineStats, RecommendOptions};
 use crate::train::{
     read_summaries, report_rows, BestEpoch, LossOn, NegativePick, TrainEvent, TrainInput,
@@ -36,9 +36,18 @@ pub struct TrainArgs {
     /// With several summaries per case: the method to use (hierarchical, recurrent).
     #[arg(long)]
     pub method: Option<String>,
-    /// Output folder for the adapter (PEFT format), checkpoints and train_log.json.
+    /// Output folder for the adapter (PEFT format), checkpoints and train_log.json; with
+    /// --full, for the model.
     #[arg(long)]
     pub out: PathBuf,
+    /// Full fine-tuning instead of LoRA: every weight (projections, norms, embedding,
+    /// output matrix) is trained in f32, and the best epoch is saved as a whole model in
+    /// the base's format (model.gguf, or model.safetensors with its config and tokenizer)
+    /// that --model OUT loads; the --lora-* and --targets flags are unused. Memory: about
+    /// 16 bytes per parameter (weights, gradients and AdamW's two moments), e.g. 2.2 GB
+    /// for the default 135M model, plus activations; disk: 4 bytes per parameter.
+    #[arg(long)]
+    pub full: bool,
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     /// Examples per micro-batch [default: 4; reference: 8].
@@ -75,6 +84,10 @@ pub struct TrainArgs {
     /// [default: first-recall; reference: recall-sum].
     #[arg(long, value_enum)]
     pub best_by: Option<BestEpoch>,
+    /// Which of a case's negatives is paired with its target: one drawn with the seed,
+    /// or the first [default: random; reference: first].
+    #[arg(long, value_enum)]
+    pub negative: Option<NegativePick>,
     /// Cut training texts longer than this many tokens (counted and reported) instead of
     /// refusing them [default: none; reference: 2048].
     #[arg(long)]
@@ -118,52 +131,32 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The settings: the preset's, with the flags given put over them. The reference
-    /// preset is `LLM-TRSR/train.py`'s: 8 per device x 8 accumulation, no warmup (linear
-    /// decay), loss on the whole text, the first negative, the best epoch by
-    /// Recall@3+@5+@10, texts cut at 2,048 tokens.
+    /// The settings: the preset's ([`TrainSettings::for_preset`]), with the flags given
+    /// put over them.
     pub fn settings(&self) -> TrainSettings {
-        let reference = self.common.preset == Preset::Reference;
-        let pick = |workbench, reference_value| {
-            if reference {
-                reference_value
-            } else {
-                workbench
-            }
-        };
+        let p = TrainSettings::for_preset(self.common.preset);
         TrainSettings {
             epochs: self.epochs,
-            batch_size: self.batch_size.unwrap_or(pick(4, 8)),
-            grad_accum: self.grad_accum.unwrap_or(pick(4, 8)),
+            batch_size: self.batch_size.unwrap_or(p.batch_size),
+            grad_accum: self.grad_accum.unwrap_or(p.grad_accum),
             lr: self.lr,
-            warmup: self.warmup.unwrap_or(if reference { 0.0 } else { 0.1 }),
+            warmup: self.warmup.unwrap_or(p.warmup),
             weight_decay: self.weight_decay,
             lora_r: self.lora_r,
             lora_alpha: self.lora_alpha,
             lora_dropout: self.lora_dropout,
             targets: self.targets.clone(),
-            loss_on: self.loss.unwrap_or(if reference {
-                LossOn::Text
-            } else {
-                LossOn::Answer
-            }),
-            best_by: self.best_by.unwrap_or(if reference {
-                BestEpoch::RecallSum
-            } else {
-                BestEpoch::FirstRecall
-            }),
-            negative: if reference {
-                NegativePick::First
-            } else {
-                NegativePick::Random
-            },
-            truncate_tokens: self.truncate_tokens.or(reference.then_some(2048)),
+            loss_on: self.loss.unwrap_or(p.loss_on),
+            best_by: self.best_by.unwrap_or(p.best_by),
+            negative: self.negative.unwrap_or(p.negative),
+            truncate_tokens: self.truncate_tokens.or(p.truncate_tokens),
             seed: self.seed,
             max_train_cases: self.max_train_cases,
             max_val_cases: self.max_val_cases,
             validate_before: !self.no_validate_before,
             ks: self.k.clone(),
-            ..TrainSettings::default()
+            full: self.full,
+            ..p
         }
     }
 }
@@ -228,7 +221,7 @@ pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
         raw_prompt: args.raw_prompt,
         yes_word: templates.yes.clone(),
         no_word: templates.no.clone(),
-        answer_by_vocab: templates.form == crate::prompt::PromptForm::Verbatim,
+        answer_by_vocab: templates.answer_by_vocab(),
         ..LoadOptions::default()
     };
     let mut engine =
@@ -328,13 +321,17 @@ pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }
+            let checkpoint = if rec.checkpoint.as_os_str().is_empty() {
+                "not kept (a full model keeps only the best epoch)".to_string()
+            } else {
+                format!("checkpoint {}", rec.checkpoint.display())
+            };
             eprintln!(
-                "epoch {}: train loss {:.4} in {:.0} s{}; checkpoint {}",
+                "epoch {}: train loss {:.4} in {:.0} s{}; {checkpoint}",
                 rec.epoch,
                 rec.train_loss,
                 rec.seconds,
                 if rec.best { " (best so far)" } else { "" },
-                rec.checkpoint.display()
             );
         }
     };
@@ -409,12 +406,27 @@ pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
     }
     if report.cancelled {
         eprintln!(
-            "interrupted: finished epochs' checkpoints are in {}, the current weights in {}",
-            args.out.join("checkpoints").display(),
+            "interrupted: {} {}, the current weights in {}",
+            if settings.full {
+                "the best finished epoch's model is in"
+            } else {
+                "finished epochs' checkpoints are in"
+            },
+            if settings.full {
+                args.out.clone()
+            } else {
+                args.out.join("checkpoints")
+            }
+            .display(),
             args.out.join("checkpoints/interrupted").display()
         );
     }
     match report.best_epoch {
+        Some(e) if settings.full => eprintln!(
+            "model (epoch {e}) written to {} (f32); score with it: trsr score --model {} ...",
+            args.out.display(),
+            args.out.display()
+        ),
         Some(e) => eprintln!(
             "adapter (epoch {e}) written to {} (PEFT format); score with it: trsr score --adapter {} ...",
             args.out.display(),

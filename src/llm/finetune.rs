@@ -1,10 +1,14 @@
-//! The training loop of the LLM recommender (LoRA, as LLM-TRSR does) on the candle
-//! engine; the settings, events and report it uses are the core's [`crate::train`].
+//! The training loop of the LLM recommender on the candle engine: LoRA (as LLM-TRSR
+//! does) or full fine-tuning (`settings.full`), one loop for both; the settings, events
+//! and report it uses are the core's [`crate::train`].
 //!
 //! Each epoch ends with validation (Recall/MRR/NDCG on the `val` cases, scored by the
-//! engine with the epoch's adapter) and a checkpoint in PEFT's format; the best epoch by
-//! validation recall is copied to the output folder itself. Progress goes to a callback
-//! so the CLI and the window's worker show it live; cancel keeps the finished epochs'
+//! engine with the epoch's weights) and a checkpoint; the best epoch by the settings'
+//! rule goes to the output folder itself. LoRA checkpoints are PEFT adapters, every
+//! epoch's kept under `checkpoints/epoch-N`. A full fine-tuning's checkpoint is a whole
+//! model (`llm::full`), validated by loading it as `--model` would; as each is the size
+//! of the model in f32, only the best epoch's is kept. Progress goes to a callback so
+//! the CLI and the window's worker show it live; cancel keeps the finished epochs'
 //! checkpoints and writes the current weights to `checkpoints/interrupted`.
 
 use std::path::Path;
@@ -203,9 +207,86 @@ fn copy_adapter(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Trains a LoRA adapter on `engine`'s model and writes it to `out` (PEFT format; the
-/// best epoch at the top, every epoch under `checkpoints/epoch-N`, the log in
-/// `train_log.json`). The engine is left without an adapter.
+/// How a run's weights are trained, saved and scored: the only places LoRA and full
+/// fine-tuning differ.
+enum Kind {
+    Lora,
+    /// The engine's source (a saved model copies its format) and load options (to load
+    /// a checkpoint as `--model` would, without the engine's own adapter).
+    Full {
+        base: std::path::PathBuf,
+        opts: crate::llm::LoadOptions,
+    },
+}
+
+impl Kind {
+    fn save(&self, trainer: &Trainer, dir: &Path) -> anyhow::Result<()> {
+        match self {
+            Kind::Lora => Ok(trainer.adapter()?.save(dir)?),
+            Kind::Full { base, .. } => {
+                crate::llm::full::save(&trainer.full_weights()?, base, dir).map(|_| ())
+            }
+        }
+    }
+
+    /// Validation with the weights saved in `dir` (epoch `epoch`).
+    fn validate(
+        &self,
+        engine: &mut Engine,
+        dir: &Path,
+        epoch: usize,
+        input: &TrainInput,
+        settings: &TrainSettings,
+        cancel: &CancelToken,
+    ) -> anyhow::Result<Option<Summary>> {
+        match self {
+            Kind::Lora => {
+                let adapter = crate::llm::lora::Adapter::load(dir)?;
+                engine.set_adapter(Some(&adapter), Some(&format!("epoch-{epoch}")))?;
+                let v = validate(engine, input, settings, cancel);
+                engine.set_adapter(None, None)?;
+                v
+            }
+            Kind::Full { opts, .. } => {
+                let mut tuned = Engine::load_path(dir, opts)
+                    .map_err(|e| anyhow::anyhow!("loading {}: {e:#}", dir.display()))?;
+                validate(&mut tuned, input, settings, cancel)
+            }
+        }
+    }
+
+    /// Makes `dir` (epoch's checkpoint) the output's model; returns where it now is.
+    fn keep_best(&self, dir: &Path, out: &Path) -> anyhow::Result<std::path::PathBuf> {
+        match self {
+            Kind::Lora => {
+                copy_adapter(dir, out)?;
+                Ok(dir.to_path_buf())
+            }
+            Kind::Full { .. } => {
+                crate::llm::full::move_model(dir, out)?;
+                Ok(out.to_path_buf())
+            }
+        }
+    }
+
+    /// An epoch that is not the best: a full model is not kept.
+    fn drop_other(&self, dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+        match self {
+            Kind::Lora => Ok(dir.to_path_buf()),
+            Kind::Full { .. } => {
+                std::fs::remove_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
+                Ok(std::path::PathBuf::new())
+            }
+        }
+    }
+}
+
+/// Trains `engine`'s model and writes the result to `out`: a LoRA adapter (PEFT format;
+/// the best epoch at the top, every epoch under `checkpoints/epoch-N`), or with
+/// `settings.full` a whole model (`model.gguf`, or `model.safetensors` with the base's
+/// config and tokenizer files; the best epoch only); the log in `train_log.json`. The
+/// engine is left as it was (without an adapter).
 pub fn train(
     engine: &mut Engine,
     input: &TrainInput,
@@ -217,6 +298,17 @@ pub fn train(
     let mut lora = lora_config(settings)?;
     let base_model = engine.identity().name;
     lora.base_model = Some(base_model.clone());
+    let kind = if settings.full {
+        Kind::Full {
+            base: engine.source_path().to_path_buf(),
+            opts: crate::llm::LoadOptions {
+                adapter: None,
+                ..engine.opts.clone()
+            },
+        }
+    } else {
+        Kind::Lora
+    };
     std::fs::create_dir_all(out.join("checkpoints"))
         .map_err(|e| anyhow::anyhow!("could not create {}: {e}", out.display()))?;
     let (mut items, build) = build_examples(engine, input, settings)?;
@@ -230,7 +322,11 @@ pub fn train(
         eps: 1e-8,
         weight_decay: settings.weight_decay,
     };
-    let mut trainer = Trainer::new(engine.model(), lora, &optim, None, settings.seed)?;
+    let mut trainer = if settings.full {
+        Trainer::new_full(engine.model(), &optim)?
+    } else {
+        Trainer::new(engine.model(), lora, &optim, None, settings.seed)?
+    };
     let val_cases = input
         .val
         .len()
@@ -284,7 +380,7 @@ pub fn train(
                 if cancel.is_cancelled() {
                     report.cancelled = true;
                     let dir = out.join("checkpoints").join("interrupted");
-                    trainer.adapter()?.save(&dir)?;
+                    kind.save(&trainer, &dir)?;
                     return Ok(());
                 }
                 // The step's examples share its weight; the last step may be short.
@@ -315,16 +411,12 @@ pub fn train(
                     in_step = 0;
                 }
             }
-            let adapter = trainer.adapter()?;
             let dir = out.join("checkpoints").join(format!("epoch-{epoch}"));
-            adapter.save(&dir)?;
+            kind.save(&trainer, &dir)?;
             let mut val = None;
             if val_cases > 0 {
                 on_event(&TrainEvent::Validating { epoch });
-                engine.set_adapter(Some(&adapter), Some(&format!("epoch-{epoch}")))?;
-                let v = validate(engine, input, settings, cancel);
-                engine.set_adapter(None, None)?;
-                val = v?;
+                val = kind.validate(engine, &dir, epoch, input, settings, cancel)?;
                 if let Some(m) = &val {
                     on_event(&TrainEvent::Validated {
                         epoch,
@@ -337,19 +429,25 @@ pub fn train(
                 Some(m) => better(m, best.as_ref(), &keys, settings.best_by),
                 None => true,
             };
-            if is_best {
+            let checkpoint = if is_best {
                 best = val.clone();
-                copy_adapter(&dir, out)?;
                 report.best_epoch = Some(epoch);
                 for e in &mut report.epochs {
                     e.best = false;
+                    // A full model moved to the top is replaced by this epoch's.
+                    if e.checkpoint == out {
+                        e.checkpoint = std::path::PathBuf::new();
+                    }
                 }
-            }
+                kind.keep_best(&dir, out)?
+            } else {
+                kind.drop_other(&dir)?
+            };
             let rec = EpochRecord {
                 epoch,
                 train_loss: sum / total.max(1) as f64,
                 val,
-                checkpoint: dir,
+                checkpoint,
                 best: is_best,
                 seconds: t0.elapsed().as_secs_f64(),
             };

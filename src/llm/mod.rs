@@ -29,6 +29,7 @@ pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod finetune;
+pub mod full;
 pub mod generate;
 pub mod gguf;
 pub mod lora;
@@ -133,6 +134,8 @@ pub struct Engine {
     pub(crate) prefix: Option<(Vec<u32>, model::KvCache)>,
     /// SHA-256 of the base weights (without any adapter).
     pub(crate) base_sha256: String,
+    /// The file (or Hugging Face folder) the weights came from.
+    pub(crate) source: std::path::PathBuf,
 }
 
 /// What a model file gives the engine before the options apply.
@@ -155,11 +158,22 @@ impl Engine {
 
     /// Loads a GGUF file, or Hugging Face weights: a folder (or a `.safetensors` file in
     /// it) with `config.json`, `tokenizer.json` and optionally `tokenizer_config.json`.
+    /// A folder without `config.json` but with a `model.gguf` (what `trsr train --full`
+    /// writes from a GGUF base) loads that file, named after the folder.
     pub fn load_path(path: &Path, opts: &LoadOptions) -> anyhow::Result<Engine> {
         let t0 = Instant::now();
         par::init(opts.threads);
         let device = device::select(&opts.device)?;
-        let is_st = path.is_dir() || path.extension().is_some_and(|e| e == "safetensors");
+        let gguf_in_dir = path.join(full::GGUF_FILE);
+        let folder_gguf =
+            path.is_dir() && !path.join("config.json").is_file() && gguf_in_dir.is_file();
+        let source = if folder_gguf {
+            gguf_in_dir.clone()
+        } else {
+            path.to_path_buf()
+        };
+        let is_st =
+            !folder_gguf && (path.is_dir() || path.extension().is_some_and(|e| e == "safetensors"));
         let Parts {
             mut model,
             tokenizer,
@@ -174,7 +188,7 @@ impl Engine {
             };
             Self::parts_safetensors(dir, &device)?
         } else {
-            Self::parts_gguf(path, &device)?
+            Self::parts_gguf(&source, &device)?
         };
         let mut name = path
             .file_name()
@@ -224,6 +238,7 @@ impl Engine {
             answer,
             prefix: None,
             base_sha256,
+            source,
         })
     }
 
@@ -318,6 +333,11 @@ impl Engine {
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The file (or Hugging Face folder) the weights were loaded from.
+    pub fn source_path(&self) -> &Path {
+        &self.source
     }
 
     pub fn tokenizer(&self) -> &tokenizer::Tokenizer {

@@ -133,6 +133,8 @@ pub struct Model {
     pub(crate) sin_q: Tensor,
     /// An adapter is merged into the dense weights (see `lora::apply`).
     pub(crate) merged_adapter: bool,
+    /// The output matrix is the embedding (the file has no output matrix of its own).
+    pub(crate) tied_head: bool,
 }
 
 fn rope_tables(cfg: &Config, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
@@ -395,6 +397,7 @@ impl Model {
             cos_q,
             sin_q,
             merged_adapter: false,
+            tied_head: tied,
         })
     }
 
@@ -588,9 +591,9 @@ impl Model {
         }
         let norm = take("model.norm.weight", DType::F32)?;
         let embed = take("model.embed_tokens.weight", dtype)?;
-        let head_w = match take("lm_head.weight", dtype) {
-            Ok(w) => w,
-            Err(_) => embed.clone(),
+        let (head_w, tied) = match take("lm_head.weight", dtype) {
+            Ok(w) => (w, false),
+            Err(_) => (embed.clone(), true),
         };
         let (cos, sin) = rope_tables(&config, device)?;
         let scale = 1.0 / (config.head_dim as f64).sqrt();
@@ -615,6 +618,7 @@ impl Model {
             cos_q,
             sin_q,
             merged_adapter: false,
+            tied_head: tied,
         })
     }
 

@@ -198,9 +198,15 @@ impl ModelRef {
 
 fn resolve_path(p: &Path) -> anyhow::Result<PathBuf> {
     if p.is_dir() {
+        // A Hugging Face folder, or the folder `trsr train --full` writes.
+        if p.join("config.json").is_file() || p.join(super::full::GGUF_FILE).is_file() {
+            return Ok(p.to_path_buf());
+        }
         anyhow::bail!(
-            "{} is a folder; name the model file inside it (a .gguf file)",
-            p.display()
+            "{} is a folder without a model (no config.json, no {}); name the model file \
+             inside it (a .gguf file)",
+            p.display(),
+            super::full::GGUF_FILE
         );
     }
     if !p.is_file() {

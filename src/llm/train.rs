@@ -1,12 +1,20 @@
-//! LoRA fine-tuning on candle's autograd.
+//! Fine-tuning on candle's autograd: LoRA ([`Trainer::new`]) or every weight
+//! ([`Trainer::new_full`]).
 //!
-//! The base weights stay frozen (the model's dense f32 weights, dequantized where it only
+//! With LoRA the base weights stay frozen (the model's dense f32 weights, dequantized where it only
 //! holds quantized ones); each targeted projection gets a trainable pair `A [r, in]`
 //! (Kaiming-uniform, as PEFT initialises it) and `B [out, r]` (zeros), applied as
 //! `W·x + scale · B·A·dropout(x)`. The forward pass is written with differentiable
 //! candle operations; frozen matrix products on the CPU go through a custom operation
 //! whose backward pass computes only the input's gradient (candle's own matmul would
 //! also compute the gradient of every frozen weight).
+//!
+//! Full fine-tuning makes every weight of the model a trainable f32 variable, as a
+//! Hugging Face `Trainer` without PEFT does: the projections (and Qwen2's biases), the
+//! norms, the embedding and the output matrix (one variable when the model ties them).
+//! Quantized weights are dequantized first; the result is saved in f32 (`llm::full`).
+//! Memory: about 16 bytes per parameter (weight, gradient, AdamW's two moments), plus
+//! the activations of one example.
 //!
 //! Optimiser: AdamW. Gradients of several examples are summed before a step
 //! ([`Trainer::backward`], then [`Trainer::step`]).
@@ -95,7 +103,12 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
+/// `x · wᵀ`: through [`FrozenLinear`] for a frozen `w`, through candle's matmul (which
+/// also gives `w` its gradient) when `w` is a trained variable.
 fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    if w.is_variable() {
+        return x.matmul(&w.t()?);
+    }
     if x.device().is_cpu() && w.dtype() == DType::F32 {
         x.contiguous()?.apply_op1(FrozenLinear { w: w.clone() })
     } else if w.dtype() == x.dtype() {
@@ -114,6 +127,46 @@ fn dense_of(p: &Proj, device: &candle_core::Device) -> candle_core::Result<Tenso
         Some(q) => q.dequantize(device),
         None => candle_core::bail!("projection has no weights"),
     }
+}
+
+/// AdamW over `params`.
+fn adamw(params: Vec<Var>, optim: &OptimSettings) -> candle_core::Result<AdamW> {
+    AdamW::new(
+        params,
+        ParamsAdamW {
+            lr: optim.lr,
+            beta1: optim.beta1,
+            beta2: optim.beta2,
+            eps: optim.eps,
+            weight_decay: optim.weight_decay,
+        },
+    )
+}
+
+/// The weights of a full fine-tuning, on the CPU in f32, in the model's layout: q|k|v
+/// and gate|up stacked, q and k rows in the order the model was loaded with (a GGUF
+/// file's for llama GGUF models).
+pub struct FullWeights {
+    pub config: Config,
+    pub embed: Tensor,
+    pub norm: Tensor,
+    /// The output matrix; `None` when it is the embedding.
+    pub head: Option<Tensor>,
+    pub layers: Vec<FullLayer>,
+}
+
+/// One layer of [`FullWeights`].
+pub struct FullLayer {
+    pub attn_norm: Tensor,
+    pub ffn_norm: Tensor,
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
+    pub qkv: Tensor,
+    pub qkv_bias: Option<Tensor>,
+    pub wo: Tensor,
+    pub gate_up: Tensor,
+    pub down: Tensor,
+    pub ff: usize,
 }
 
 struct FrozenLayer {
@@ -141,19 +194,40 @@ struct Base {
     sin_q: Tensor,
 }
 
-/// A LoRA trainer over a loaded model. It shares the model's tensors (no copy where the
-/// model holds dense f32 weights) and does not borrow the model, so the same engine can
-/// score with the trainer's current adapter between epochs.
+/// A trainer over a loaded model. With LoRA it shares the model's tensors (no copy where
+/// the model holds dense f32 weights); fully, it holds its own f32 copy of every weight.
+/// It does not borrow the model, so the same engine can score between epochs.
 pub struct Trainer {
     base: Base,
+    /// The layers' weights: frozen tensors, or (full fine-tuning) the variables' tensors.
     frozen: Vec<FrozenLayer>,
     head: Tensor,
-    config: LoraConfig,
+    /// The LoRA configuration; `None`: full fine-tuning.
+    config: Option<LoraConfig>,
     /// `(layer, target) -> (A, B)`, B rows in the model's order.
     vars: BTreeMap<(usize, Target), (Var, Var)>,
+    /// Every trainable variable (the LoRA pairs, or all the weights).
+    params: Vec<Var>,
+    /// The output matrix is the embedding (one variable, saved once).
+    tied_head: bool,
     opt: AdamW,
     acc: Option<GradStore>,
     rng: rand::rngs::StdRng,
+}
+
+impl Base {
+    fn of(model: &Model) -> Base {
+        Base {
+            config: model.config.clone(),
+            device: model.device().clone(),
+            embed: model.embed.clone(),
+            norm: model.norm.clone(),
+            cos: model.cos.clone(),
+            sin: model.sin.clone(),
+            cos_q: model.cos_q.clone(),
+            sin_q: model.sin_q.clone(),
+        }
+    }
 }
 
 impl Trainer {
@@ -222,52 +296,85 @@ impl Trainer {
                 vars.insert((li, t), (a, b));
             }
         }
-        let opt = AdamW::new(
-            all,
-            ParamsAdamW {
-                lr: optim.lr,
-                beta1: optim.beta1,
-                beta2: optim.beta2,
-                eps: optim.eps,
-                weight_decay: optim.weight_decay,
-            },
-        )?;
-        let base = Base {
-            config: c.clone(),
-            device: device.clone(),
-            embed: model.embed.clone(),
-            norm: model.norm.clone(),
-            cos: model.cos.clone(),
-            sin: model.sin.clone(),
-            cos_q: model.cos_q.clone(),
-            sin_q: model.sin_q.clone(),
-        };
+        let opt = adamw(all.clone(), optim)?;
         Ok(Trainer {
-            base,
+            base: Base::of(model),
             frozen,
             head,
-            config,
+            config: Some(config),
             vars,
+            params: all,
+            tied_head: model.tied_head,
             opt,
             acc: None,
             rng,
         })
     }
 
-    pub fn config(&self) -> &LoraConfig {
-        &self.config
+    /// A trainer of every weight of `model` (full fine-tuning), starting from its weights
+    /// in f32.
+    pub fn new_full(model: &Model, optim: &OptimSettings) -> anyhow::Result<Trainer> {
+        let device = model.device().clone();
+        let mut params = Vec::new();
+        let mut var = |t: Tensor| -> anyhow::Result<Tensor> {
+            let v = Var::from_tensor(&t.to_dtype(DType::F32)?.contiguous()?)?;
+            let t = v.as_tensor().clone();
+            params.push(v);
+            Ok(t)
+        };
+        let mut frozen = Vec::with_capacity(model.layers.len());
+        for l in &model.layers {
+            frozen.push(FrozenLayer {
+                attn_norm: var(l.attn_norm.clone())?,
+                ffn_norm: var(l.ffn_norm.clone())?,
+                q_norm: l.q_norm.clone().map(&mut var).transpose()?,
+                k_norm: l.k_norm.clone().map(&mut var).transpose()?,
+                ff: l.ff,
+                qkv: var(dense_of(&l.qkv, &device)?)?,
+                qkv_bias: l.qkv.bias.clone().map(&mut var).transpose()?,
+                wo: var(dense_of(&l.wo, &device)?)?,
+                gate_up: var(dense_of(&l.gate_up, &device)?)?,
+                down: var(dense_of(&l.down, &device)?)?,
+            });
+        }
+        let mut base = Base::of(model);
+        base.embed = var(model.embed.clone())?;
+        base.norm = var(model.norm.clone())?;
+        let head = if model.tied_head {
+            base.embed.clone()
+        } else {
+            match &model.head_dense_source {
+                Some(h) => var(h.clone())?,
+                None => var(dense_of(&model.head, &device)?)?,
+            }
+        };
+        let opt = adamw(params.clone(), optim)?;
+        Ok(Trainer {
+            base,
+            frozen,
+            head,
+            config: None,
+            vars: BTreeMap::new(),
+            params,
+            tied_head: model.tied_head,
+            opt,
+            acc: None,
+            rng: rand::rngs::StdRng::seed_from_u64(0),
+        })
+    }
+
+    /// The LoRA configuration (`None`: full fine-tuning).
+    pub fn config(&self) -> Option<&LoraConfig> {
+        self.config.as_ref()
     }
 
     /// Trainable parameter count.
     pub fn n_trainable(&self) -> usize {
-        self.vars
-            .values()
-            .map(|(a, b)| a.elem_count() + b.elem_count())
-            .sum()
+        self.params.iter().map(|v| v.elem_count()).sum()
     }
 
     fn dropout(&mut self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let p = self.config.dropout;
+        let p = self.config.as_ref().map_or(0.0, |c| c.dropout);
         if !train || p <= 0.0 {
             return Ok(x.clone());
         }
@@ -298,11 +405,13 @@ impl Trainer {
         train: bool,
     ) -> candle_core::Result<Tensor> {
         let mut y = frozen_linear(x, w)?;
+        let Some(config) = &self.config else {
+            return Ok(y);
+        };
         let c = &self.base.config;
         let ff = self.frozen[li].ff;
-        let scale = self.config.scale();
-        let targets: Vec<Target> = self
-            .config
+        let scale = config.scale();
+        let targets: Vec<Target> = config
             .targets
             .iter()
             .copied()
@@ -479,15 +588,13 @@ impl Trainer {
         match &mut self.acc {
             None => self.acc = Some(grads),
             Some(acc) => {
-                for (a, b) in self.vars.values() {
-                    for v in [a, b] {
-                        if let Some(g) = grads.get(v.as_tensor()) {
-                            let sum = match acc.get(v.as_tensor()) {
-                                Some(old) => (old + g)?,
-                                None => g.clone(),
-                            };
-                            acc.insert(v.as_tensor(), sum);
-                        }
+                for v in &self.params {
+                    if let Some(g) = grads.get(v.as_tensor()) {
+                        let sum = match acc.get(v.as_tensor()) {
+                            Some(old) => (old + g)?,
+                            None => g.clone(),
+                        };
+                        acc.insert(v.as_tensor(), sum);
                     }
                 }
             }
@@ -530,8 +637,47 @@ impl Trainer {
         Ok(out)
     }
 
+    /// The current weights of a full fine-tuning, in the model's layout (q and k rows
+    /// as the model holds them).
+    pub fn full_weights(&self) -> anyhow::Result<FullWeights> {
+        if self.config.is_some() {
+            anyhow::bail!("this trainer trains a LoRA adapter, not the full weights");
+        }
+        let cpu = |t: &Tensor| -> anyhow::Result<Tensor> { Ok(t.to_device(&Device::Cpu)?.copy()?) };
+        let opt = |t: &Option<Tensor>| t.as_ref().map(cpu).transpose();
+        let mut layers = Vec::with_capacity(self.frozen.len());
+        for f in &self.frozen {
+            layers.push(FullLayer {
+                attn_norm: cpu(&f.attn_norm)?,
+                ffn_norm: cpu(&f.ffn_norm)?,
+                q_norm: opt(&f.q_norm)?,
+                k_norm: opt(&f.k_norm)?,
+                qkv: cpu(&f.qkv)?,
+                qkv_bias: opt(&f.qkv_bias)?,
+                wo: cpu(&f.wo)?,
+                gate_up: cpu(&f.gate_up)?,
+                down: cpu(&f.down)?,
+                ff: f.ff,
+            });
+        }
+        Ok(FullWeights {
+            config: self.base.config.clone(),
+            embed: cpu(&self.base.embed)?,
+            norm: cpu(&self.base.norm)?,
+            head: if self.tied_head {
+                None
+            } else {
+                Some(cpu(&self.head)?)
+            },
+            layers,
+        })
+    }
+
     /// The current weights as a PEFT adapter (B rows in Hugging Face order).
     pub fn adapter(&self) -> anyhow::Result<Adapter> {
+        let Some(config) = &self.config else {
+            anyhow::bail!("a full fine-tuning has no adapter; save its weights instead");
+        };
         let c = &self.base.config;
         let mut modules = BTreeMap::new();
         for (&(li, t), (a, b)) in &self.vars {
@@ -548,7 +694,7 @@ impl Trainer {
             );
         }
         Ok(Adapter {
-            config: self.config.clone(),
+            config: config.clone(),
             modules,
             source: None,
         })

@@ -63,6 +63,24 @@ pub struct ModelSpec {
     /// `TRSR_API_KEY`). The key itself is never stored.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The answer tokens: the vocabulary entries spelled exactly as the answer words
+    /// (the reference's rule), not the first token of each word. The window sets it
+    /// from its templates ([`crate::prompt::Templates::answer_by_vocab`]), as the CLI does.
+    #[serde(default)]
+    pub answer_by_vocab: bool,
+    /// The answer words the recommender compares (the templates' `yes` / `no`).
+    #[serde(default = "default_yes")]
+    pub yes_word: String,
+    #[serde(default = "default_no")]
+    pub no_word: String,
+}
+
+fn default_yes() -> String {
+    crate::llm::LoadOptions::default().yes_word
+}
+
+fn default_no() -> String {
+    crate::llm::LoadOptions::default().no_word
 }
 
 impl Default for ModelSpec {
@@ -74,6 +92,9 @@ impl Default for ModelSpec {
             adapter: None,
             server_model: None,
             api_key_env: None,
+            answer_by_vocab: false,
+            yes_word: default_yes(),
+            no_word: default_no(),
         }
     }
 }
@@ -582,6 +603,9 @@ pub fn engine_loader() -> Loader {
             device: spec.device.parse()?,
             raw_prompt: spec.raw_prompt,
             adapter: spec.adapter.clone(),
+            yes_word: spec.yes_word.clone(),
+            no_word: spec.no_word.clone(),
+            answer_by_vocab: spec.answer_by_vocab,
             ..crate::llm::LoadOptions::default()
         };
         let engine = crate::llm::Engine::load(&model, &opts)?;
@@ -608,13 +632,12 @@ fn remote_load(spec: &ModelSpec) -> anyhow::Result<LoadedModel> {
         anyhow::bail!("an adapter applies to a local model, not to a server model");
     }
     let url = crate::remote::parse_urls(&spec.model)?.remove(0);
-    let defaults = crate::llm::LoadOptions::default();
     let opts = crate::remote::RemoteOptions {
         server_model: spec.server_model.clone(),
         api_key: crate::remote::api_key_from_env(spec.api_key_env.as_deref())?,
         raw_prompt: spec.raw_prompt,
-        yes_word: defaults.yes_word,
-        no_word: defaults.no_word,
+        yes_word: spec.yes_word.clone(),
+        no_word: spec.no_word.clone(),
         ..crate::remote::RemoteOptions::new(&url)
     };
     let model = crate::remote::RemoteModel::connect(&opts)?;

@@ -28,6 +28,8 @@ pub enum TrainCmd {
     AssignSplit,
     /// Reload the model with this adapter folder.
     UseAdapter(PathBuf),
+    /// Load this folder (a full fine-tuning's output) as the model, without an adapter.
+    UseModel(PathBuf),
     /// Pick an adapter folder for the model (Model & settings).
     PickAdapterFolder,
     /// Take the adapter off the model settings (reload to apply).
@@ -109,7 +111,7 @@ fn start(wb: &mut Workbench, settings: &Settings, panel: &mut TrainPanel) {
     let Some(data) = wb.data.as_ref() else { return };
     let t = &settings.train;
     let out = if panel.out_dir.trim().is_empty() {
-        default_out_dir(&data.dir)
+        default_out_dir(&data.dir, t.full)
     } else {
         PathBuf::from(panel.out_dir.trim())
     };
@@ -117,12 +119,18 @@ fn start(wb: &mut Workbench, settings: &Settings, panel: &mut TrainPanel) {
         panel.error = Some(format!("{} is a file, not a folder", out.display()));
         return;
     }
-    if out.join(ADAPTER_CONFIG).exists() {
-        panel.error = Some(format!(
-            "{} already holds an adapter; pick another folder (or empty the field for a new one)",
-            out.display()
-        ));
-        return;
+    for (file, what) in [
+        (ADAPTER_CONFIG, "an adapter"),
+        (crate::train::FULL_GGUF_FILE, "a model"),
+        (crate::train::FULL_SAFETENSORS_FILE, "a model"),
+    ] {
+        if out.join(file).exists() {
+            panel.error = Some(format!(
+                "{} already holds {what}; pick another folder (or empty the field for a new one)",
+                out.display()
+            ));
+            return;
+        }
     }
     let split = split_cases(&data.cases);
     let train: Vec<Case> = split
@@ -207,6 +215,15 @@ pub fn execute(c: TrainCmd, wb: &mut Workbench, settings: &mut Settings, panel: 
             )));
             wb.load_model(settings);
         }
+        TrainCmd::UseModel(dir) => {
+            settings.model.model = dir.display().to_string();
+            settings.model.adapter = None;
+            wb.notify(Notice::info(format!(
+                "loading the fine-tuned model {}",
+                dir.display()
+            )));
+            wb.load_model(settings);
+        }
         TrainCmd::PickAdapterFolder => {
             if let Some(p) = rfd::FileDialog::new()
                 .set_title("Pick a LoRA adapter folder (PEFT: adapter_config.json)")
@@ -278,7 +295,12 @@ pub fn observe_events(wb: &mut Workbench, events: Vec<Event>) -> Vec<Event> {
         let msg = match &ev {
             Event::JobFinished { .. } => Some(Notice::info(match run.best_epoch {
                 Some(e) => format!(
-                    "training finished: adapter (epoch {e}) in {}",
+                    "training finished: {} (epoch {e}) in {}",
+                    if run.settings.full {
+                        "model"
+                    } else {
+                        "adapter"
+                    },
                     run.out.display()
                 ),
                 None => format!("training finished; output in {}", run.out.display()),

@@ -423,11 +423,30 @@ pub fn split_cases(cases: &[Case]) -> SplitCases<'_> {
     out
 }
 
-/// A new output folder: `<dataset>/adapters/lora-YYYYMMDD-HHMMSS` (UTC).
-pub fn default_out_dir(data_dir: &Path) -> PathBuf {
+/// A new output folder: `<dataset>/adapters/lora-YYYYMMDD-HHMMSS` (UTC), or for a full
+/// fine-tuning `<dataset>/models/full-YYYYMMDD-HHMMSS`.
+pub fn default_out_dir(data_dir: &Path, full: bool) -> PathBuf {
     data_dir
-        .join("adapters")
-        .join(format!("lora-{}", utc_stamp()))
+        .join(out_parent(full))
+        .join(format!("{}-{}", out_prefix(full), utc_stamp()))
+}
+
+/// The folder under the dataset that new outputs go to.
+pub fn out_parent(full: bool) -> &'static str {
+    if full {
+        "models"
+    } else {
+        "adapters"
+    }
+}
+
+/// The start of a new output folder's name.
+pub fn out_prefix(full: bool) -> &'static str {
+    if full {
+        "full"
+    } else {
+        "lora"
+    }
 }
 
 /// `YYYYMMDD-HHMMSS` of now, in UTC.

@@ -8,13 +8,18 @@ use egui_plot::{Legend, Line, Plot, Points, VLine};
 
 use super::actions::{blocker, project_summaries, TrainCmd};
 use super::state::{
-    fmt_count, fmt_secs, plural, split_cases, Phase, TrainPanel, TrainRun, TRAIN_SPLIT, VAL_SPLIT,
+    fmt_count, fmt_secs, out_parent, out_prefix, plural, split_cases, Phase, TrainPanel, TrainRun,
+    TRAIN_SPLIT, VAL_SPLIT,
 };
 use crate::app::notices::{notice_ui, Level};
 use crate::app::{Command, ModelStatus, Settings, Workbench};
 use crate::data::Case;
 use crate::metrics::metric_names;
-use crate::train::{LossOn, TrainSettings};
+use crate::preset::Preset;
+use crate::train::{BestEpoch, LossOn, NegativePick, TrainSettings};
+
+/// What full fine-tuning does and costs (the Train tab's hover).
+const FULL_HOVER: &str = "train every weight (projections, norms, embedding, output matrix) in f32; the best epoch is saved as a whole model (model.gguf, or model.safetensors with the base's config and tokenizer) that Model & settings loads as the model. Memory: about 16 bytes per parameter (2.2 GB for the default 135M model) plus activations; disk: 4 bytes per parameter";
 
 /// The projections LoRA can target: (Hugging Face name, label).
 pub const TARGETS: [(&str, &str); 7] = [
@@ -190,14 +195,20 @@ fn summaries_ui(ui: &mut egui::Ui, wb: &Workbench, settings: &Settings) {
 }
 
 /// The model training starts from.
-fn model_ui(ui: &mut egui::Ui, wb: &Workbench, cmds: &mut Vec<Command>) {
+fn model_ui(ui: &mut egui::Ui, wb: &Workbench, full: bool, cmds: &mut Vec<Command>) {
     ui.heading("Model");
     match &wb.model {
         ModelStatus::Loaded(m) => match wb.loaded_spec.as_ref().and_then(|s| s.adapter.as_ref()) {
             None => {
                 ui.label(format!(
-                    "Base: {} on {} (LoRA weights are trained on it; the base stays as it is).",
-                    m.identity.name, m.device
+                    "Base: {} on {} ({}; the base stays as it is).",
+                    m.identity.name,
+                    m.device,
+                    if full {
+                        "a copy of every weight is trained"
+                    } else {
+                        "LoRA weights are trained on it"
+                    }
                 ));
             }
             Some(a) => {
@@ -247,6 +258,14 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
         .num_columns(2)
         .spacing([12.0, 6.0])
         .show(ui, |ui| {
+            ui.label("Fine-tuning");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut t.full, false, "LoRA adapter")
+                    .on_hover_text("train low-rank updates of the chosen projections; the result is a PEFT adapter folder");
+                ui.radio_value(&mut t.full, true, "full (every weight)")
+                    .on_hover_text(FULL_HOVER);
+            });
+            ui.end_row();
             let l = ui.label("Epochs");
             ui.add(egui::DragValue::new(&mut t.epochs).range(1..=1000))
                 .labelled_by(l.id);
@@ -290,12 +309,14 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
             )
             .labelled_by(l.id);
             ui.end_row();
+            let lora = !t.full;
             let l = ui.label("LoRA r");
-            ui.add(egui::DragValue::new(&mut t.lora_r).range(1..=512))
+            ui.add_enabled(lora, egui::DragValue::new(&mut t.lora_r).range(1..=512))
                 .labelled_by(l.id);
             ui.end_row();
             let l = ui.label("LoRA alpha");
-            ui.add(
+            ui.add_enabled(
+                lora,
                 egui::DragValue::new(&mut t.lora_alpha)
                     .range(0.5..=1024.0)
                     .speed(0.5),
@@ -303,22 +324,28 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
             .labelled_by(l.id);
             ui.end_row();
             let l = ui.label("LoRA dropout");
-            ui.add(egui::Slider::new(&mut t.lora_dropout, 0.0..=0.5).fixed_decimals(2))
-                .labelled_by(l.id);
+            ui.add_enabled(
+                lora,
+                egui::Slider::new(&mut t.lora_dropout, 0.0..=0.5).fixed_decimals(2),
+            )
+            .labelled_by(l.id);
             ui.end_row();
             ui.label("Target projections");
-            ui.horizontal(|ui| {
-                for (name, label) in TARGETS {
-                    let mut on = t.targets.iter().any(|x| x == name);
-                    if ui.checkbox(&mut on, label).on_hover_text(name).changed() {
-                        t.targets.retain(|x| x != name);
-                        if on {
-                            t.targets.push(name.to_string());
-                            let order = |n: &String| TARGETS.iter().position(|(t, _)| t == n);
-                            t.targets.sort_by_key(order);
+            ui.add_enabled_ui(lora, |ui| {
+                ui.horizontal(|ui| {
+                    for (name, label) in TARGETS {
+                        let mut on = t.targets.iter().any(|x| x == name);
+                        if ui.checkbox(&mut on, label).on_hover_text(name).changed() {
+                            t.targets.retain(|x| x != name);
+                            if on {
+                                t.targets.push(name.to_string());
+                                let order =
+                                    |n: &String| TARGETS.iter().position(|(t, _)| t == n);
+                                t.targets.sort_by_key(order);
+                            }
                         }
                     }
-                }
+                });
             });
             ui.end_row();
             ui.label("Loss on");
@@ -327,6 +354,41 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
                     .on_hover_text("the loss covers the yes/no answer only");
                 ui.radio_value(&mut t.loss_on, LossOn::Text, "whole text")
                     .on_hover_text("the loss covers prompt and answer (the reference code)");
+            });
+            ui.end_row();
+            ui.label("Best epoch by");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut t.best_by, BestEpoch::FirstRecall, "recall at the first K")
+                    .on_hover_text("the highest validation recall at the first cut-off (ties: MRR there)");
+                ui.radio_value(&mut t.best_by, BestEpoch::RecallSum, "Recall@3+@5+@10")
+                    .on_hover_text("the highest sum of Recall@3, @5 and @10, the earlier epoch on a tie (the reference's test.py)");
+            });
+            ui.end_row();
+            ui.label("Negative");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut t.negative, NegativePick::Random, "random")
+                    .on_hover_text("pair each target with one of its negatives drawn with the seed");
+                ui.radio_value(&mut t.negative, NegativePick::First, "first")
+                    .on_hover_text("pair each target with its first negative (the reference's dataset_gen.py)");
+            });
+            ui.end_row();
+            ui.label("Long texts");
+            ui.horizontal(|ui| {
+                let mut cut = t.truncate_tokens.is_some();
+                if ui
+                    .checkbox(&mut cut, "cut at")
+                    .on_hover_text("cut training texts longer than this many tokens (counted and reported) instead of refusing them; the reference cuts at 2,048")
+                    .changed()
+                {
+                    t.truncate_tokens = cut.then_some(2048);
+                }
+                if let Some(n) = &mut t.truncate_tokens {
+                    let l = ui.label("tokens");
+                    ui.add(egui::DragValue::new(n).range(1..=1_000_000))
+                        .labelled_by(l.id);
+                } else {
+                    ui.weak("no: a text over the context is an error");
+                }
             });
             ui.end_row();
             ui.label("Training cases");
@@ -377,7 +439,19 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
             settings.train = TrainSettings::default();
             panel.ks_text = None;
         }
+        if ui
+            .button("Reference settings")
+            .on_hover_text("LLM-TRSR's train.py: batch 8 x 8, no warmup (linear decay), loss on the whole text, the first negative, the best epoch by Recall@3+@5+@10, texts cut at 2,048 tokens (the rest as the paper's)")
+            .clicked()
+        {
+            settings.train = TrainSettings::for_preset(Preset::Reference);
+            panel.ks_text = None;
+        }
     });
+    ui.weak(format!(
+        "Preset {} (Model & settings): switching it there also switches batch, warmup, loss, best epoch, negative and long texts here.",
+        settings.preset.name()
+    ));
     if let Err(e) = settings.train.validate() {
         error(ui, format!("{e:#}"));
     }
@@ -396,7 +470,7 @@ fn form_ui(
         ui.separator();
         summaries_ui(ui, wb, settings);
         ui.separator();
-        model_ui(ui, wb, cmds);
+        model_ui(ui, wb, settings.train.full, cmds);
         ui.separator();
         settings_ui(ui, settings, panel);
     });
@@ -414,24 +488,24 @@ fn start_ui(
     ui.add_enabled_ui(!running, |ui| {
         ui.horizontal(|ui| {
             let l = ui.label("Output folder");
+            let full = settings.train.full;
+            let leaf = format!("{}-<date-time>", out_prefix(full));
             let hint = wb
                 .data
                 .as_ref()
-                .map(|d| {
-                    d.dir
-                        .join("adapters")
-                        .join("lora-<date-time>")
-                        .display()
-                        .to_string()
-                })
-                .unwrap_or_else(|| "<dataset>/adapters/lora-<date-time>".into());
+                .map(|d| d.dir.join(out_parent(full)).join(&leaf).display().to_string())
+                .unwrap_or_else(|| format!("<dataset>/{}/{leaf}", out_parent(full)));
             ui.add(
                 egui::TextEdit::singleline(&mut panel.out_dir)
                     .hint_text(hint)
                     .desired_width((ui.available_width() - 90.0).max(120.0)),
             )
             .labelled_by(l.id)
-            .on_hover_text("the adapter (PEFT format), checkpoints/ per epoch and train_log.json; empty: a new folder under the dataset's adapters/");
+            .on_hover_text(if full {
+                "the best epoch's model (model.gguf or model.safetensors) and train_log.json; empty: a new folder under the dataset's models/"
+            } else {
+                "the adapter (PEFT format), checkpoints/ per epoch and train_log.json; empty: a new folder under the dataset's adapters/"
+            });
             if ui.button("Browse...").clicked() {
                 cmds.push(Command::Train(TrainCmd::PickOutDir));
             }
@@ -482,7 +556,11 @@ fn run_ui(
     ui.separator();
     let Some(run) = &wb.train else {
         ui.weak("No training run yet: set it up and press Start training.");
-        ui.weak("On a CPU, one training example of the default 135M model takes a few seconds, one validation case about as long.");
+        if settings.train.full {
+            ui.weak("Full fine-tuning needs about 16 bytes per parameter (2.2 GB for the default 135M model) plus activations; on 2 CPU cores one example takes tens of seconds, and each epoch writes and reloads the whole model (4 bytes per parameter) to validate it.");
+        } else {
+            ui.weak("On a CPU, one training example of the default 135M model takes a few seconds, one validation case about as long.");
+        }
         return;
     };
     ui.label(format!("Output: {}", run.out.display()));
@@ -537,10 +615,17 @@ fn outcome_ui(ui: &mut egui::Ui, run: &TrainRun) {
         Phase::Cancelled => {
             warn(ui, format!("Cancelled after {took}."));
             let interrupted = run.out.join("checkpoints").join("interrupted");
-            let mut s = format!(
-                "Finished epochs' checkpoints are in {}",
-                run.out.join("checkpoints").display()
-            );
+            let mut s = if run.settings.full {
+                format!(
+                    "The best finished epoch's model is in {}",
+                    run.out.display()
+                )
+            } else {
+                format!(
+                    "Finished epochs' checkpoints are in {}",
+                    run.out.join("checkpoints").display()
+                )
+            };
             if run.report.as_ref().is_some_and(|r| r.cancelled) {
                 s.push_str(&format!(
                     "; the weights at the cancel in {}",
@@ -591,8 +676,11 @@ fn build_ui(ui: &mut egui::Ui, run: &TrainRun) {
     }
 }
 
-/// The best adapter so far and "Use this adapter".
+/// The best adapter (or full model) so far and "Use this adapter" ("Use this model").
 fn adapter_ui(ui: &mut egui::Ui, wb: &Workbench, run: &TrainRun, cmds: &mut Vec<Command>) {
+    if run.settings.full {
+        return model_out_ui(ui, wb, run, cmds);
+    }
     ui.horizontal_wrapped(|ui| {
         let e = run.best_epoch.unwrap_or_default();
         ui.label(format!("Adapter (epoch {e}, best): {}", run.out.display()));
@@ -615,6 +703,36 @@ fn adapter_ui(ui: &mut egui::Ui, wb: &Workbench, run: &TrainRun, cmds: &mut Vec<
         }
         if in_use {
             ui.weak("the loaded model uses this adapter");
+        } else if run.is_running() {
+            ui.weak("(when the run has ended)");
+        }
+    });
+}
+
+/// A full fine-tuning's model and "Use this model".
+fn model_out_ui(ui: &mut egui::Ui, wb: &Workbench, run: &TrainRun, cmds: &mut Vec<Command>) {
+    ui.horizontal_wrapped(|ui| {
+        let e = run.best_epoch.unwrap_or_default();
+        ui.label(format!("Model (epoch {e}, best): {}", run.out.display()));
+    });
+    let out = run.out.display().to_string();
+    let in_use = wb
+        .loaded_spec
+        .as_ref()
+        .is_some_and(|s| s.model == out && s.adapter.is_none());
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(
+                !run.is_running() && !in_use,
+                egui::Button::new("Use this model"),
+            )
+            .on_hover_text("Load this folder as the model (Model & settings): the Ranking tab (and summaries) then use the fine-tuned model")
+            .clicked()
+        {
+            cmds.push(Command::Train(TrainCmd::UseModel(run.out.clone())));
+        }
+        if in_use {
+            ui.weak("the loaded model is this one");
         } else if run.is_running() {
             ui.weak("(when the run has ended)");
         }
