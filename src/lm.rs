@@ -174,6 +174,31 @@ pub trait LanguageModel: Send {
     /// position. The prefix is computed once and reused for every suffix.
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>>;
 
+    /// [`score_yes_no`](Self::score_yes_no) on at most `max_tokens` tokens of each text
+    /// (the shared prefix, then the candidate's suffix), cut at the end as Hugging
+    /// Face's `truncation=True` cuts: P(yes) is read at the last kept position (the
+    /// reference's test.py). This default cuts nothing: it scores texts that fit and
+    /// refuses longer ones; backends that hold token ids cut them.
+    fn score_yes_no_truncated(
+        &mut self,
+        prefix: &str,
+        suffixes: &[String],
+        max_tokens: usize,
+    ) -> anyhow::Result<Vec<f32>> {
+        let p = self.count_tokens(prefix)?;
+        for s in suffixes {
+            let n = p + self.count_tokens(s)?;
+            if n > max_tokens {
+                anyhow::bail!(
+                    "{}: a scored text has {n} tokens, over the cut at {max_tokens}, and this \
+                     backend cannot cut token ids",
+                    self.identity().name
+                );
+            }
+        }
+        self.score_yes_no(prefix, suffixes)
+    }
+
     /// A tag for the engine's arithmetic where it differs from its reference path (e.g.
     /// 8-bit activations in the int8 kernels), so that cached results of the two stay
     /// apart; `""` for the reference.

@@ -38,6 +38,14 @@ impl Preset {
         }
     }
 
+    /// Where a scored text is cut, in tokens (`None`: whole texts are scored).
+    pub fn score_cut(self) -> Option<usize> {
+        match self {
+            Preset::Workbench => None,
+            Preset::Reference => Some(REFERENCE_MAX_TOKENS),
+        }
+    }
+
     /// The summarizer's default sampling under this preset.
     pub fn sampling(self) -> SamplingParams {
         match self {
@@ -110,6 +118,10 @@ pub fn no_reference_wording(what: &str) -> anyhow::Error {
 
 /// The file `trsr prepare` writes beside `items.jsonl` / `cases.jsonl`: the source
 /// format and the preset, so later commands know which reference wording fits.
+/// The reference's cut of a text, in tokens: `SFTTrainer(max_seq_length=2048)` in
+/// training and `truncation=True, max_length=2048` when test.py scores.
+pub const REFERENCE_MAX_TOKENS: usize = 2048;
+
 pub const PREPARE_META_FILE: &str = "prepare.json";
 
 /// What `prepare.json` holds.

@@ -36,6 +36,11 @@ pub struct RecommendOptions {
     /// Put the raw history (as much of the most recent part as fits the context)
     /// where the summary would be (the `full-history` ablation).
     pub full_history: bool,
+    /// Cut each scored text at this many tokens and read P(yes) at the last kept
+    /// position, as the reference's test.py does (2,048 under `--preset reference`);
+    /// `None` scores whole texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_tokens: Option<usize>,
 }
 
 impl Default for RecommendOptions {
@@ -45,6 +50,7 @@ impl Default for RecommendOptions {
             use_summary: true,
             use_recent: true,
             full_history: false,
+            truncate_tokens: None,
         }
     }
 }
@@ -265,6 +271,19 @@ pub fn recommend_chat_prompt(
     Ok((build(lo)?, lo))
 }
 
+/// P(yes) per candidate, each text cut at `opts.truncate_tokens` when set.
+pub fn score_candidates(
+    lm: &mut dyn LanguageModel,
+    prefix: &str,
+    suffixes: &[String],
+    opts: &RecommendOptions,
+) -> anyhow::Result<Vec<f32>> {
+    match opts.truncate_tokens {
+        Some(n) => lm.score_yes_no_truncated(prefix, suffixes, n),
+        None => lm.score_yes_no(prefix, suffixes),
+    }
+}
+
 /// The tokens of the longest scored prompt: the shared prefix plus the longest suffix.
 fn prompt_tokens(lm: &dyn LanguageModel, p: &(String, Vec<String>)) -> anyhow::Result<usize> {
     let prefix = lm.count_tokens(&p.0)?;
@@ -291,6 +310,7 @@ pub fn preflight(
     let (prompt, _kept) =
         recommend_chat_prompt(lm, templates, case, catalogue, text, summary, opts)?;
     let n = prompt_tokens(lm, &prompt)?;
+    let n = opts.truncate_tokens.map_or(n, |cut| n.min(cut));
     if n > lm.context_len() {
         anyhow::bail!(
             "case {}: the recommender prompt has {n} tokens (the shared prefix and the longest \
@@ -351,7 +371,7 @@ pub fn score_llm_with_prefix(
 ) -> anyhow::Result<(ScoreRecord, String)> {
     let ((prefix, suffixes), _kept) =
         recommend_chat_prompt(&*lm, templates, case, catalogue, text, summary, opts)?;
-    let probs = lm.score_yes_no(&prefix, &suffixes)?;
+    let probs = score_candidates(lm, &prefix, &suffixes, opts)?;
     if probs.len() != suffixes.len() {
         anyhow::bail!(
             "case {}: the model returned {} scores for {} candidates",

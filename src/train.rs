@@ -173,7 +173,7 @@ impl TrainSettings {
         self.loss_on = pick(preset, LossOn::Answer, LossOn::Text);
         self.best_by = pick(preset, BestEpoch::FirstRecall, BestEpoch::RecallSum);
         self.negative = pick(preset, NegativePick::Random, NegativePick::First);
-        self.truncate_tokens = pick(preset, None, Some(2048));
+        self.truncate_tokens = pick(preset, None, Some(crate::preset::REFERENCE_MAX_TOKENS));
     }
 
     /// Checks the settings; the message names the setting.

@@ -148,3 +148,57 @@ fn real_model_prompt_too_long_is_an_error() {
         "{err:#}"
     );
 }
+
+#[test]
+fn real_model_truncated_scoring_reads_p_yes_at_the_last_kept_token() {
+    let Some(mut e) = engine() else { return };
+    let prefix_text = chat(
+        &e,
+        "You recommend news. Recent items:\n1. title: Lakers win again\n\nCandidate item:",
+    )
+    .replace("<|im_end|>\n<|im_start|>assistant\n", "");
+    let cands: Vec<String> = [
+        " title: Celtics trade rumors; category: sports\nWill the user click it?<|im_end|>\n<|im_start|>assistant\n",
+        " title: Stock market slides; category: finance\nWill the user click it?<|im_end|>\n<|im_start|>assistant\n",
+    ]
+    .map(String::from)
+    .to_vec();
+    let prefix = e.encode_prompt(&prefix_text).unwrap();
+    let suffixes: Vec<Vec<u32>> = cands
+        .iter()
+        .map(|c| e.tokenizer().encode(c, false).unwrap())
+        .collect();
+    let n = prefix.len();
+
+    // A cut past the longest text changes nothing.
+    let whole = e.score_yes_no(&prefix_text, &cands).unwrap();
+    let wide = e
+        .score_yes_no_truncated(&prefix_text, &cands, 100_000)
+        .unwrap();
+    assert_eq!(whole, wide);
+
+    // A cut inside the candidates: P(yes) at each candidate's third token.
+    let cut = e
+        .score_yes_no_truncated(&prefix_text, &cands, n + 3)
+        .unwrap();
+    for (i, s) in suffixes.iter().enumerate() {
+        let want = e.score_full_recompute(&prefix, &s[..3]).unwrap();
+        assert!(
+            (cut[i] - want).abs() < 1e-3,
+            "candidate {i}: {} vs {want}",
+            cut[i]
+        );
+    }
+    assert!((cut[0] - whole[0]).abs() > 1e-6, "the cut had no effect");
+
+    // A cut inside the shared prefix: every candidate reads the same position.
+    let inside = e
+        .score_yes_no_truncated(&prefix_text, &cands, n - 2)
+        .unwrap();
+    let want = e
+        .score_full_recompute(&prefix[..n - 3], &prefix[n - 3..n - 2])
+        .unwrap();
+    for p in &inside {
+        assert!((p - want).abs() < 1e-3, "{p} vs {want}");
+    }
+}

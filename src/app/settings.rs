@@ -126,6 +126,7 @@ impl Settings {
             }
         }
         self.sampling = self.preset.sampling();
+        self.recommend.truncate_tokens = self.preset.score_cut();
     }
 
     /// The model to load: the Model panel's choice with the templates' answer words and

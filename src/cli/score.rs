@@ -71,6 +71,12 @@ pub struct ScoreArgs {
     /// `{"case", "scorer", "candidate", "prompt"}`; P(yes) is read at its last position).
     #[arg(long, value_name = "FILE")]
     pub dump_prompts: Option<PathBuf>,
+    /// Cut each scored text (prompt and candidate) at N tokens and read P(yes) at the
+    /// last kept position, as the reference's test.py does (`truncation=True,
+    /// max_length=2048`). Default: 2048 under `--preset reference`, none otherwise;
+    /// 0 turns the cut off.
+    #[arg(long, value_name = "N")]
+    pub truncate_tokens: Option<usize>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -262,7 +268,7 @@ pub fn score_llm_all(
         for s in &suffixes {
             n += lm.count_tokens(s)?;
         }
-        let probs = lm.score_yes_no(&prefix, &suffixes)?;
+        let probs = crate::rank::score_candidates(lm, &prefix, &suffixes, &b.opts)?;
         if probs.len() != suffixes.len() {
             anyhow::bail!(
                 "the model returned {} scores for {} candidates",
@@ -386,6 +392,11 @@ pub fn recommend_options(args: &ScoreArgs) -> RecommendOptions {
         use_summary: !args.no_summary,
         use_recent: !args.no_recent,
         full_history: args.full_history,
+        truncate_tokens: match args.truncate_tokens {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => args.common.preset.score_cut(),
+        },
     }
 }
 

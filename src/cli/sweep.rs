@@ -201,6 +201,7 @@ pub fn sweep_parts(
         let opts = RecommendOptions {
             recent: plan.recent,
             use_summary: false,
+            truncate_tokens: plan.templates.preset().score_cut(),
             ..RecommendOptions::default()
         };
         let r = score_llm_all(models, &score_batch(plan, opts, None), &path, cancel)?;
@@ -243,6 +244,7 @@ pub fn sweep_parts(
             let score_path = out.join(format!("scores_{method}_b{size}.jsonl"));
             let opts = RecommendOptions {
                 recent: plan.recent,
+                truncate_tokens: plan.templates.preset().score_cut(),
                 ..RecommendOptions::default()
             };
             let r = score_llm_all(

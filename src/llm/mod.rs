@@ -530,6 +530,35 @@ impl LanguageModel for Engine {
         self.score_ids(&prefix_ids, &suffix_ids)
     }
 
+    fn score_yes_no_truncated(
+        &mut self,
+        prefix: &str,
+        suffixes: &[String],
+        max_tokens: usize,
+    ) -> anyhow::Result<Vec<f32>> {
+        if max_tokens < 2 {
+            anyhow::bail!("cannot cut scored texts at {max_tokens} tokens: give at least 2");
+        }
+        let mut prefix_ids = self.encode_prompt(prefix)?;
+        let mut suffix_ids = suffixes
+            .iter()
+            .map(|s| self.tokenizer.encode(s, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        if prefix_ids.len() >= max_tokens {
+            // The cut falls inside the shared prefix: every candidate reads the same
+            // position, so every candidate gets the same score (as in test.py).
+            prefix_ids.truncate(max_tokens);
+            let last = prefix_ids.pop().unwrap_or_default();
+            suffix_ids = vec![vec![last]; suffixes.len()];
+        } else {
+            let room = max_tokens - prefix_ids.len();
+            for ids in &mut suffix_ids {
+                ids.truncate(room);
+            }
+        }
+        self.score_ids(&prefix_ids, &suffix_ids)
+    }
+
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
         Some(self)
     }

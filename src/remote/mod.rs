@@ -691,6 +691,54 @@ impl Server {
     }
 }
 
+impl RemoteModel {
+    /// P(yes) per candidate, each text cut to `max_tokens` ids when given.
+    fn score_cut(
+        &mut self,
+        prefix: &str,
+        suffixes: &[String],
+        max_tokens: Option<usize>,
+    ) -> anyhow::Result<Vec<f32>> {
+        let s = &*self.server;
+        let prefix_ids = s.encode(prefix)?;
+        let mut prompts = Vec::with_capacity(suffixes.len());
+        for suf in suffixes {
+            let mut ids = prefix_ids.clone();
+            ids.extend(s.tokenize(suf, false)?);
+            if let Some(m) = max_tokens {
+                ids.truncate(m);
+            }
+            s.check_fits(ids.len(), 1)?;
+            prompts.push(ids);
+        }
+        let Some((first, rest)) = prompts.split_first() else {
+            return Ok(Vec::new());
+        };
+        // The first request warms the server's cache with the shared prefix; the rest go
+        // together.
+        let mut out = vec![s.score_ids(first)?];
+        let mut results: Vec<Option<Result<f32, RemoteError>>> =
+            (0..rest.len()).map(|_| None).collect();
+        for (chunk_ids, chunk_out) in rest.chunks(s.fanout).zip(results.chunks_mut(s.fanout)) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk_ids
+                    .iter()
+                    .map(|ids| scope.spawn(move || s.score_ids(ids)))
+                    .collect();
+                for (h, slot) in handles.into_iter().zip(chunk_out.iter_mut()) {
+                    *slot = Some(h.join().unwrap_or_else(|_| {
+                        Err(RemoteError::Config("a scoring thread panicked".into()))
+                    }));
+                }
+            });
+        }
+        for r in results {
+            out.push(r.ok_or_else(|| anyhow::anyhow!("a candidate was not scored"))??);
+        }
+        Ok(out)
+    }
+}
+
 impl LanguageModel for RemoteModel {
     fn identity(&self) -> ModelIdentity {
         self.server.identity.clone()
@@ -832,40 +880,19 @@ impl LanguageModel for RemoteModel {
     }
 
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
-        let s = &*self.server;
-        let prefix_ids = s.encode(prefix)?;
-        let mut prompts = Vec::with_capacity(suffixes.len());
-        for suf in suffixes {
-            let mut ids = prefix_ids.clone();
-            ids.extend(s.tokenize(suf, false)?);
-            s.check_fits(ids.len(), 1)?;
-            prompts.push(ids);
+        self.score_cut(prefix, suffixes, None)
+    }
+
+    fn score_yes_no_truncated(
+        &mut self,
+        prefix: &str,
+        suffixes: &[String],
+        max_tokens: usize,
+    ) -> anyhow::Result<Vec<f32>> {
+        if max_tokens < 2 {
+            anyhow::bail!("cannot cut scored texts at {max_tokens} tokens: give at least 2");
         }
-        let Some((first, rest)) = prompts.split_first() else {
-            return Ok(Vec::new());
-        };
-        // The first request warms the server's cache with the shared prefix; the rest go
-        // together.
-        let mut out = vec![s.score_ids(first)?];
-        let mut results: Vec<Option<Result<f32, RemoteError>>> =
-            (0..rest.len()).map(|_| None).collect();
-        for (chunk_ids, chunk_out) in rest.chunks(s.fanout).zip(results.chunks_mut(s.fanout)) {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = chunk_ids
-                    .iter()
-                    .map(|ids| scope.spawn(move || s.score_ids(ids)))
-                    .collect();
-                for (h, slot) in handles.into_iter().zip(chunk_out.iter_mut()) {
-                    *slot = Some(h.join().unwrap_or_else(|_| {
-                        Err(RemoteError::Config("a scoring thread panicked".into()))
-                    }));
-                }
-            });
-        }
-        for r in results {
-            out.push(r.ok_or_else(|| anyhow::anyhow!("a candidate was not scored"))??);
-        }
-        Ok(out)
+        self.score_cut(prefix, suffixes, Some(max_tokens))
     }
 }
 
