@@ -463,3 +463,47 @@ fn a_cancelled_evaluation_keeps_the_cases_it_finished() {
     }
     assert_eq!(w.open_jobs(), 0);
 }
+
+#[test]
+fn a_failed_or_panicking_gpu_load_leaves_the_worker_usable_for_a_cpu_load() {
+    let (wake, _) = counting_wake();
+    let mut inner = fake_loader(1, Duration::ZERO);
+    let loader: Loader = Box::new(move |spec: &ModelSpec| match spec.device.as_str() {
+        "cuda:0" => panic!("DriverError(CUDA_ERROR_OUT_OF_MEMORY) in a driver call"),
+        "cuda:1" => anyhow::bail!("out of GPU memory loading x.gguf"),
+        _ => inner(spec),
+    });
+    let mut w = Worker::spawn(loader, wake).unwrap();
+    for (device, want) in [
+        ("cuda:0", "panicked: DriverError(CUDA_ERROR_OUT_OF_MEMORY)"),
+        ("cuda:1", "out of GPU memory"),
+    ] {
+        w.load_model(ModelSpec {
+            device: device.into(),
+            ..ModelSpec::default()
+        });
+        loop {
+            match w.recv_timeout(Duration::from_secs(10)).expect("no event") {
+                Event::ModelLoading { .. } => {}
+                Event::ModelFailed { error, .. } => {
+                    assert!(error.contains(want), "{error}");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // The worker is still there: the model loads on the CPU and runs a job.
+    w.load_model(ModelSpec {
+        device: "cpu".into(),
+        ..ModelSpec::default()
+    });
+    wait_loaded(&mut w);
+    let job = w.submit(summarize_job(Method::Hierarchical));
+    let evs = collect(&mut w, job);
+    assert!(
+        matches!(evs.last(), Some(Event::JobFinished { .. })),
+        "{:?}",
+        evs.last()
+    );
+}

@@ -340,9 +340,20 @@ pub fn model_ui(
             egui::ComboBox::from_id_salt("device")
                 .selected_text(settings.model.device.clone())
                 .show_ui(ui, |ui| {
-                    for d in ["auto", "cpu", "cuda:0", "metal"] {
+                    for d in ["auto", "cpu"] {
                         ui.selectable_value(&mut settings.model.device, d.to_string(), d);
                     }
+                    // The GPUs the driver reports (name and memory); `cuda:0` when none is
+                    // known, so that choosing it explains what is missing.
+                    let gpus = crate::worker::cuda_devices();
+                    if gpus.is_empty() {
+                        ui.selectable_value(&mut settings.model.device, "cuda:0".into(), "cuda:0")
+                            .on_hover_text("No CUDA GPU found by this build (see the README's GPU section)");
+                    }
+                    for (d, about) in gpus {
+                        ui.selectable_value(&mut settings.model.device, d.clone(), format!("{d} ({about})"));
+                    }
+                    ui.selectable_value(&mut settings.model.device, "metal".into(), "metal");
                 })
                 .response
                 .labelled_by(l.id);

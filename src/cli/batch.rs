@@ -725,6 +725,7 @@ pub fn load_models(
         adapter: args.adapter.clone(),
         ignore_adapter_base: args.ignore_adapter_base,
         answer_by_vocab: templates.answer_by_vocab(),
+        generic_kernels: false,
     };
     let path = model
         .resolve()

@@ -11,6 +11,7 @@ pub mod eval_stats;
 pub mod export;
 pub mod fetch_model;
 pub mod generate;
+pub mod gpu_check;
 pub mod gui;
 pub mod prepare;
 pub mod score;
@@ -58,6 +59,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Fine-tune the LLM recommender with LoRA (PEFT format), validating each epoch.
     Train(train::TrainArgs),
+    /// Check the engine on a GPU against the CPU engine (greedy decode, P(yes), a LoRA
+    /// step) and measure it; `--device cpu` checks the generic path on the CPU.
+    GpuCheck(gpu_check::GpuCheckArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and exit code 1.
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
         Some(Command::Study(a)) => study::run(a),
         Some(Command::Export(a)) => export::run(a),
         Some(Command::Train(a)) => train::run(a),
+        Some(Command::GpuCheck(a)) => gpu_check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

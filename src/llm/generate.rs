@@ -151,6 +151,11 @@ impl Generation {
     pub fn generated(&self) -> &[u32] {
         &self.tokens[self.prompt_len..]
     }
+
+    /// The logits of the next token (over the vocabulary), as sampling sees them.
+    pub fn next_logits(&self) -> &[f32] {
+        &self.logits
+    }
 }
 
 impl Engine {

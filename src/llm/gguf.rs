@@ -111,7 +111,11 @@ impl<R: std::io::Read + std::io::Seek> GgufReader<'_, R> {
         let mut parts = Vec::new();
         let mut dense_parts = Vec::new();
         let same_type = dtypes.iter().all(|d| *d == dtypes[0]);
-        if keep_quant && same_type && dtypes[0] == GgmlDType::Q4_1 && self.device.is_cpu() {
+        if keep_quant
+            && same_type
+            && dtypes[0] == GgmlDType::Q4_1
+            && super::cpu::kernels_on(self.device)
+        {
             let mut bytes = Vec::new();
             for n in names {
                 bytes.extend(self.raw(n)?);

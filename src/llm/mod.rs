@@ -86,6 +86,11 @@ pub struct LoadOptions {
     /// the first token the word encodes to.
     #[serde(default)]
     pub answer_by_vocab: bool,
+    /// Run the generic path (candle's operations, the code a GPU runs) on the CPU too,
+    /// instead of the engine's CPU kernels: for comparing the two here. Also switched on
+    /// by `TRSR_GENERIC_KERNELS=1`. No effect on a GPU.
+    #[serde(default)]
+    pub generic_kernels: bool,
 }
 
 impl Default for LoadOptions {
@@ -99,6 +104,7 @@ impl Default for LoadOptions {
             adapter: None,
             ignore_adapter_base: false,
             answer_by_vocab: false,
+            generic_kernels: false,
         }
     }
 }
@@ -164,6 +170,20 @@ impl Engine {
         let t0 = Instant::now();
         par::init(opts.threads);
         let device = device::select(&opts.device)?;
+        let generic = opts.generic_kernels || cpu::generic_forced_by_env();
+        cpu::with_generic(generic && device.is_cpu(), || {
+            Self::load_on(path, opts, &device, t0)
+        })
+        .map_err(|e| device::explain_oom(e, &format!("loading {}", path.display()), &device))
+    }
+
+    /// [`Engine::load_path`] on `device`, inside the kernel choice's scope.
+    fn load_on(
+        path: &Path,
+        opts: &LoadOptions,
+        device: &candle_core::Device,
+        t0: Instant,
+    ) -> anyhow::Result<Engine> {
         let gguf_in_dir = path.join(full::GGUF_FILE);
         let folder_gguf =
             path.is_dir() && !path.join("config.json").is_file() && gguf_in_dir.is_file();
@@ -186,9 +206,9 @@ impl Engine {
             } else {
                 path.parent().unwrap_or(Path::new("."))
             };
-            Self::parts_safetensors(dir, &device)?
+            Self::parts_safetensors(dir, device)?
         } else {
-            Self::parts_gguf(&source, &device)?
+            Self::parts_gguf(&source, device)?
         };
         let mut name = path
             .file_name()
@@ -223,7 +243,11 @@ impl Engine {
                 architecture: model.config.arch.name().to_string(),
                 context_len: model.config.context_len,
             },
-            device: device::describe(model.device()),
+            device: if model.generic {
+                format!("{} generic path", device::describe(model.device()))
+            } else {
+                device::describe(model.device())
+            },
             n_params: model.n_params,
             weight_form: model.describe_form(),
             load_ms: t0.elapsed().as_secs_f64() * 1000.0,
@@ -507,13 +531,15 @@ impl LanguageModel for Engine {
         cancel: &CancelToken,
         on_token: &mut dyn FnMut(&TokenDelta),
     ) -> anyhow::Result<Generated> {
-        let mut g = self.start(prompt, params)?;
+        let device = self.model.device().clone();
+        let oom = |e| device::explain_oom(e, "generating", &device);
+        let mut g = self.start(prompt, params).map_err(oom)?;
         loop {
             if cancel.is_cancelled() {
                 g.cancel();
                 break;
             }
-            match self.next_token(&mut g)? {
+            match self.next_token(&mut g).map_err(oom)? {
                 Some(d) => on_token(&d),
                 None => break,
             }
@@ -528,6 +554,7 @@ impl LanguageModel for Engine {
             .map(|s| self.tokenizer.encode(s, false))
             .collect::<Result<Vec<_>, _>>()?;
         self.score_ids(&prefix_ids, &suffix_ids)
+            .map_err(|e| device::explain_oom(e, "scoring", self.model.device()))
     }
 
     fn score_yes_no_truncated(

@@ -135,6 +135,9 @@ pub struct Model {
     pub(crate) merged_adapter: bool,
     /// The output matrix is the embedding (the file has no output matrix of its own).
     pub(crate) tied_head: bool,
+    /// Runs the generic path (candle's operations, as on a GPU) although on the CPU: set
+    /// when loaded inside `cpu::with_generic(true, ..)` (see `LoadOptions::generic_kernels`).
+    pub(crate) generic: bool,
 }
 
 fn rope_tables(cfg: &Config, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
@@ -241,7 +244,7 @@ impl Model {
         });
         let form = if all_float {
             WeightForm::F32
-        } else if n_params <= DENSE_MAX_PARAMS && device.is_cpu() {
+        } else if n_params <= DENSE_MAX_PARAMS && super::cpu::kernels_on(device) {
             WeightForm::QuantizedAndF32
         } else {
             WeightForm::Quantized
@@ -398,6 +401,7 @@ impl Model {
             sin_q,
             merged_adapter: false,
             tied_head: tied,
+            generic: super::cpu::generic_now(),
         })
     }
 
@@ -619,13 +623,22 @@ impl Model {
             sin_q,
             merged_adapter: false,
             tied_head: tied,
+            generic: super::cpu::generic_now(),
         })
     }
 
     /// `"int8-vnni"` or `"int8-avx2"` when some weights run on the int8 kernels (8-bit
     /// activations; the two levels round a few steps differently), else `""` (see
-    /// [`crate::lm::LanguageModel::numerics`]).
+    /// [`crate::lm::LanguageModel::numerics`]). The generic path has its own tags: `"cuda"`,
+    /// `"metal"`, or `"generic"` on the CPU (candle's quantized kernels round activations
+    /// to 8 bits, unlike the CPU reference).
     pub fn numerics_tag(&self) -> &'static str {
+        match &self.device {
+            Device::Cuda(_) => return "cuda",
+            Device::Metal(_) => return "metal",
+            Device::Cpu if self.generic => return "generic",
+            Device::Cpu => {}
+        }
         let any = self.head.is_packed()
             || self
                 .layers
@@ -658,6 +671,11 @@ impl Model {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Whether this model runs the generic path (candle's operations, as on a GPU).
+    pub fn is_generic(&self) -> bool {
+        self.generic || !self.device.is_cpu()
     }
 
     /// An empty cache with room for `capacity` tokens.
@@ -764,6 +782,19 @@ impl Model {
     /// hidden states (after the output norm) `[b * l, hidden]`. When `write_cache` is set
     /// (requires `b == 1`) the new keys and values are appended to the cache.
     pub fn forward_batch(
+        &self,
+        tokens: &[u32],
+        b: usize,
+        l: usize,
+        cache: &mut KvCache,
+        write_cache: bool,
+    ) -> candle_core::Result<Tensor> {
+        super::cpu::with_generic(self.generic, || {
+            self.forward_batch_here(tokens, b, l, cache, write_cache)
+        })
+    }
+
+    fn forward_batch_here(
         &self,
         tokens: &[u32],
         b: usize,
@@ -890,7 +921,8 @@ impl Model {
             .matmul(vs)?
             .reshape((nkv, b * g * l, hd))?;
         match &prefix {
-            Some((_, vp)) => probs.narrow(2, 0, p)?.matmul(vp)? + own,
+            // contiguous: CUDA matmuls take a left operand only with rows back to back.
+            Some((_, vp)) => probs.narrow(2, 0, p)?.contiguous()?.matmul(vp)? + own,
             None => Ok(own),
         }
     }
@@ -898,7 +930,9 @@ impl Model {
     /// One decode step: `token` at position `cache.len()`, appended to the cache.
     /// Returns the logits over the vocabulary `[vocab]`.
     pub fn forward_one(&self, token: u32, cache: &mut KvCache) -> candle_core::Result<Tensor> {
-        super::cpu::par::low_latency(|| self.decode_step(token, cache))
+        super::cpu::with_generic(self.generic, || {
+            super::cpu::par::low_latency(|| self.decode_step(token, cache))
+        })
     }
 
     fn decode_step(&self, token: u32, cache: &mut KvCache) -> candle_core::Result<Tensor> {
@@ -941,7 +975,7 @@ impl Model {
 
     /// Logits over the vocabulary for hidden states `[n, hidden]` (already normed).
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        self.head.forward(hidden, false)
+        super::cpu::with_generic(self.generic, || self.head.forward(hidden, false))
     }
 
     /// Prefills `tokens` into `cache` in chunks (bounding attention memory) and returns the

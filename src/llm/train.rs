@@ -109,7 +109,7 @@ fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     if w.is_variable() {
         return x.matmul(&w.t()?);
     }
-    if x.device().is_cpu() && w.dtype() == DType::F32 {
+    if super::cpu::kernels_on(x.device()) && w.dtype() == DType::F32 {
         x.contiguous()?.apply_op1(FrozenLinear { w: w.clone() })
     } else if w.dtype() == x.dtype() {
         x.matmul(&w.t()?)
@@ -213,6 +213,8 @@ pub struct Trainer {
     opt: AdamW,
     acc: Option<GradStore>,
     rng: rand::rngs::StdRng,
+    /// The model runs the generic path (see `Model::generic`): so does its training.
+    generic: bool,
 }
 
 impl Base {
@@ -308,6 +310,7 @@ impl Trainer {
             opt,
             acc: None,
             rng,
+            generic: model.generic,
         })
     }
 
@@ -360,6 +363,7 @@ impl Trainer {
             opt,
             acc: None,
             rng: rand::rngs::StdRng::seed_from_u64(0),
+            generic: model.generic,
         })
     }
 
@@ -449,6 +453,10 @@ impl Trainer {
 
     /// Final normed hidden states `[len, hidden]` of `ids`.
     fn hidden(&mut self, ids: &[u32], train: bool) -> candle_core::Result<Tensor> {
+        super::cpu::with_generic(self.generic, || self.hidden_here(ids, train))
+    }
+
+    fn hidden_here(&mut self, ids: &[u32], train: bool) -> candle_core::Result<Tensor> {
         let c = self.base.config.clone();
         let dev = self.base.device.clone();
         let t = ids.len();
@@ -570,7 +578,7 @@ impl Trainer {
         let h = self.hidden(&ex.ids[..n - 1], train)?;
         // Positions loss_from-1 .. n-2 predict tokens loss_from .. n-1.
         let h = h.narrow(0, ex.loss_from - 1, n - ex.loss_from)?;
-        let logits = frozen_linear(&h, &self.head)?;
+        let logits = super::cpu::with_generic(self.generic, || frozen_linear(&h, &self.head))?;
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let tgt = Tensor::new(&ex.ids[ex.loss_from..], logp.device())?.unsqueeze(1)?;
         let picked = logp.gather(&tgt, 1)?;
@@ -614,7 +622,10 @@ impl Trainer {
     /// Logits `[len, vocab]` of `ids` with the current weights (no dropout).
     pub fn eval_logits(&mut self, ids: &[u32]) -> anyhow::Result<Tensor> {
         let h = self.hidden(ids, false)?;
-        Ok(frozen_linear(&h, &self.head)?)
+        let generic = self.generic;
+        Ok(super::cpu::with_generic(generic, || {
+            frozen_linear(&h, &self.head)
+        })?)
     }
 
     /// The accumulated gradients of each module's `(A, B)`, B rows in Hugging Face order

@@ -40,7 +40,7 @@ pub(crate) fn packable(dtype: GgmlDType) -> bool {
 pub(crate) fn packs_on(device: &Device) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        device.is_cpu() && super::cpu::available()
+        super::cpu::kernels_on(device) && super::cpu::available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -58,7 +58,7 @@ pub(crate) fn packed(
     device: &Device,
 ) -> Option<QuantParts> {
     #[cfg(target_arch = "x86_64")]
-    if device.is_cpu() && super::cpu::available() {
+    if super::cpu::kernels_on(device) && super::cpu::available() {
         use super::cpu::int8::Packed;
         let p = match dtype {
             GgmlDType::Q8_0 if super::cpu::packs_q8_0() => {
@@ -111,14 +111,14 @@ pub(crate) fn row_chunks(parts: Vec<QMatMul>, device: &Device) -> candle_core::R
 }
 
 impl QuantParts {
-    /// Chunks on the CPU, the parts as they are elsewhere.
+    /// Chunks on the CPU kernels, the parts as they are on the generic path.
     pub(crate) fn for_device(
         parts: Vec<QMatMul>,
         device: &Device,
     ) -> candle_core::Result<Option<Self>> {
         Ok(match parts.len() {
             0 => None,
-            _ if device.is_cpu() => Some(row_chunks(parts, device)?),
+            _ if super::cpu::kernels_on(device) => Some(row_chunks(parts, device)?),
             1 => parts.into_iter().next().map(QuantParts::One),
             _ => Some(QuantParts::Parts(parts)),
         })

@@ -515,7 +515,20 @@ fn run(mut loader: Loader, rx: Receiver<Request>, mut em: Emitter) {
                     let start = Instant::now();
                     // Free the old model first: two big models may not fit in memory.
                     model = None;
-                    let ev = match loader(&spec) {
+                    // A panic while loading (a GPU driver call, say) fails this load
+                    // only: the worker stays up, and the model can be loaded again (on
+                    // the CPU, for instance).
+                    let loaded =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader(&spec)))
+                            .unwrap_or_else(|p| {
+                                let why = p
+                                    .downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_else(|| "unknown cause".into());
+                                Err(anyhow::anyhow!("loading the model panicked: {why}"))
+                            });
+                    let ev = match loaded {
                         Ok(loaded) => {
                             let summary = ModelSummary {
                                 identity: loaded.model.identity(),
@@ -618,6 +631,12 @@ pub fn engine_loader() -> Loader {
 }
 
 pub use crate::remote::{is_remote_ref as is_server_ref, API_KEY_ENV};
+
+/// The CUDA GPUs this build can use, as `(device name, "GPU name, memory")` for the
+/// window's device list (empty without the `cuda` feature or a driver).
+pub fn cuda_devices() -> &'static [(String, String)] {
+    crate::llm::device::cuda_devices()
+}
 
 /// The models a server serves (the window's connection test), with the API key from
 /// `api_key_env` (default `TRSR_API_KEY`).

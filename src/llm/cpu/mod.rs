@@ -14,6 +14,12 @@
 //! - `ops.rs`: the f32 operations of the forward pass on the engine's threads (GEMM,
 //!   attention glue, decode attention, gated MLP product).
 //! - `par.rs` / `pool.rs`: the parallel loops and the spinning pool decode uses.
+//!
+//! [`kernels_on`] is the one test of whether these kernels serve a tensor: on the CPU,
+//! unless the model runs the generic path ([`with_generic`]), the candle operations a GPU
+//! runs. Forcing that path on the CPU (`TRSR_GENERIC_KERNELS=1`, or
+//! `LoadOptions::generic_kernels`) lets the tests here run the exact code of the CUDA
+//! build and compare it with the CPU kernels.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod attn;
@@ -23,6 +29,38 @@ pub(crate) mod ops;
 pub mod par;
 pub(crate) mod pool;
 pub(crate) mod q41;
+
+use std::cell::Cell;
+
+thread_local! {
+    /// Set while a generic-path model loads or runs on this thread (see [`with_generic`]).
+    static GENERIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the engine's CPU kernels (and the CPU-only weight layouts) serve tensors on
+/// `device`: the CPU, outside a [`with_generic`] scope.
+pub(crate) fn kernels_on(device: &candle_core::Device) -> bool {
+    device.is_cpu() && !GENERIC.with(Cell::get)
+}
+
+/// Runs `f` with the generic path forced (`generic`) or not on this thread; the model
+/// wraps its loading and every forward pass in this, so nested calls see its choice.
+pub(crate) fn with_generic<R>(generic: bool, f: impl FnOnce() -> R) -> R {
+    let before = GENERIC.with(|c| c.replace(generic));
+    let r = f();
+    GENERIC.with(|c| c.set(before));
+    r
+}
+
+/// Whether the generic path is forced on this thread now.
+pub(crate) fn generic_now() -> bool {
+    GENERIC.with(Cell::get)
+}
+
+/// `TRSR_GENERIC_KERNELS=1`: load every model on the generic (GPU) path, on the CPU too.
+pub fn generic_forced_by_env() -> bool {
+    switch_on("TRSR_GENERIC_KERNELS")
+}
 
 /// Which int8 kernels this CPU runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

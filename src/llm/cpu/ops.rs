@@ -42,7 +42,7 @@ pub(crate) fn pool_gemm(
     transposed: bool,
 ) -> candle_core::Result<Option<Tensor>> {
     use candle_core::{CpuStorage, Storage};
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+    if !super::kernels_on(x.device()) || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return Ok(None);
     }
     let (Ok((m, k)), Ok(wd)) = (x.dims2(), w.dims2()) else {
@@ -147,7 +147,7 @@ pub(crate) fn pool_attention(
     vs: &Tensor,
     (nkv, b, g, l, hd, p): (usize, usize, usize, usize, usize, usize),
 ) -> candle_core::Result<Option<Tensor>> {
-    if !qa.device().is_cpu() {
+    if !super::kernels_on(qa.device()) {
         return Ok(None);
     }
     let (Some(qg), Some(kcg), Some(vcg), Some(ksg), Some(vsg)) = (
@@ -340,6 +340,9 @@ pub(crate) fn decode_attention(
     vc: &Tensor,
     (nkv, g, hd, p): (usize, usize, usize, usize),
 ) -> candle_core::Result<Option<Tensor>> {
+    if !super::kernels_on(q.device()) {
+        return Ok(None);
+    }
     #[cfg(target_arch = "x86_64")]
     if super::attn::available() && super::attn::supports(hd) && g <= super::attn::ROWS {
         let q = q.contiguous()?;
@@ -395,7 +398,7 @@ pub(crate) fn decode_attention(
 /// (candle's own silu and mul on the two strided halves run single-threaded and take two
 /// passes). `None` when the input does not qualify.
 pub(crate) fn silu_mul(y: &Tensor, ff: usize) -> candle_core::Result<Option<Tensor>> {
-    if !y.device().is_cpu() || ff == 0 {
+    if !super::kernels_on(y.device()) || ff == 0 {
         return Ok(None);
     }
     let Ok((n, w)) = y.dims2() else {
