@@ -84,7 +84,8 @@ impl Cache {
         if let Err(e) = std::fs::write(&tmp, bytes) {
             // A full disk: the partial entry would only take space.
             let _ = std::fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("could not write cache entry {}", tmp.display()));
+            return Err(e)
+                .with_context(|| format!("could not write cache entry {}", tmp.display()));
         }
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("could not write cache entry {}", path.display()))

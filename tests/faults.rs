@@ -32,7 +32,9 @@ fn write_cases(dir: &Path, n: usize) {
     std::fs::write(dir.join("items.jsonl"), items).unwrap();
     let mut cases = String::new();
     for u in 0..n {
-        let hist: Vec<String> = (0..6).map(|i| format!("\"N{}\"", (u * 7 + i) % 50)).collect();
+        let hist: Vec<String> = (0..6)
+            .map(|i| format!("\"N{}\"", (u * 7 + i) % 50))
+            .collect();
         cases.push_str(&format!(
             "{{\"case\": \"c{u}\", \"user\": \"U{u}\", \"history\": [{}], \"target\": \"N{}\", \
              \"negatives\": [\"N55\", \"N56\", \"N57\"]}}\n",
@@ -162,7 +164,11 @@ fn kill9_then_resume(dir: &Path, b: &Batch) {
     finish(b, &full);
     let full_time = t0.elapsed();
     let (want, torn) = read_output(&full, b);
-    assert!(!torn && want.len() > 50, "the uninterrupted run wrote {} lines", want.len());
+    assert!(
+        !torn && want.len() > 50,
+        "the uninterrupted run wrote {} lines",
+        want.len()
+    );
 
     let out = dir.join("killed.jsonl");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
@@ -183,7 +189,11 @@ fn kill9_then_resume(dir: &Path, b: &Batch) {
         child.wait().unwrap();
         let (now, _torn) = read_output(&out, b);
         for (k, v) in &before {
-            assert_eq!(now.get(k), Some(v), "{k}: a finished line was lost or changed");
+            assert_eq!(
+                now.get(k),
+                Some(v),
+                "{k}: a finished line was lost or changed"
+            );
         }
         if !now.is_empty() && now.len() < want.len() {
             mid_run += 1;
@@ -340,7 +350,10 @@ fn full_disk_child_saver() {
         .save_done(id, result, later)
         .expect("a failed autosave shows a notice");
     println!("autosave: {}", notice.text);
-    assert!(session.autosaver.is_dirty(), "the failed save counts as saved");
+    assert!(
+        session.autosaver.is_dirty(),
+        "the failed save counts as saved"
+    );
 }
 
 #[test]

@@ -150,7 +150,10 @@ fn kill9_child_autosaver() {
         session.changed();
         // A frame long after the change: the debounce has passed, a save is due.
         let later = Instant::now() + session.autosaver.max_wait;
-        assert!(session.poll_save(later, &tasks).is_none(), "the save did not start");
+        assert!(
+            session.poll_save(later, &tasks).is_none(),
+            "the save did not start"
+        );
         let id = session.saving_task().expect("a save under way");
         let done = tasks
             .wait_for(id, Duration::from_secs(60))

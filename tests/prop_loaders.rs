@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use trsr::data::prepare::{prepare, write_prepared, LongHistory, NegativeSource, PrepareOptions};
 use trsr::data::jsonl::load_prepared;
+use trsr::data::prepare::{prepare, write_prepared, LongHistory, NegativeSource, PrepareOptions};
 use trsr::data::{load_dir, FormatChoice, LoadOptions};
 
 fn sample(name: &str) -> PathBuf {
@@ -23,12 +23,26 @@ fn sample(name: &str) -> PathBuf {
 /// inside whatever the earlier changes left.
 #[derive(Clone, Debug)]
 enum Mutation {
-    Flip { at: f64, mask: u8 },
-    Truncate { at: f64 },
-    Insert { at: f64, bytes: Vec<u8> },
-    Delete { at: f64, len: usize },
+    Flip {
+        at: f64,
+        mask: u8,
+    },
+    Truncate {
+        at: f64,
+    },
+    Insert {
+        at: f64,
+        bytes: Vec<u8>,
+    },
+    Delete {
+        at: f64,
+        len: usize,
+    },
     /// Repeats a slice (a duplicated row or field).
-    Duplicate { at: f64, len: usize },
+    Duplicate {
+        at: f64,
+        len: usize,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {

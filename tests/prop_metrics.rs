@@ -48,7 +48,11 @@ fn metrics_of_ranking(ranked: &[&ScoredCandidate], k: usize) -> [f64; 3] {
     let ideal: f64 = (1..=(n_pos as usize).min(k))
         .map(|p| 1.0 / ((p + 1) as f64).log2())
         .sum();
-    [hits / n_pos, mrr, if ideal > 0.0 { dcg / ideal } else { 0.0 }]
+    [
+        hits / n_pos,
+        mrr,
+        if ideal > 0.0 { dcg / ideal } else { 0.0 },
+    ]
 }
 
 /// Every permutation of `0..n` (Heap's algorithm).
@@ -97,7 +101,10 @@ fn assert_close(got: &BTreeMap<String, f64>, want: &BTreeMap<String, f64>, what:
         let g = got
             .get(name)
             .unwrap_or_else(|| panic!("{what}: {name} missing"));
-        assert!((g - w).abs() < 1e-9, "{what}: {name} is {g}, brute force {w}");
+        assert!(
+            (g - w).abs() < 1e-9,
+            "{what}: {name} is {g}, brute force {w}"
+        );
     }
 }
 

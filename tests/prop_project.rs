@@ -39,7 +39,10 @@ fn trace() -> impl Strategy<Value = TraceSpec> {
         prop_oneof![Just("hierarchical".to_string()), text()],
         prop::collection::vec(text(), 1..4),
         prop::collection::vec((0u8..4, prop::option::of(text()), text()), 0..4),
-        prop::option::of(prop::collection::vec((text(), any::<bool>(), finite()), 0..4)),
+        prop::option::of(prop::collection::vec(
+            (text(), any::<bool>(), finite()),
+            0..4,
+        )),
     )
 }
 
@@ -51,8 +54,16 @@ fn project() -> impl Strategy<Value = Project> {
             text(),
             prop::collection::vec(text(), 0..3),
             (1usize..50, 1usize..9, any::<bool>()),
-            (finite(), prop::option::of(1usize..100), prop::option::of(finite())),
-            (any::<u64>(), 1usize..4096, prop::collection::vec(text(), 0..3)),
+            (
+                finite(),
+                prop::option::of(1usize..100),
+                prop::option::of(finite()),
+            ),
+            (
+                any::<u64>(),
+                1usize..4096,
+                prop::collection::vec(text(), 0..3),
+            ),
         ),
         (
             prop::collection::vec(1usize..50, 0..4),
@@ -69,7 +80,14 @@ fn project() -> impl Strategy<Value = Project> {
     )
         .prop_map(
             |(
-                (dataset, model, methods, (size, max_blocks, by_tokens), sampling, (seed, max_new, stop)),
+                (
+                    dataset,
+                    model,
+                    methods,
+                    (size, max_blocks, by_tokens),
+                    sampling,
+                    (seed, max_new, stop),
+                ),
                 (k, ties, extra, templates, cache, traces),
             )| {
                 let mut p = Project::new();
@@ -94,8 +112,11 @@ fn project() -> impl Strategy<Value = Project> {
                 p.settings.sampling.max_new_tokens = max_new;
                 p.settings.sampling.stop = stop;
                 p.settings.k = k;
-                p.settings.ties = [TiePolicy::Pessimistic, TiePolicy::Optimistic, TiePolicy::Average]
-                    [ties as usize];
+                p.settings.ties = [
+                    TiePolicy::Pessimistic,
+                    TiePolicy::Optimistic,
+                    TiePolicy::Average,
+                ][ties as usize];
                 p.settings.extra = extra;
                 p.templates = templates;
                 p.cache = cache

@@ -491,7 +491,9 @@ fn the_api_key_stays_out_of_traces_scores_caches_projects_and_output() {
     p.save(&dir.path().join("project.ron")).unwrap();
 
     let files = files_under(dir.path());
-    assert!(files.iter().any(|f| f.starts_with(dir.path().join("cache"))));
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with(dir.path().join("cache"))));
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
         assert!(
