@@ -57,9 +57,9 @@ fn metrics_of_ranking(ranked: &[&ScoredCandidate], k: usize) -> [f64; 3] {
 
 /// Every permutation of `0..n` (Heap's algorithm).
 fn permutations(n: usize) -> Vec<Vec<usize>> {
-    fn heap(k: usize, a: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    fn heap(k: usize, a: &mut [usize], out: &mut Vec<Vec<usize>>) {
         if k <= 1 {
-            out.push(a.clone());
+            out.push(a.to_vec());
             return;
         }
         for i in 0..k {
@@ -69,7 +69,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
         }
     }
     let mut out = Vec::new();
-    heap(n, &mut (0..n).collect(), &mut out);
+    heap(n, &mut (0..n).collect::<Vec<_>>(), &mut out);
     out
 }
 
