@@ -81,8 +81,12 @@ impl Cache {
             std::thread::current().id()
         ));
         let bytes = serde_json::to_vec(value).context("could not encode a cache entry")?;
-        std::fs::write(&tmp, bytes)
-            .with_context(|| format!("could not write cache entry {}", tmp.display()))?;
+        if let Err(e) = std::fs::write(&tmp, bytes) {
+            // A full disk: the partial entry would only take space.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e)
+                .with_context(|| format!("could not write cache entry {}", tmp.display()));
+        }
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("could not write cache entry {}", path.display()))
     }

@@ -306,14 +306,23 @@ impl Project {
         }
         let dir = parent_dir(path);
         let tmp = sibling(path, "tmp");
-        write_synced(&tmp, text.as_bytes())?;
+        if let Err(e) = write_synced(&tmp, text.as_bytes()) {
+            // A full disk: free what the partial file holds; the project file and its
+            // backup were not touched.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         if exists {
             // The backup is swapped in by rename too, so FILE.bak is always complete.
             let bak_tmp = sibling(path, "bak.tmp");
             let _ = fs::remove_file(&bak_tmp);
             if fs::hard_link(path, &bak_tmp).is_err() {
                 let old = fs::read(path).map_err(io("read", path))?;
-                write_synced(&bak_tmp, &old)?;
+                if let Err(e) = write_synced(&bak_tmp, &old) {
+                    let _ = fs::remove_file(&bak_tmp);
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
             }
             fs::rename(&bak_tmp, backup_path(path)).map_err(io("rename", &bak_tmp))?;
         }

@@ -123,3 +123,97 @@ fn kill_9_in_the_middle_of_saves_never_breaks_the_project() {
     );
     assert!(last >= 20, "only {last} saves in all");
 }
+
+// ----- the window's autosave path ------------------------------------------------------
+
+const AUTOSAVE_CHILD_ENV: &str = "TRSR_KILL9_CHILD_AUTOSAVE";
+
+/// The child of the autosave test: the window's own path. A `ProjectSession` (what the
+/// window holds open) takes an edit, says it changed, and `poll_save` starts the save as
+/// a background task, exactly as a frame does; the child waits for the task and hands
+/// its result to `save_done`, then edits again.
+#[test]
+#[ignore = "child process of kill_9_during_the_windows_autosave_keeps_the_last_good_project"]
+fn kill9_child_autosaver() {
+    use std::time::Instant;
+    use trsr::app::background::Background;
+    use trsr::app::{ProjectSession, TaskOutput};
+
+    let path = std::env::var(AUTOSAVE_CHILD_ENV).expect("started by the parent test");
+    let path = Path::new(&path);
+    let mut session = ProjectSession::open_or_create(path, None).unwrap();
+    let mut g = check(path);
+    let mut tasks: Background<TaskOutput> = Background::new(std::sync::Arc::new(|| {}));
+    loop {
+        g += 1;
+        session.project = project_at(g);
+        session.changed();
+        // A frame long after the change: the debounce has passed, a save is due.
+        let later = Instant::now() + session.autosaver.max_wait;
+        assert!(
+            session.poll_save(later, &tasks).is_none(),
+            "the save did not start"
+        );
+        let id = session.saving_task().expect("a save under way");
+        let done = tasks
+            .wait_for(id, Duration::from_secs(60))
+            .expect("the save finished");
+        let result = match done.output {
+            Ok(TaskOutput::ProjectSaved(r)) => r,
+            other => panic!("unexpected task output {other:?}"),
+        };
+        assert!(session.save_done(id, result, later).is_none());
+    }
+}
+
+#[test]
+fn kill_9_during_the_windows_autosave_keeps_the_last_good_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("project.ron");
+    project_at(0).save(&path).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    let mut last = 0;
+    let mut advanced = 0;
+    for _ in 0..30 {
+        let mut child = Command::new(&exe)
+            .args([
+                "kill9_child_autosaver",
+                "--exact",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(AUTOSAVE_CHILD_ENV, &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..250)));
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        // The window reopens it as it would after a crash.
+        let g = check(&path);
+        assert!(g >= last, "the project went back in time: {g} < {last}");
+        if g > last {
+            advanced += 1;
+        }
+        last = g;
+        if backup_path(&path).exists() {
+            assert!(check(&backup_path(&path)) <= g);
+        }
+        // No temporary file of a save is mistaken for the project: what is left
+        // beside it is the project, its backup and at most the killed save's temp files.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                ["project.ron", "project.ron.bak"].contains(&name.as_str())
+                    || name.starts_with(".project.ron."),
+                "unexpected file {name}"
+            );
+        }
+    }
+    assert!(
+        advanced >= 8,
+        "the child autosaved in only {advanced} of 30 runs"
+    );
+}

@@ -58,10 +58,18 @@ struct Server {
 
 impl Server {
     fn start(bin: &Path, model: &Path, slots: usize) -> Server {
-        Server::start_with_context(bin, model, slots, 4096 * slots)
+        Server::start_with(bin, model, slots, 4096 * slots, &[])
     }
 
-    fn start_with_context(bin: &Path, model: &Path, slots: usize, context: usize) -> Server {
+    /// [`Server::start`] with a context of `context` tokens and more llama-server
+    /// arguments.
+    fn start_with(
+        bin: &Path,
+        model: &Path,
+        slots: usize,
+        context: usize,
+        extra: &[&str],
+    ) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -72,6 +80,7 @@ impl Server {
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["-c", &context.to_string(), "-np", &slots.to_string()])
             .args(["-t", "2", "--no-webui"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -386,7 +395,7 @@ fn a_prompt_longer_than_the_servers_context_stops_the_run_before_any_case_is_wri
     };
     // 256 tokens (llama-server's least): the system message and a block of ten news
     // items do not fit.
-    let server = Server::start_with_context(&bin, &model, 1, 256);
+    let server = Server::start_with(&bin, &model, 1, 256, &[]);
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/jsonl");
     let dir = tempfile::tempdir().unwrap();
     let summaries = dir.path().join("summaries.jsonl");
@@ -448,4 +457,127 @@ fn a_prompt_longer_than_the_servers_context_stops_the_run_before_any_case_is_wri
         0,
         "no case may be written: {written}"
     );
+}
+
+/// Every file under `dir` (recursively).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A server that wants an API key: `trsr summarize` and `trsr score` with the key in
+/// `$TRSR_API_KEY` succeed (without it they fail, so the key was in use), and no trace,
+/// score, cache entry, project file or console output of the run holds the key.
+#[test]
+fn the_api_key_stays_out_of_traces_scores_caches_projects_and_output() {
+    let Some((bin, model)) = setup("api_key_stays_out") else {
+        return;
+    };
+    const KEY: &str = "sk-trsr-test-4b1d9e0c7a";
+    let server = Server::start_with(&bin, &model, 1, 4096, &["--api-key", KEY]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/jsonl");
+    let (data, url) = (data.display().to_string(), server.url.clone());
+    let cache = dir.path().join("cache").display().to_string();
+    let summaries = dir.path().join("summaries.jsonl").display().to_string();
+    let scores = dir.path().join("scores.jsonl").display().to_string();
+    let run = |args: &[&str], key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trsr"));
+        c.args(args)
+            .args(["--model", &url, "--data", &data, "--cache-dir", &cache])
+            .args(["--limit", "2", "--quiet"]);
+        c.env_remove("TRSR_API_KEY");
+        if let Some(k) = key {
+            c.env("TRSR_API_KEY", k);
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!text.contains(KEY), "the key is in the output: {text}");
+        (o.status.success(), text)
+    };
+    let summarize = [
+        "summarize",
+        "--method",
+        "hierarchical",
+        "--greedy",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        &summaries,
+    ];
+    let (ok, text) = run(&summarize, None);
+    assert!(!ok, "the server took a request without the key: {text}");
+    let (ok, text) = run(&summarize, Some(KEY));
+    assert!(ok, "{text}");
+    let (ok, text) = run(
+        &["score", "--summaries", &summaries, "--out", &scores],
+        Some(KEY),
+    );
+    assert!(ok, "{text}");
+
+    // The project the window would keep: the server as its model, the traces and their
+    // scores recorded in the curation.
+    let traces: Vec<SummaryTrace> = trsr::cli::batch::read_jsonl(Path::new(&summaries)).unwrap();
+    let records: Vec<trsr::metrics::ScoreRecord> =
+        trsr::cli::batch::read_jsonl(Path::new(&scores)).unwrap();
+    assert_eq!(traces.len(), 2);
+    assert!(!records.is_empty());
+    let mut p = trsr::project::Project::new();
+    p.settings.model = url.clone();
+    for t in &traces {
+        let method = t.method.name();
+        let steps = t
+            .steps
+            .iter()
+            .map(|s| {
+                let kind = match s.kind {
+                    trsr::summarize::StepKind::Block => trsr::curate::StepKind::Block,
+                    trsr::summarize::StepKind::Update => trsr::curate::StepKind::Update,
+                    trsr::summarize::StepKind::Merge => trsr::curate::StepKind::Merge,
+                };
+                // As the window's session registers a trace: a step's block item ids.
+                let ids: Vec<String> = s
+                    .blocks
+                    .iter()
+                    .filter(|_| kind != trsr::curate::StepKind::Merge)
+                    .flat_map(|&b| t.blocks[b].clone())
+                    .collect();
+                (kind, ids, s.output.clone())
+            })
+            .collect();
+        p.curation
+            .register_trace(&t.case, method, steps, Some(t.model.name.clone()))
+            .unwrap();
+        if let Some(r) = records.iter().find(|r| r.case == t.case) {
+            p.curation
+                .record_scores(&t.case, method, r.candidates.clone())
+                .unwrap();
+        }
+    }
+    p.save(&dir.path().join("project.ron")).unwrap();
+
+    let files = files_under(dir.path());
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with(dir.path().join("cache"))));
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "the API key is in {}",
+            f.display()
+        );
+    }
 }

@@ -21,6 +21,23 @@ pub mod summarize;
 pub mod sweep;
 pub mod train;
 
+/// Makes a write past the file-size limit (`ulimit -f`, RLIMIT_FSIZE) fail with an error
+/// (EFBIG, "File too large") instead of killing the process: by default the kernel sends
+/// SIGXFSZ, whose default action ends the process on the spot, with no message naming the
+/// file and no chance to finish cleanly. Rust's runtime ignores SIGPIPE but leaves SIGXFSZ
+/// alone. With the signal ignored, the write returns the error, which names the file
+/// (`could not write FILE: File too large`), finished lines stay, and the project keeps
+/// its last good save. The binary's `main` calls this first thing; the window and every
+/// subcommand get it.
+pub fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: sets one signal's disposition to "ignore" (no handler code runs); sound at
+    // any time, and called before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "trsr",

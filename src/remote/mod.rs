@@ -109,6 +109,19 @@ pub fn parse_urls(model: &str) -> Result<Vec<String>, RemoteError> {
                 what: "the address has no host".into(),
             });
         }
+        // Credentials in the address (`http://user:key@host/v1`) would travel with it into
+        // the model identity, and so into traces, scores, caches, the project and messages.
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(RemoteError::BadUrl {
+                url: "(an address with credentials, not repeated here)".into(),
+                what: format!(
+                    "a server address must not carry credentials (user:key@): they would be \
+                     written into traces, caches and the project; put the key in ${API_KEY_ENV} \
+                     (or the variable --api-key-env names) instead"
+                ),
+            });
+        }
         if !lower.ends_with("/v1") {
             return Err(RemoteError::BadUrl {
                 url,
@@ -144,8 +157,8 @@ pub fn api_key_from_env(var: Option<&str>) -> Result<Option<String>, RemoteError
     }
 }
 
-/// How to reach and use one server.
-#[derive(Clone, Debug)]
+/// How to reach and use one server. Its `Debug` leaves the API key out.
+#[derive(Clone)]
 pub struct RemoteOptions {
     /// `http(s)://HOST:PORT/v1`.
     pub url: String,
@@ -160,6 +173,21 @@ pub struct RemoteOptions {
     /// Requests of one case's candidates in flight at once (after the first warms the
     /// shared prefix).
     pub candidate_fanout: usize,
+}
+
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteOptions")
+            .field("url", &self.url)
+            .field("server_model", &self.server_model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("raw_prompt", &self.raw_prompt)
+            .field("yes_word", &self.yes_word)
+            .field("no_word", &self.no_word)
+            .field("retry", &self.retry)
+            .field("candidate_fanout", &self.candidate_fanout)
+            .finish()
+    }
 }
 
 impl RemoteOptions {
@@ -918,6 +946,30 @@ mod tests {
         assert!(parse_urls("ftp://a/v1").is_err());
         assert!(parse_urls("http:///v1").is_err());
         assert!(parse_urls(" , ").is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_address_are_refused_without_repeating_them() {
+        for url in [
+            "http://user:sk-secret-1@host:8080/v1",
+            "https://sk-secret-1@host/v1",
+        ] {
+            let e = parse_urls(url).unwrap_err().to_string();
+            assert!(!e.contains("sk-secret-1"), "{e}");
+            assert!(e.contains(API_KEY_ENV), "{e}");
+        }
+        // An `@` later in the path is not in the authority.
+        assert!(parse_urls("http://host/x@y/v1").is_ok());
+    }
+
+    #[test]
+    fn remote_options_debug_leaves_the_key_out() {
+        let opts = RemoteOptions {
+            api_key: Some("sk-secret-2".into()),
+            ..RemoteOptions::new("http://h/v1")
+        };
+        let d = format!("{opts:?}");
+        assert!(!d.contains("sk-secret-2") && d.contains("<set>"), "{d}");
     }
 
     #[test]
