@@ -110,7 +110,8 @@ size_of() { du -h "$1" | cut -f1; }
 
 echo
 echo "## CUDA build"
-echo "binary:   $root/$bin ($(size_of "$bin"); stripped copy $stripped: $(size_of "$stripped"))"
+case "$bin" in /*) shown="$bin" ;; *) shown="$root/$bin" ;; esac
+echo "binary:   $shown ($(size_of "$bin"); stripped copy $stripped: $(size_of "$stripped"))"
 echo "toolkit:  CUDA $release ($nvcc), host compiler ${NVCC_CCBIN:-g++}"
 ptx_targets="$(strings "$bin" | sed -n 's/^\.target[[:space:]]*\(sm_[0-9a-z]*\).*/\1/p' | sort | uniq -c | awk '{print $2" ("$1" modules)"}' | paste -sd, -)"
 echo "PTX:      ${ptx_targets:-none found} (JIT-compiled by the driver for newer GPUs)"
