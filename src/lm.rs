@@ -145,6 +145,15 @@ impl ChatMessage {
     }
 }
 
+/// Refuses a cut of scored texts too short to leave a position to read P(yes) at
+/// after the first token (the backends' `score_yes_no_truncated` share it).
+pub fn check_score_cut(max_tokens: usize) -> anyhow::Result<()> {
+    if max_tokens < 2 {
+        anyhow::bail!("cannot cut scored texts at {max_tokens} tokens: give at least 2");
+    }
+    Ok(())
+}
+
 /// The operations LLM-TRSR needs from a model.
 pub trait LanguageModel: Send {
     fn identity(&self) -> ModelIdentity;

@@ -500,6 +500,39 @@ fn answer_head(
     })
 }
 
+impl Engine {
+    /// P(yes) per candidate, each text (prefix, then suffix) cut at `max_tokens` ids when
+    /// given; the one scoring path of [`LanguageModel::score_yes_no`] and its truncated form.
+    fn score_cut(
+        &mut self,
+        prefix: &str,
+        suffixes: &[String],
+        max_tokens: Option<usize>,
+    ) -> anyhow::Result<Vec<f32>> {
+        let mut prefix_ids = self.encode_prompt(prefix)?;
+        let mut suffix_ids = suffixes
+            .iter()
+            .map(|s| self.tokenizer.encode(s, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(max_tokens) = max_tokens {
+            if prefix_ids.len() >= max_tokens {
+                // The cut falls inside the shared prefix: every candidate reads the same
+                // position, so every candidate gets the same score (as in test.py).
+                prefix_ids.truncate(max_tokens);
+                let last = prefix_ids.pop().unwrap_or_default();
+                suffix_ids = vec![vec![last]; suffixes.len()];
+            } else {
+                let room = max_tokens - prefix_ids.len();
+                for ids in &mut suffix_ids {
+                    ids.truncate(room);
+                }
+            }
+        }
+        self.score_ids(&prefix_ids, &suffix_ids)
+            .map_err(|e| device::explain_oom(e, "scoring", self.model.device()))
+    }
+}
+
 impl LanguageModel for Engine {
     fn numerics(&self) -> String {
         self.model.numerics_tag().to_string()
@@ -548,13 +581,7 @@ impl LanguageModel for Engine {
     }
 
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
-        let prefix_ids = self.encode_prompt(prefix)?;
-        let suffix_ids = suffixes
-            .iter()
-            .map(|s| self.tokenizer.encode(s, false))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.score_ids(&prefix_ids, &suffix_ids)
-            .map_err(|e| device::explain_oom(e, "scoring", self.model.device()))
+        self.score_cut(prefix, suffixes, None)
     }
 
     fn score_yes_no_truncated(
@@ -563,27 +590,8 @@ impl LanguageModel for Engine {
         suffixes: &[String],
         max_tokens: usize,
     ) -> anyhow::Result<Vec<f32>> {
-        if max_tokens < 2 {
-            anyhow::bail!("cannot cut scored texts at {max_tokens} tokens: give at least 2");
-        }
-        let mut prefix_ids = self.encode_prompt(prefix)?;
-        let mut suffix_ids = suffixes
-            .iter()
-            .map(|s| self.tokenizer.encode(s, false))
-            .collect::<Result<Vec<_>, _>>()?;
-        if prefix_ids.len() >= max_tokens {
-            // The cut falls inside the shared prefix: every candidate reads the same
-            // position, so every candidate gets the same score (as in test.py).
-            prefix_ids.truncate(max_tokens);
-            let last = prefix_ids.pop().unwrap_or_default();
-            suffix_ids = vec![vec![last]; suffixes.len()];
-        } else {
-            let room = max_tokens - prefix_ids.len();
-            for ids in &mut suffix_ids {
-                ids.truncate(room);
-            }
-        }
-        self.score_ids(&prefix_ids, &suffix_ids)
+        crate::lm::check_score_cut(max_tokens)?;
+        self.score_cut(prefix, suffixes, Some(max_tokens))
     }
 
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {

@@ -917,9 +917,7 @@ impl LanguageModel for RemoteModel {
         suffixes: &[String],
         max_tokens: usize,
     ) -> anyhow::Result<Vec<f32>> {
-        if max_tokens < 2 {
-            anyhow::bail!("cannot cut scored texts at {max_tokens} tokens: give at least 2");
-        }
+        crate::lm::check_score_cut(max_tokens)?;
         self.score_cut(prefix, suffixes, Some(max_tokens))
     }
 }
