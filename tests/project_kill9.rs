@@ -5,8 +5,8 @@
 //! (and its backup) parse as a complete, self-consistent project.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use trsr::curate::{Edit, Key, StepKind};
@@ -66,6 +66,29 @@ fn check(path: &Path) -> u64 {
     g
 }
 
+/// What names one version of a file: a save replaces the file (a new inode) or rewrites it.
+fn version(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?, m.len()))
+}
+
+/// SIGKILLs `child` at a random moment after it has saved `path` at least once, so that
+/// the kill lands amid its saves whatever the machine's load (a kill timed from the spawn
+/// lands before the child has started on a busy machine).
+fn kill_after_a_save(child: &mut Child, path: &Path, rng: &mut impl Rng) {
+    let before = version(path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while version(path) == before
+        && child.try_wait().unwrap().is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(rng.random_range(0..60)));
+    child.kill().unwrap(); // SIGKILL on Unix
+}
+
 /// The child: runs only when the parent test starts this binary with CHILD_ENV (and
 /// `--ignored`); in a normal run it is listed as ignored, not counted as passing.
 #[test]
@@ -102,8 +125,7 @@ fn kill_9_in_the_middle_of_saves_never_breaks_the_project() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..250)));
-        child.kill().unwrap(); // SIGKILL on Unix
+        kill_after_a_save(&mut child, &path, &mut rng);
         child.wait().unwrap();
         let g = check(&path);
         assert!(g >= last, "the project went back in time: {g} < {last}");
@@ -135,7 +157,6 @@ const AUTOSAVE_CHILD_ENV: &str = "TRSR_KILL9_CHILD_AUTOSAVE";
 #[test]
 #[ignore = "child process of kill_9_during_the_windows_autosave_keeps_the_last_good_project"]
 fn kill9_child_autosaver() {
-    use std::time::Instant;
     use trsr::app::background::Background;
     use trsr::app::{ProjectSession, TaskOutput};
 
@@ -188,8 +209,7 @@ fn kill_9_during_the_windows_autosave_keeps_the_last_good_project() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..250)));
-        child.kill().unwrap(); // SIGKILL on Unix
+        kill_after_a_save(&mut child, &path, &mut rng);
         child.wait().unwrap();
         // The window reopens it as it would after a crash.
         let g = check(&path);
