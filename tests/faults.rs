@@ -145,30 +145,6 @@ fn read_output(path: &Path, b: &Batch) -> (BTreeMap<String, Value>, bool) {
     (rows, !tail.is_empty())
 }
 
-/// Largest difference allowed between two runs' scores of one case. Not 0: a case's LLM
-/// scores differ by up to ~0.004 between an uninterrupted run and a resumed one (what the
-/// process scored before changes them; an open finding of #16). Summaries are compared
-/// exactly (they hold no numbers that differ).
-const SCORE_TOLERANCE: f64 = 1e-2;
-
-/// Whether two outputs of one line agree, numbers within [`SCORE_TOLERANCE`].
-fn same_output(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= SCORE_TOLERANCE
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_output(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_output(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 fn finish(b: &Batch, out: &Path) -> Output {
     let o = b.command(out).output().unwrap();
     assert!(
@@ -262,11 +238,7 @@ fn kill9_then_resume(dir: &Path, b: &Batch) {
         "the resumed run's cases differ from an uninterrupted run's"
     );
     for (k, v) in &want {
-        assert!(
-            same_output(&got[k], v),
-            "{k}: the resumed run's output differs: {} vs {v}",
-            got[k]
-        );
+        assert_eq!(&got[k], v, "{k}: the resumed run's output differs");
     }
 }
 
@@ -329,7 +301,7 @@ fn full_disk_then_resume(dir: &Path, b: &Batch) {
     let (kept, _torn) = read_output(&out, b);
     assert!(!kept.is_empty(), "no finished line was kept");
     for (k, v) in &kept {
-        assert!(same_output(&want[k], v), "{k}");
+        assert_eq!(&want[k], v, "{k}");
     }
 
     // Space again: the same command finishes the work.
@@ -341,7 +313,7 @@ fn full_disk_then_resume(dir: &Path, b: &Batch) {
         want.keys().collect::<Vec<_>>()
     );
     for (k, v) in &want {
-        assert!(same_output(&got[k], v), "{k}: {} vs {v}", got[k]);
+        assert_eq!(&got[k], v, "{k}");
     }
 }
 
@@ -452,4 +424,33 @@ fn a_full_disk_keeps_the_last_good_project() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["project.ron"], "files left beside the project");
+}
+
+/// A run resumed after any number of finished cases writes bit-for-bit the scores of an
+/// uninterrupted run: the case a resumed process scores first (its prefix computed
+/// afresh) gets the numbers it got after the previous case (its prefix partly kept).
+#[test]
+fn a_resumed_score_run_writes_the_numbers_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = setup(dir.path(), 24);
+    let b = score_batch(dir.path(), &model, &data);
+    let full = dir.path().join("full.jsonl");
+    finish(&b, &full);
+    let (want, _) = read_output(&full, &b);
+    let text = std::fs::read_to_string(&full).unwrap();
+    let mut differ = Vec::new();
+    for k in 1..12 {
+        let out = dir.path().join(format!("resumed-{k}.jsonl"));
+        let done: String = text.lines().take(k).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&out, done).unwrap();
+        finish(&b, &out);
+        let (got, _) = read_output(&out, &b);
+        assert_eq!(got.len(), want.len());
+        differ.extend(
+            want.iter()
+                .filter(|(key, v)| &got[*key] != *v)
+                .map(|(key, v)| format!("resumed after {k}: {key}: {} vs {v}", got[key])),
+        );
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
 }

@@ -774,6 +774,26 @@ fn jsonl_resume_rejects_a_broken_middle_line_naming_it() {
 }
 
 #[test]
+fn jsonl_resume_drops_a_torn_last_line_cut_inside_a_character() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.jsonl");
+    let good = "{\"case\":\"a\",\"scorer\":\"x\",\"candidates\":[]}\n";
+    let mut bytes = good.as_bytes().to_vec();
+    // A write cut short after the first byte of "é" (0xC3 0xA9).
+    bytes.extend_from_slice(b"{\"case\":\"caf\xC3");
+    std::fs::write(&p, &bytes).unwrap();
+    let (rows, mut w) = JsonlOut::resume::<ScoreRecord>(&p).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        good.as_bytes(),
+        "the torn line is cut off"
+    );
+    w.write(&rows[0]).unwrap();
+    assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 2);
+}
+
+#[test]
 fn command_lines_of_the_issue_parse_to_the_right_settings() {
     use clap::Parser;
     use trsr::cli::{Cli, Command};

@@ -74,32 +74,31 @@ impl JsonlOut {
             let f =
                 File::open(path).with_context(|| format!("could not read {}", path.display()))?;
             let mut reader = BufReader::new(f);
-            let mut line = String::new();
+            // Bytes, not text: a write cut short can end inside a multi-byte character.
+            let mut line = Vec::new();
             let mut line_no = 0u64;
             loop {
                 line.clear();
                 let n = reader
-                    .read_line(&mut line)
+                    .read_until(b'\n', &mut line)
                     .with_context(|| format!("could not read {}", path.display()))?;
                 if n == 0 {
                     break;
                 }
                 line_no += 1;
-                let complete = line.ends_with('\n');
-                if line.trim().is_empty() {
-                    if complete {
-                        good_len += n as u64;
-                    }
+                if !line.ends_with(b"\n") {
+                    // The last line, cut short by an interrupted write: dropped.
+                    break;
+                }
+                if line.trim_ascii().is_empty() {
+                    good_len += n as u64;
                     continue;
                 }
-                match serde_json::from_str::<T>(line.trim_end()) {
-                    Ok(v) if complete => {
+                match serde_json::from_slice::<T>(line.trim_ascii_end()) {
+                    Ok(v) => {
                         rows.push(v);
                         good_len += n as u64;
                     }
-                    // The last line, cut short by an interrupted write: dropped.
-                    Ok(_) => break,
-                    Err(_) if !complete => break,
                     Err(e) => anyhow::bail!(
                         "{}:{line_no}: not a valid output line ({e}); fix or remove the file to start over",
                         path.display()
@@ -145,13 +144,13 @@ impl JsonlOut {
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
     let f = File::open(path).with_context(|| format!("could not read {}", path.display()))?;
     let mut rows = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
+    for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
         let line = line.with_context(|| format!("could not read {}", path.display()))?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
         rows.push(
-            serde_json::from_str(&line)
+            serde_json::from_slice(&line)
                 .with_context(|| format!("{}:{}: not a valid line", path.display(), i + 1))?,
         );
     }

@@ -116,9 +116,13 @@ impl Engine {
 
     /// Makes `self.prefix` hold exactly `ids`, keeping the longest part it already holds.
     fn ensure_prefix(&mut self, ids: &[u32]) -> anyhow::Result<()> {
+        let chunk = self.model.prefill_chunk();
         let keep = match &self.prefix {
             Some((held, cache)) if ids.len() <= cache.capacity() => {
-                held.iter().zip(ids).take_while(|(a, b)| a == b).count()
+                // Kept up to a prefill chunk boundary, so that what is computed next
+                // is computed exactly as a fresh prefill would (see `Model::prefill`).
+                let same = held.iter().zip(ids).take_while(|(a, b)| a == b).count();
+                same / chunk * chunk
             }
             _ => 0,
         };
