@@ -319,6 +319,7 @@ impl ChatTemplate {
     }
 
     /// "the chat template of ORIGIN", or "the chat template".
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn describe(&self) -> String {
         match &self.origin {
             Some(o) => format!("the chat template of {o}"),
