@@ -356,3 +356,34 @@ fn trsr_summarize_with_a_hostile_gguf_template_exits_with_an_error_not_a_signal(
         "{stderr}"
     );
 }
+
+/// Rust's out-of-memory handler takes the runtime's backtrace lock before it aborts; a
+/// child forked while another thread held it (printing a panic's backtrace, capturing one)
+/// would wait for it forever. The parent sees the child asleep and stops it with the
+/// memory error, long before the time limit. Here another thread keeps resolving
+/// backtraces (under that lock) while hostile templates render.
+#[test]
+fn a_child_stuck_on_a_lock_held_at_the_fork_is_stopped_with_the_memory_error() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let b = std::backtrace::Backtrace::force_capture();
+                n += b.to_string().len().min(1);
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    for round in 0..4 {
+        let t = ChatTemplate::from_str(HOSTILE[0].1, "", "").unwrap();
+        let t0 = Instant::now();
+        let e = t.render(&conversation(), true).unwrap_err().to_string();
+        println!("round {round}: stopped after {:?}: {e}", t0.elapsed());
+        assert!(is_memory_error(&e), "{e}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    println!("{} backtraces resolved meanwhile", busy.join().unwrap());
+}

@@ -26,7 +26,10 @@
 //! hundreds of MiB, so a template could otherwise stay busy for hours). A child that dies
 //! (its allocation failed under the limit: the Rust runtime aborts) or runs past the time is
 //! reaped and the render is a clear [`LlmError::Template`]; the next render forks a fresh
-//! child. Dropping the template kills and reaps its child.
+//! child. Rust's out-of-memory handler takes a runtime lock before it aborts, which another
+//! thread of the parent may have held at the fork; a child found asleep and grown while it
+//! owes an answer is that case, and is stopped with the memory error at once
+//! (`Child::child_is_stuck`). Dropping the template kills and reaps its child.
 //!
 //! Cost: a round trip over a Unix socket per prompt (tens of microseconds; see
 //! `tests/template_memory.rs`, which measures it), one fork per template (lazily, so
