@@ -2,6 +2,10 @@
 //! `tokenizer_config.json`), rendered with minijinja the way transformers and
 //! llama-cpp-python render it (`trim_blocks`, `lstrip_blocks`, Python string methods,
 //! `raise_exception`, `tojson`, `strftime_now`), and the paper's plain `### User:` form.
+//!
+//! A template is untrusted code from a model file: on Linux every render runs in a
+//! memory-limited child process (`render_server`), so a template that builds an endless
+//! string is an error, not an abort of the whole program.
 
 use std::path::Path;
 
@@ -12,6 +16,11 @@ use minijinja::{Environment, Error, ErrorKind};
 use super::tokenizer::Tokenizer;
 use super::LlmError;
 use crate::lm::ChatMessage;
+
+#[cfg(target_os = "linux")]
+mod render_server;
+#[cfg(target_os = "linux")]
+pub use render_server::{TEMPLATE_MEMORY_MIB, TEMPLATE_RENDER_TIMEOUT_SECS};
 
 const TEMPLATE_NAME: &str = "chat_template";
 
@@ -29,6 +38,11 @@ pub struct ChatTemplate {
     source: String,
     bos: String,
     eos: String,
+    /// Where the template came from (a file and field, a URL), for error messages.
+    origin: Option<String>,
+    /// The child process that renders it (Linux), forked on the first render.
+    #[cfg(target_os = "linux")]
+    server: render_server::Slot,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -37,6 +51,7 @@ impl std::fmt::Debug for ChatTemplate {
             .field("bos", &self.bos)
             .field("eos", &self.eos)
             .field("source_len", &self.source.len())
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -265,7 +280,8 @@ impl ChatTemplate {
         };
         let bos = token_text("bos_token", tok.bos_id());
         let eos = token_text("eos_token", tok.eos_id());
-        Self::from_str(&template, &bos, &eos).map(Some)
+        Self::from_str(&template, &bos, &eos)
+            .map(|t| Some(t.with_origin(format!("{} (`chat_template`)", path.display()))))
     }
 
     /// Compiles `template`; `bos` and `eos` are the texts the template sees as `bos_token` and
@@ -289,12 +305,58 @@ impl ChatTemplate {
             source: template.to_string(),
             bos: bos.to_string(),
             eos: eos.to_string(),
+            origin: None,
+            #[cfg(target_os = "linux")]
+            server: render_server::Slot::default(),
         })
     }
 
+    /// Names where the template came from (e.g. "`tokenizer.chat_template` of model.gguf"),
+    /// for the errors of its renders.
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// "the chat template of ORIGIN", or "the chat template".
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn describe(&self) -> String {
+        match &self.origin {
+            Some(o) => format!("the chat template of {o}"),
+            None => "the chat template".to_string(),
+        }
+    }
+
     /// Renders `messages`; with `add_generation_prompt` the text ends with the assistant turn
-    /// opened.
+    /// opened. On Linux in the template's memory-limited child process
+    /// (`TEMPLATE_MEMORY_MIB`, `TEMPLATE_RENDER_TIMEOUT_SECS`): a template past either limit
+    /// is an error, and the next render starts a fresh child. Elsewhere in this process,
+    /// with fuel and the recursion limit only.
     pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, LlmError> {
+        #[cfg(target_os = "linux")]
+        return render_server::render(self, messages, add_generation_prompt);
+        #[cfg(not(target_os = "linux"))]
+        return self.render_in_process(messages, add_generation_prompt);
+    }
+
+    /// The PID of the child process that renders this template, if one is running (Linux;
+    /// for tests that check it is replaced after a failure and gone after a drop).
+    #[doc(hidden)]
+    pub fn render_process_id(&self) -> Option<u32> {
+        #[cfg(target_os = "linux")]
+        return self.server.child_pid();
+        #[cfg(not(target_os = "linux"))]
+        return None;
+    }
+
+    /// Renders in this process, with fuel and the recursion limit but no memory limit: a
+    /// hostile template can exhaust memory and abort the process. [`Self::render`] uses it
+    /// in the child; tests compare the two.
+    pub fn render_in_process(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,

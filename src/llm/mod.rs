@@ -272,7 +272,8 @@ impl Engine {
         let tokenizer = tokenizer::Tokenizer::from_gguf(&content)
             .with_context(|| format!("building the tokenizer of {}", path.display()))?;
         let chat = chat::ChatTemplate::from_gguf(&content, &tokenizer)
-            .with_context(|| format!("reading the chat template of {}", path.display()))?;
+            .with_context(|| format!("reading the chat template of {}", path.display()))?
+            .map(|t| t.with_origin(format!("{} (`tokenizer.chat_template`)", path.display())));
         let tok_model = content
             .metadata
             .get("tokenizer.ggml.model")
@@ -320,7 +321,8 @@ impl Engine {
         let chat = match cfg.get("chat_template").and_then(|v| v.as_str()) {
             Some(t) => Some(
                 chat::ChatTemplate::from_str(t, &special("bos_token"), &special("eos_token"))
-                    .with_context(|| format!("chat template in {}", cfg_path.display()))?,
+                    .with_context(|| format!("chat template in {}", cfg_path.display()))?
+                    .with_origin(format!("{} (`chat_template`)", cfg_path.display())),
             ),
             None => None,
         };

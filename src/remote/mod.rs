@@ -316,7 +316,8 @@ impl RemoteModel {
                     .map_err(|e| RemoteError::Protocol {
                         url: format!("{root}/props"),
                         what: format!("the server's chat template does not compile here: {e}"),
-                    })?,
+                    })?
+                    .with_origin(format!("{root}/props (`chat_template`)")),
             ),
         };
         let slots = props
