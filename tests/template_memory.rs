@@ -170,7 +170,7 @@ fn a_render_that_runs_too_long_is_stopped() {
         )),
         "{e}"
     );
-    assert!(t0.elapsed() < Duration::from_secs(TEMPLATE_RENDER_TIMEOUT_SECS + 20));
+    assert!(t0.elapsed() < Duration::from_secs(TEMPLATE_RENDER_TIMEOUT_SECS + 60));
     assert_eq!(t.render_process_id(), None);
 }
 
