@@ -292,7 +292,7 @@ fn greedy(e: &mut Engine, prompt: &[u32], n: usize) -> anyhow::Result<Vec<(u32, 
     let mut g = e.start_ids(prompt.to_vec(), &SamplingParams::greedy(n))?;
     let mut out = Vec::with_capacity(n);
     loop {
-        let logits = g.next_logits().to_vec();
+        let logits = g.next_logits()?;
         match e.next_token(&mut g)? {
             Some(d) => out.push((d.token, logits)),
             None => break,

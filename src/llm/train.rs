@@ -118,6 +118,30 @@ fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
+/// Refuses a training dtype `device` cannot compute: F32 and BF16 only, and BF16 on a
+/// CUDA GPU only with compute capability 8.0 or newer (older GPUs have no bf16 matrix
+/// units, and candle's bf16 kernels are built for sm_80+).
+pub fn check_train_dtype(device: &Device, dtype: DType) -> anyhow::Result<()> {
+    match dtype {
+        DType::F32 => Ok(()),
+        DType::BF16 => {
+            if let Some(g) = super::device::gpu_status(device) {
+                if g.compute_cap.0 < 8 {
+                    anyhow::bail!(
+                        "bf16 training needs a GPU with compute capability 8.0 or newer; {} \
+                         has {}.{}: use --dtype f32",
+                        g.name,
+                        g.compute_cap.0,
+                        g.compute_cap.1
+                    );
+                }
+            }
+            Ok(())
+        }
+        other => anyhow::bail!("training in {other:?} is not supported: use f32 or bf16"),
+    }
+}
+
 /// A projection's dense weight: the model's, or its quantized parts dequantized.
 fn dense_of(p: &Proj, device: &candle_core::Device) -> candle_core::Result<Tensor> {
     if let Some(d) = &p.dense {
@@ -233,7 +257,8 @@ impl Base {
 }
 
 impl Trainer {
-    /// A trainer with fresh LoRA weights (or `init`'s, to continue training).
+    /// A trainer with fresh LoRA weights (or `init`'s, to continue training), the frozen
+    /// base in f32.
     pub fn new(
         model: &Model,
         config: LoraConfig,
@@ -241,7 +266,24 @@ impl Trainer {
         init: Option<&Adapter>,
         seed: u64,
     ) -> anyhow::Result<Trainer> {
+        Self::new_in(model, config, optim, init, seed, DType::F32)
+    }
+
+    /// [`Trainer::new`] with the frozen base weights (projections and output matrix) held
+    /// and multiplied in `base_dtype`: F32, or BF16 (half the memory; mixed precision: the
+    /// activations are cast to bf16 for each frozen product and back, while the LoRA pairs,
+    /// AdamW's state and the loss stay f32). BF16 on a CUDA GPU needs compute capability
+    /// 8.0 or newer (refused below, naming the GPU's); the CPU computes it (slowly).
+    pub fn new_in(
+        model: &Model,
+        config: LoraConfig,
+        optim: &OptimSettings,
+        init: Option<&Adapter>,
+        seed: u64,
+        base_dtype: DType,
+    ) -> anyhow::Result<Trainer> {
         let device = model.device().clone();
+        check_train_dtype(&device, base_dtype)?;
         let c = &model.config;
         let mut frozen = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
@@ -251,16 +293,16 @@ impl Trainer {
                 q_norm: l.q_norm.clone(),
                 k_norm: l.k_norm.clone(),
                 ff: l.ff,
-                qkv: dense_of(&l.qkv, &device)?.to_dtype(DType::F32)?,
+                qkv: dense_of(&l.qkv, &device)?.to_dtype(base_dtype)?,
                 qkv_bias: l.qkv.bias.clone(),
-                wo: dense_of(&l.wo, &device)?.to_dtype(DType::F32)?,
-                gate_up: dense_of(&l.gate_up, &device)?.to_dtype(DType::F32)?,
-                down: dense_of(&l.down, &device)?.to_dtype(DType::F32)?,
+                wo: dense_of(&l.wo, &device)?.to_dtype(base_dtype)?,
+                gate_up: dense_of(&l.gate_up, &device)?.to_dtype(base_dtype)?,
+                down: dense_of(&l.down, &device)?.to_dtype(base_dtype)?,
             });
         }
         let head = match &model.head_dense_source {
-            Some(h) => h.to_dtype(DType::F32)?,
-            None => dense_of(&model.head, &device)?.to_dtype(DType::F32)?,
+            Some(h) => h.to_dtype(base_dtype)?,
+            None => dense_of(&model.head, &device)?.to_dtype(base_dtype)?,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut vars = BTreeMap::new();
@@ -370,6 +412,11 @@ impl Trainer {
     /// The LoRA configuration (`None`: full fine-tuning).
     pub fn config(&self) -> Option<&LoraConfig> {
         self.config.as_ref()
+    }
+
+    /// The format the frozen weights are held in (F32 for a full fine-tuning).
+    pub fn base_dtype(&self) -> DType {
+        self.head.dtype()
     }
 
     /// Trainable parameter count.
