@@ -5,10 +5,10 @@
 
 mod common;
 
-use candle_core::DType;
 use trsr::llm::lora::{Adapter, LoraConfig, Target};
 use trsr::llm::train::{OptimSettings, TrainExample, Trainer};
 use trsr::llm::{Engine, LoadOptions};
+use trsr::train::TrainDtype;
 
 /// Relative tolerance between the bf16 and f32 losses. bf16 keeps 8 significant bits
 /// (a relative rounding of at most 2^-9, about 0.2%, per weight and per cast activation);
@@ -58,7 +58,7 @@ fn bf16_lora_steps_track_the_f32_run_and_the_adapter_scores() {
         ..OptimSettings::default()
     };
     let mut runs = Vec::new();
-    for dtype in [DType::F32, DType::BF16] {
+    for dtype in [TrainDtype::F32, TrainDtype::Bf16] {
         let mut t = Trainer::new_in(engine.model(), cfg.clone(), &optim, None, 3, dtype).unwrap();
         assert_eq!(t.base_dtype(), dtype);
         let mut losses = Vec::new();

@@ -325,11 +325,14 @@ pub fn train(
     let mut trainer = if settings.full {
         Trainer::new_full(engine.model(), &optim)?
     } else {
-        let dtype = match settings.dtype {
-            crate::train::TrainDtype::F32 => candle_core::DType::F32,
-            crate::train::TrainDtype::Bf16 => candle_core::DType::BF16,
-        };
-        Trainer::new_in(engine.model(), lora, &optim, None, settings.seed, dtype)?
+        Trainer::new_in(
+            engine.model(),
+            lora,
+            &optim,
+            None,
+            settings.seed,
+            settings.dtype,
+        )?
     };
     let val_cases = input
         .val

@@ -31,6 +31,7 @@ use super::lora::{
     LoraPair, Target,
 };
 use super::model::{Config, Model, Proj};
+use crate::train::TrainDtype;
 
 /// Optimiser settings (the paper's: lr 1e-4, AdamW betas 0.9/0.95, weight decay 5e-4).
 #[derive(Clone, Debug)]
@@ -118,13 +119,12 @@ fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// Refuses a training dtype `device` cannot compute: F32 and BF16 only, and BF16 on a
-/// CUDA GPU only with compute capability 8.0 or newer (older GPUs have no bf16 matrix
+/// Refuses a training dtype `device` cannot compute: bf16 on a CUDA GPU only with compute capability 8.0 or newer (older GPUs have no bf16 matrix
 /// units, and candle's bf16 kernels are built for sm_80+).
-pub fn check_train_dtype(device: &Device, dtype: DType) -> anyhow::Result<()> {
+pub fn check_train_dtype(device: &Device, dtype: TrainDtype) -> anyhow::Result<()> {
     match dtype {
-        DType::F32 => Ok(()),
-        DType::BF16 => {
+        TrainDtype::F32 => Ok(()),
+        TrainDtype::Bf16 => {
             if let Some(g) = super::device::gpu_status(device) {
                 if g.compute_cap.0 < 8 {
                     anyhow::bail!(
@@ -138,7 +138,6 @@ pub fn check_train_dtype(device: &Device, dtype: DType) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        other => anyhow::bail!("training in {other:?} is not supported: use f32 or bf16"),
     }
 }
 
@@ -266,11 +265,11 @@ impl Trainer {
         init: Option<&Adapter>,
         seed: u64,
     ) -> anyhow::Result<Trainer> {
-        Self::new_in(model, config, optim, init, seed, DType::F32)
+        Self::new_in(model, config, optim, init, seed, TrainDtype::F32)
     }
 
     /// [`Trainer::new`] with the frozen base weights (projections and output matrix) held
-    /// and multiplied in `base_dtype`: F32, or BF16 (half the memory; mixed precision: the
+    /// and multiplied in `dtype`: f32, or bf16 (half the memory; mixed precision: the
     /// activations are cast to bf16 for each frozen product and back, while the LoRA pairs,
     /// AdamW's state and the loss stay f32). BF16 on a CUDA GPU needs compute capability
     /// 8.0 or newer (refused below, naming the GPU's); the CPU computes it (slowly).
@@ -280,10 +279,14 @@ impl Trainer {
         optim: &OptimSettings,
         init: Option<&Adapter>,
         seed: u64,
-        base_dtype: DType,
+        dtype: TrainDtype,
     ) -> anyhow::Result<Trainer> {
         let device = model.device().clone();
-        check_train_dtype(&device, base_dtype)?;
+        check_train_dtype(&device, dtype)?;
+        let base_dtype = match dtype {
+            TrainDtype::F32 => DType::F32,
+            TrainDtype::Bf16 => DType::BF16,
+        };
         let c = &model.config;
         let mut frozen = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
@@ -414,9 +417,12 @@ impl Trainer {
         self.config.as_ref()
     }
 
-    /// The format the frozen weights are held in (F32 for a full fine-tuning).
-    pub fn base_dtype(&self) -> DType {
-        self.head.dtype()
+    /// The format the frozen weights are held in (f32 for a full fine-tuning).
+    pub fn base_dtype(&self) -> TrainDtype {
+        match self.head.dtype() {
+            DType::BF16 => TrainDtype::Bf16,
+            _ => TrainDtype::F32,
+        }
     }
 
     /// Trainable parameter count.
