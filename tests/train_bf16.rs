@@ -54,7 +54,7 @@ fn bf16_lora_steps_track_the_f32_run_and_the_adapter_scores() {
         ..LoraConfig::paper()
     };
     let optim = OptimSettings {
-        lr: 1e-2,
+        lr: 1e-3,
         ..OptimSettings::default()
     };
     let mut runs = Vec::new();
