@@ -171,12 +171,15 @@ pub fn run(args: GpuCheckArgs) -> anyhow::Result<()> {
     if args.bench {
         let b = bench(&mut dev, &w, args.decode_tokens)?;
         let line = format!(
-            "bench {name} on {}: prefill {:.0} tok/s ({} tokens), decode {:.1} tok/s, \
+            "bench {name} on {}: prefill {:.0} tok/s ({} tokens), decode {:.1} tok/s \
+             (sampled: {:.1} tok/s with small copies, {:.1} with whole copies), \
              {:.1} candidates/s ({} users x {} candidates)",
             dev.info().device,
             b.prefill_tps,
             w.prefill.len(),
             b.decode_tps,
+            b.sampled_tps,
+            b.sampled_full_tps,
             b.cands_per_s,
             w.bench_users.len(),
             BENCH_CANDIDATES
@@ -591,6 +594,9 @@ fn bf16_lora_check(dev: &Engine, w: &Workload) -> anyhow::Result<Check> {
 struct Figures {
     prefill_tps: f64,
     decode_tps: f64,
+    /// Sampled decode (workbench defaults) with the small copies, and with whole copies.
+    sampled_tps: f64,
+    sampled_full_tps: f64,
     cands_per_s: f64,
 }
 
@@ -607,14 +613,15 @@ fn bench(e: &mut Engine, w: &Workload, decode_tokens: usize) -> anyhow::Result<F
         best = best.min(e.finish(g).prefill_ms);
     }
     let prefill_tps = w.prefill.len() as f64 / (best / 1000.0);
-    let mut g = e.start_ids(w.story.clone(), &SamplingParams::greedy(decode_tokens))?;
-    let t0 = Instant::now();
-    let mut n = 0usize;
-    while e.next_token(&mut g)?.is_some() {
-        n += 1;
-    }
-    let decode_tps = n as f64 / t0.elapsed().as_secs_f64();
-    e.finish(g);
+    let decode_tps = decode(e, w, &SamplingParams::greedy(decode_tokens), false)?;
+    // Sampling (the workbench defaults) with the small copies and with whole copies.
+    let sampled = SamplingParams {
+        max_new_tokens: decode_tokens,
+        stop: Vec::new(),
+        ..SamplingParams::default()
+    };
+    let sampled_tps = decode(e, w, &sampled, false)?;
+    let sampled_full_tps = decode(e, w, &sampled, true)?;
     let t0 = Instant::now();
     let mut scored = 0usize;
     for (prefix, suffixes) in &w.bench_users {
@@ -625,6 +632,28 @@ fn bench(e: &mut Engine, w: &Workload, decode_tokens: usize) -> anyhow::Result<F
     Ok(Figures {
         prefill_tps,
         decode_tps,
+        sampled_tps,
+        sampled_full_tps,
         cands_per_s,
     })
+}
+
+/// Decode tokens/s of the story prompt with `params` (`full_copy`: the whole logits copied
+/// to the host every token, as before the small copies).
+fn decode(
+    e: &mut Engine,
+    w: &Workload,
+    params: &SamplingParams,
+    full_copy: bool,
+) -> anyhow::Result<f64> {
+    let mut g = e.start_ids(w.story.clone(), params)?;
+    g.set_full_copy(full_copy);
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    while e.next_token(&mut g)?.is_some() {
+        n += 1;
+    }
+    let tps = n as f64 / t0.elapsed().as_secs_f64();
+    e.finish(g);
+    Ok(tps)
 }
