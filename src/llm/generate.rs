@@ -22,7 +22,9 @@
 //! has a maximum at least the k-th largest chunk maximum (the k best chunks hold k values at
 //! least that large), so taking every chunk whose maximum reaches the k-th best keeps the top
 //! k, ties included. The penalty only changes the window's r tokens, so the top k after it is
-//! within the window plus the top k + r before it.
+//! within the window plus the top k + r before it. One caveat, greedy only: on an exact tie
+//! for the largest logit the CPU's argmax takes the lowest id, as the host does, but CUDA's
+//! argmax kernel may take another of the tied ids (its threads scan strided slices).
 
 use std::time::Instant;
 
