@@ -91,11 +91,17 @@ fn bf16_lora_steps_track_the_f32_run_and_the_adapter_scores() {
     let dir = tempfile::tempdir().unwrap();
     runs[1].1.save(dir.path()).unwrap();
     let loaded = Adapter::load(dir.path()).unwrap();
-    let base = engine.score_ids(&prefix, &[suffix.clone()]).unwrap()[0];
+    let base = engine
+        .score_ids(&prefix, std::slice::from_ref(&suffix))
+        .unwrap()[0];
     engine.set_adapter(Some(&runs[0].1), Some("f32")).unwrap();
-    let with_f32 = engine.score_ids(&prefix, &[suffix.clone()]).unwrap()[0];
+    let with_f32 = engine
+        .score_ids(&prefix, std::slice::from_ref(&suffix))
+        .unwrap()[0];
     engine.set_adapter(Some(&loaded), Some("bf16")).unwrap();
-    let with_bf16 = engine.score_ids(&prefix, &[suffix.clone()]).unwrap()[0];
+    let with_bf16 = engine
+        .score_ids(&prefix, std::slice::from_ref(&suffix))
+        .unwrap()[0];
     println!("P(yes): base {base}, f32 adapter {with_f32}, bf16 adapter {with_bf16}");
     assert!(with_bf16.is_finite() && (0.0..=1.0).contains(&with_bf16));
     assert!(

@@ -277,6 +277,10 @@ impl Candidates {
         let chunks: Vec<u32> = (0..n_chunks as u32)
             .filter(|&i| maxima[i as usize] >= threshold)
             .collect();
+        if chunks.len() < top {
+            // NaN logits defeat the comparisons: leave them to the whole-vector path.
+            return Ok(None);
+        }
         let vals = main
             .index_select(&Tensor::new(chunks.as_slice(), dev)?, 0)?
             .flatten_all()?
@@ -719,6 +723,18 @@ mod tests {
                 }
                 recent.push(want);
             }
+        }
+    }
+
+    /// NaN logits (a broken model) give a token, as the whole-vector sampler does, not a panic.
+    #[test]
+    fn nan_logits_do_not_panic() {
+        let mut l: Vec<f32> = (0..10_000).map(|i| (i % 97) as f32 * 0.01).collect();
+        l[17] = f32::NAN;
+        let t = Tensor::new(l.as_slice(), &candle_core::Device::Cpu).unwrap();
+        for params in [SamplingParams::default(), SamplingParams::greedy(1)] {
+            let pick = Sampler::new(&params).sample_tensor(&t, &[3, 4], false);
+            assert!((pick.unwrap().token as usize) < l.len());
         }
     }
 
