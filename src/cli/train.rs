@@ -49,7 +49,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub full: bool,
     /// LoRA: the format the frozen base weights are held and multiplied in: f32, or bf16
-    /// (half their memory) on a GPU with bf16 support (compute capability 8.0+, e.g.
+    /// (half the memory of the trainer's dequantized copy of a GGUF model's weights) on a GPU with bf16 support (compute capability 8.0+, e.g.
     /// A100, RTX 30xx/40xx, H100; refused on an older GPU; correct but slow on the CPU).
     /// The LoRA A/B matrices, AdamW's state and the loss stay f32. Recorded in
     /// train_log.json's settings.

@@ -9,6 +9,12 @@
 //! whose backward pass computes only the input's gradient (candle's own matmul would
 //! also compute the gradient of every frozen weight).
 //!
+//! The frozen base can be held in bf16 instead ([`Trainer::new_in`], `trsr train --dtype
+//! bf16`), for GPUs with bf16: the frozen products run in bf16 (activations cast at each
+//! one) while the LoRA pairs, AdamW's state and the loss stay f32. That halves the
+//! trainer's dequantized copy of a quantized (GGUF) model's projections; a model already
+//! held in dense f32 is shared in f32, so bf16 there adds a half-size copy instead.
+//!
 //! Full fine-tuning makes every weight of the model a trainable f32 variable, as a
 //! Hugging Face `Trainer` without PEFT does: the projections (and Qwen2's biases), the
 //! norms, the embedding and the output matrix (one variable when the model ties them).
@@ -119,8 +125,9 @@ fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// Refuses a training dtype `device` cannot compute: bf16 on a CUDA GPU only with compute capability 8.0 or newer (older GPUs have no bf16 matrix
-/// units, and candle's bf16 kernels are built for sm_80+).
+/// Refuses a training dtype `device` cannot compute: bf16 on a CUDA GPU only with compute
+/// capability 8.0 or newer (older GPUs have no bf16 matrix units, and candle's bf16
+/// kernels are built for sm_80+).
 pub fn check_train_dtype(device: &Device, dtype: TrainDtype) -> anyhow::Result<()> {
     match dtype {
         TrainDtype::F32 => Ok(()),
