@@ -2,7 +2,11 @@
 # The GPU check, in one command, for a machine with an NVIDIA GPU and the binary that
 # scripts/build_cuda.sh made (carried there: no Rust toolchain or network needed). Runs
 # `trsr gpu-check` (load; greedy decode against the CPU engine; P(yes) against the CPU
-# engine; one LoRA step; the engine benchmark: prefill, decode, candidates/s) on the
+# engine; one LoRA step; on the GPU alone: sampling with small copies drawing the tokens
+# of the whole-vector copy (greedy, reference preset, workbench defaults: the
+# sampler-equality test of tests/sampler_device.rs, in the binary) and a LoRA step with
+# the frozen base in bf16 against f32 (reported as not run on a GPU below sm_80);
+# the engine benchmark: prefill, decode, candidates/s) on the
 # default model, then the benchmark alone on a larger GGUF if one is given, and writes a
 # short markdown report. Sized to finish in under 8 minutes (each run has a time limit).
 #

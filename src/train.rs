@@ -48,6 +48,29 @@ pub enum LossOn {
     Text,
 }
 
+/// The number format a LoRA training holds and multiplies the frozen base weights in.
+/// The trained A/B matrices, AdamW's state and the loss are f32 either way (mixed
+/// precision: activations are cast at each frozen product).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainDtype {
+    /// f32 (the default, and the CPU's format).
+    #[default]
+    F32,
+    /// bf16: half the frozen weights' memory, for GPUs with bf16 support (compute
+    /// capability 8.0 or newer: A100, RTX 30xx/40xx, H100); correct but slow on the CPU.
+    Bf16,
+}
+
+impl TrainDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainDtype::F32 => "f32",
+            TrainDtype::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Everything that shapes a training run. Defaults: the paper's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -90,6 +113,9 @@ pub struct TrainSettings {
     /// is trained in f32 and a whole model is saved, instead of a LoRA adapter (the
     /// LoRA settings are then unused). Memory: about 16 bytes per parameter.
     pub full: bool,
+    /// LoRA: the format of the frozen base weights (`f32`, or `bf16` on a GPU with bf16
+    /// support); a full fine-tuning trains in f32.
+    pub dtype: TrainDtype,
 }
 
 /// How the best epoch is chosen from the validation metrics.
@@ -142,6 +168,7 @@ impl Default for TrainSettings {
             negative: NegativePick::Random,
             truncate_tokens: None,
             full: false,
+            dtype: TrainDtype::F32,
         }
     }
 }
@@ -205,6 +232,9 @@ impl TrainSettings {
         }
         if self.truncate_tokens == Some(0) {
             return bad("`truncate_tokens` must be at least 1");
+        }
+        if self.full && self.dtype != TrainDtype::F32 {
+            return bad("`dtype` bf16 is for LoRA (the frozen base weights); a full fine-tuning trains in f32");
         }
         if let Some(t) = self
             .targets

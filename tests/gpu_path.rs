@@ -153,10 +153,22 @@ fn gpu_check_on_the_cpu_passes_and_can_fail() {
         report.to_str().unwrap(),
     ]);
     assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
-    for check in ["load", "greedy decode", "P(yes)", "LoRA step"] {
+    for check in [
+        "load",
+        "greedy decode",
+        "P(yes)",
+        "LoRA step",
+        "sampling copies",
+        "bf16 LoRA step",
+    ] {
         assert!(out.contains(&format!("PASS {check}:")), "{check}:\n{out}");
     }
     assert!(out.contains("generic path"), "{out}");
+    assert!(
+        out.contains("greedy 16/16 equal, 8 of 196608 bytes"),
+        "{out}"
+    );
+    assert!(out.contains("with small copies"), "{out}");
     assert!(
         out.contains("tok/s") && out.contains("candidates/s"),
         "{out}"

@@ -9,7 +9,10 @@
 //! equal to the CPU engine's (a divergence passes only on a near tie of the CPU engine's
 //! logits, `--logit-tolerance`); P(yes) of a few candidates within `--p-yes-tolerance`;
 //! one LoRA step (loss equal to the CPU trainer's within 2% before the step, finite and
-//! changed after it). `--bench` adds prefill and decode tokens/s and candidates/s.
+//! changed after it). On the device alone: sampling with small copies draws the tokens the
+//! whole-vector copy draws (greedy, the reference preset, the workbench defaults), and a
+//! LoRA step with the frozen base in bf16 (where the GPU has bf16) agrees with f32's within
+//! 5%. `--bench` adds prefill and decode tokens/s and candidates/s.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -158,16 +161,25 @@ pub fn run(args: GpuCheckArgs) -> anyhow::Result<()> {
         checks.push(lora_check(&cpu, &dev, &w)?);
         print_check(checks.last().expect("pushed"), &mut report);
     }
+    // On the device alone: the small-copy sampler against the whole-vector copy, and a
+    // LoRA step with the base in bf16.
+    checks.push(sampling_check(&mut dev, &w, args.tokens.max(16))?);
+    print_check(checks.last().expect("pushed"), &mut report);
+    checks.push(bf16_lora_check(&dev, &w)?);
+    print_check(checks.last().expect("pushed"), &mut report);
 
     if args.bench {
         let b = bench(&mut dev, &w, args.decode_tokens)?;
         let line = format!(
-            "bench {name} on {}: prefill {:.0} tok/s ({} tokens), decode {:.1} tok/s, \
+            "bench {name} on {}: prefill {:.0} tok/s ({} tokens), decode {:.1} tok/s \
+             (sampled: {:.1} tok/s with small copies, {:.1} with whole copies), \
              {:.1} candidates/s ({} users x {} candidates)",
             dev.info().device,
             b.prefill_tps,
             w.prefill.len(),
             b.decode_tps,
+            b.sampled_tps,
+            b.sampled_full_tps,
             b.cands_per_s,
             w.bench_users.len(),
             BENCH_CANDIDATES
@@ -292,7 +304,7 @@ fn greedy(e: &mut Engine, prompt: &[u32], n: usize) -> anyhow::Result<Vec<(u32, 
     let mut g = e.start_ids(prompt.to_vec(), &SamplingParams::greedy(n))?;
     let mut out = Vec::with_capacity(n);
     loop {
-        let logits = g.next_logits().to_vec();
+        let logits = g.next_logits()?;
         match e.next_token(&mut g)? {
             Some(d) => out.push((d.token, logits)),
             None => break,
@@ -469,9 +481,131 @@ fn lora_check(cpu: &Engine, dev: &Engine, w: &Workload) -> anyhow::Result<Check>
     })
 }
 
+/// The sampler's small copies against the whole-vector copy on the device: for greedy,
+/// the reference preset and the workbench defaults, each step's token equals the one a
+/// clone of the sampler draws from the whole logits copied to the host.
+fn sampling_check(e: &mut Engine, w: &Workload, tokens: usize) -> anyhow::Result<Check> {
+    let cases = [
+        ("greedy", SamplingParams::greedy(tokens)),
+        (
+            "reference",
+            SamplingParams {
+                max_new_tokens: tokens,
+                ..crate::preset::reference_sampling()
+            },
+        ),
+        (
+            "workbench",
+            SamplingParams {
+                max_new_tokens: tokens,
+                ..SamplingParams::default()
+            },
+        ),
+    ];
+    let mut parts = Vec::new();
+    let mut pass = true;
+    for (name, params) in cases {
+        let mut g = e.start_ids(w.story.clone(), &params)?;
+        let (mut n, mut equal) = (0usize, 0usize);
+        let mut vocab;
+        loop {
+            let logits = g.next_logits()?;
+            vocab = logits.len();
+            let want = g.sampler().clone().sample(&logits, g.tokens());
+            let Some(d) = e.next_token(&mut g)? else {
+                break;
+            };
+            n += 1;
+            if d.token == want {
+                equal += 1;
+            } else {
+                // The draws part ways here; the rest would compare different texts.
+                break;
+            }
+        }
+        let bytes = g.copied_bytes() / n.max(1);
+        e.finish(g);
+        pass &= equal == n && n > 0;
+        parts.push(format!(
+            "{name} {equal}/{n} equal, {bytes} of {} bytes per token",
+            vocab * 4
+        ));
+    }
+    Ok(Check {
+        name: "sampling copies",
+        pass,
+        detail: parts.join("; "),
+    })
+}
+
+/// One LoRA step with the frozen base in bf16 on the device: the loss before the step
+/// within 5% of the f32 trainer's (bf16's 8-bit significand), finite and changed after.
+/// A GPU without bf16 (compute capability below 8.0) passes with the refusal as detail;
+/// the CPU (the dry run) with a note.
+fn bf16_lora_check(dev: &Engine, w: &Workload) -> anyhow::Result<Check> {
+    use crate::train::TrainDtype;
+    if dev.model().device().is_cpu() {
+        return Ok(Check {
+            name: "bf16 LoRA step",
+            pass: true,
+            detail: "not run on the CPU (bf16 products are slow there; tests/train_bf16.rs \
+                     trains in bf16 on the CPU)"
+                .into(),
+        });
+    }
+    if let Err(e) = crate::llm::train::check_train_dtype(dev.model().device(), TrainDtype::Bf16) {
+        return Ok(Check {
+            name: "bf16 LoRA step",
+            pass: true,
+            detail: format!("not run: {e}"),
+        });
+    }
+    let (yes, _) = dev.answer_ids();
+    let mut ids = w.prefill[..w.prefill.len().min(64)].to_vec();
+    ids.push(yes);
+    let ex = TrainExample {
+        loss_from: ids.len() - 1,
+        ids,
+    };
+    let config = LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec![Target::Q, Target::V],
+        ..LoraConfig::paper()
+    };
+    let optim = OptimSettings {
+        lr: 1e-2,
+        ..OptimSettings::default()
+    };
+    let mut losses = Vec::new();
+    for dtype in [TrainDtype::F32, TrainDtype::Bf16] {
+        let mut t = Trainer::new_in(dev.model(), config.clone(), &optim, None, 7, dtype)?;
+        let before = t.backward(&ex, 1.0)?;
+        t.step(optim.lr)?;
+        let after = t.loss(&ex, false)?.to_scalar::<f32>()?;
+        losses.push((before, after));
+    }
+    let ((f_before, _), (before, after)) = (losses[0], losses[1]);
+    let agree = (before - f_before).abs() <= 0.05 * f_before.abs().max(1.0);
+    let changed = after.is_finite() && (after - before).abs() > 1e-6;
+    Ok(Check {
+        name: "bf16 LoRA step",
+        pass: agree && changed,
+        detail: format!(
+            "loss before/after one step: bf16 {before:.4} -> {after:.4}, f32 before {f_before:.4}{}{}",
+            if agree { "" } else { "; bf16 and f32 disagree" },
+            if changed { "" } else { "; the step did not change the loss" }
+        ),
+    })
+}
+
 struct Figures {
     prefill_tps: f64,
     decode_tps: f64,
+    /// Sampled decode (workbench defaults) with the small copies, and with whole copies.
+    sampled_tps: f64,
+    sampled_full_tps: f64,
     cands_per_s: f64,
 }
 
@@ -488,14 +622,15 @@ fn bench(e: &mut Engine, w: &Workload, decode_tokens: usize) -> anyhow::Result<F
         best = best.min(e.finish(g).prefill_ms);
     }
     let prefill_tps = w.prefill.len() as f64 / (best / 1000.0);
-    let mut g = e.start_ids(w.story.clone(), &SamplingParams::greedy(decode_tokens))?;
-    let t0 = Instant::now();
-    let mut n = 0usize;
-    while e.next_token(&mut g)?.is_some() {
-        n += 1;
-    }
-    let decode_tps = n as f64 / t0.elapsed().as_secs_f64();
-    e.finish(g);
+    let decode_tps = decode(e, w, &SamplingParams::greedy(decode_tokens), false)?;
+    // Sampling (the workbench defaults) with the small copies and with whole copies.
+    let sampled = SamplingParams {
+        max_new_tokens: decode_tokens,
+        stop: Vec::new(),
+        ..SamplingParams::default()
+    };
+    let sampled_tps = decode(e, w, &sampled, false)?;
+    let sampled_full_tps = decode(e, w, &sampled, true)?;
     let t0 = Instant::now();
     let mut scored = 0usize;
     for (prefix, suffixes) in &w.bench_users {
@@ -506,6 +641,28 @@ fn bench(e: &mut Engine, w: &Workload, decode_tokens: usize) -> anyhow::Result<F
     Ok(Figures {
         prefill_tps,
         decode_tps,
+        sampled_tps,
+        sampled_full_tps,
         cands_per_s,
     })
+}
+
+/// Decode tokens/s of the story prompt with `params` (`full_copy`: the whole logits copied
+/// to the host every token, as before the small copies).
+fn decode(
+    e: &mut Engine,
+    w: &Workload,
+    params: &SamplingParams,
+    full_copy: bool,
+) -> anyhow::Result<f64> {
+    let mut g = e.start_ids(w.story.clone(), params)?;
+    g.set_full_copy(full_copy);
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    while e.next_token(&mut g)?.is_some() {
+        n += 1;
+    }
+    let tps = n as f64 / t0.elapsed().as_secs_f64();
+    e.finish(g);
+    Ok(tps)
 }

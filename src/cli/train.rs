@@ -48,6 +48,13 @@ pub struct TrainArgs {
     /// for the default 135M model, plus activations; disk: 4 bytes per parameter.
     #[arg(long)]
     pub full: bool,
+    /// LoRA: the format the frozen base weights are held and multiplied in: f32, or bf16
+    /// (half the memory of the trainer's dequantized copy of a GGUF model's weights) on a GPU with bf16 support (compute capability 8.0+, e.g.
+    /// A100, RTX 30xx/40xx, H100; refused on an older GPU; correct but slow on the CPU).
+    /// The LoRA A/B matrices, AdamW's state and the loss stay f32. Recorded in
+    /// train_log.json's settings.
+    #[arg(long, value_enum, default_value_t = crate::train::TrainDtype::F32)]
+    pub dtype: crate::train::TrainDtype,
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     /// Examples per micro-batch [default: 4; reference: 8].
@@ -156,6 +163,7 @@ impl TrainArgs {
             validate_before: !self.no_validate_before,
             ks: self.k.clone(),
             full: self.full,
+            dtype: self.dtype,
             ..p
         }
     }

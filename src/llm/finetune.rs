@@ -325,7 +325,14 @@ pub fn train(
     let mut trainer = if settings.full {
         Trainer::new_full(engine.model(), &optim)?
     } else {
-        Trainer::new(engine.model(), lora, &optim, None, settings.seed)?
+        Trainer::new_in(
+            engine.model(),
+            lora,
+            &optim,
+            None,
+            settings.seed,
+            settings.dtype,
+        )?
     };
     let val_cases = input
         .val

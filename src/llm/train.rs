@@ -9,6 +9,12 @@
 //! whose backward pass computes only the input's gradient (candle's own matmul would
 //! also compute the gradient of every frozen weight).
 //!
+//! The frozen base can be held in bf16 instead ([`Trainer::new_in`], `trsr train --dtype
+//! bf16`), for GPUs with bf16: the frozen products run in bf16 (activations cast at each
+//! one) while the LoRA pairs, AdamW's state and the loss stay f32. That halves the
+//! trainer's dequantized copy of a quantized (GGUF) model's projections; a model already
+//! held in dense f32 is shared in f32, so bf16 there adds a half-size copy instead.
+//!
 //! Full fine-tuning makes every weight of the model a trainable f32 variable, as a
 //! Hugging Face `Trainer` without PEFT does: the projections (and Qwen2's biases), the
 //! norms, the embedding and the output matrix (one variable when the model ties them).
@@ -31,6 +37,7 @@ use super::lora::{
     LoraPair, Target,
 };
 use super::model::{Config, Model, Proj};
+use crate::train::TrainDtype;
 
 /// Optimiser settings (the paper's: lr 1e-4, AdamW betas 0.9/0.95, weight decay 5e-4).
 #[derive(Clone, Debug)]
@@ -115,6 +122,29 @@ fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         x.matmul(&w.t()?)
     } else {
         x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
+    }
+}
+
+/// Refuses a training dtype `device` cannot compute: bf16 on a CUDA GPU only with compute
+/// capability 8.0 or newer (older GPUs have no bf16 matrix units, and candle's bf16
+/// kernels are built for sm_80+).
+pub fn check_train_dtype(device: &Device, dtype: TrainDtype) -> anyhow::Result<()> {
+    match dtype {
+        TrainDtype::F32 => Ok(()),
+        TrainDtype::Bf16 => {
+            if let Some(g) = super::device::gpu_status(device) {
+                if g.compute_cap.0 < 8 {
+                    anyhow::bail!(
+                        "bf16 training needs a GPU with compute capability 8.0 or newer; {} \
+                         has {}.{}: use --dtype f32",
+                        g.name,
+                        g.compute_cap.0,
+                        g.compute_cap.1
+                    );
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -233,7 +263,8 @@ impl Base {
 }
 
 impl Trainer {
-    /// A trainer with fresh LoRA weights (or `init`'s, to continue training).
+    /// A trainer with fresh LoRA weights (or `init`'s, to continue training), the frozen
+    /// base in f32.
     pub fn new(
         model: &Model,
         config: LoraConfig,
@@ -241,7 +272,28 @@ impl Trainer {
         init: Option<&Adapter>,
         seed: u64,
     ) -> anyhow::Result<Trainer> {
+        Self::new_in(model, config, optim, init, seed, TrainDtype::F32)
+    }
+
+    /// [`Trainer::new`] with the frozen base weights (projections and output matrix) held
+    /// and multiplied in `dtype`: f32, or bf16 (half the memory; mixed precision: the
+    /// activations are cast to bf16 for each frozen product and back, while the LoRA pairs,
+    /// AdamW's state and the loss stay f32). BF16 on a CUDA GPU needs compute capability
+    /// 8.0 or newer (refused below, naming the GPU's); the CPU computes it (slowly).
+    pub fn new_in(
+        model: &Model,
+        config: LoraConfig,
+        optim: &OptimSettings,
+        init: Option<&Adapter>,
+        seed: u64,
+        dtype: TrainDtype,
+    ) -> anyhow::Result<Trainer> {
         let device = model.device().clone();
+        check_train_dtype(&device, dtype)?;
+        let base_dtype = match dtype {
+            TrainDtype::F32 => DType::F32,
+            TrainDtype::Bf16 => DType::BF16,
+        };
         let c = &model.config;
         let mut frozen = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
@@ -251,16 +303,16 @@ impl Trainer {
                 q_norm: l.q_norm.clone(),
                 k_norm: l.k_norm.clone(),
                 ff: l.ff,
-                qkv: dense_of(&l.qkv, &device)?.to_dtype(DType::F32)?,
+                qkv: dense_of(&l.qkv, &device)?.to_dtype(base_dtype)?,
                 qkv_bias: l.qkv.bias.clone(),
-                wo: dense_of(&l.wo, &device)?.to_dtype(DType::F32)?,
-                gate_up: dense_of(&l.gate_up, &device)?.to_dtype(DType::F32)?,
-                down: dense_of(&l.down, &device)?.to_dtype(DType::F32)?,
+                wo: dense_of(&l.wo, &device)?.to_dtype(base_dtype)?,
+                gate_up: dense_of(&l.gate_up, &device)?.to_dtype(base_dtype)?,
+                down: dense_of(&l.down, &device)?.to_dtype(base_dtype)?,
             });
         }
         let head = match &model.head_dense_source {
-            Some(h) => h.to_dtype(DType::F32)?,
-            None => dense_of(&model.head, &device)?.to_dtype(DType::F32)?,
+            Some(h) => h.to_dtype(base_dtype)?,
+            None => dense_of(&model.head, &device)?.to_dtype(base_dtype)?,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut vars = BTreeMap::new();
@@ -370,6 +422,14 @@ impl Trainer {
     /// The LoRA configuration (`None`: full fine-tuning).
     pub fn config(&self) -> Option<&LoraConfig> {
         self.config.as_ref()
+    }
+
+    /// The format the frozen weights are held in (f32 for a full fine-tuning).
+    pub fn base_dtype(&self) -> TrainDtype {
+        match self.head.dtype() {
+            DType::BF16 => TrainDtype::Bf16,
+            _ => TrainDtype::F32,
+        }
     }
 
     /// Trainable parameter count.

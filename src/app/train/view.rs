@@ -330,6 +330,23 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut Settings, panel: &mut TrainPane
             )
             .labelled_by(l.id);
             ui.end_row();
+            ui.label("Base weights");
+            ui.add_enabled_ui(lora, |ui| {
+                use crate::train::TrainDtype;
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut t.dtype, TrainDtype::F32, "f32");
+                    ui.radio_value(&mut t.dtype, TrainDtype::Bf16, "bf16").on_hover_text(
+                        "the frozen base weights in bf16: half their memory, for GPUs with \
+                         bf16 (compute capability 8.0+); slow on the CPU. LoRA weights, \
+                         optimiser and loss stay f32",
+                    );
+                });
+            });
+            if t.full {
+                // A full fine-tuning trains in f32.
+                t.dtype = crate::train::TrainDtype::F32;
+            }
+            ui.end_row();
             ui.label("Target projections");
             ui.add_enabled_ui(lora, |ui| {
                 ui.horizontal(|ui| {
