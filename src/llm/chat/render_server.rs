@@ -465,6 +465,20 @@ unsafe fn child_setup(sock: RawFd) -> bool {
     libc::signal(libc::SIGINT, libc::SIG_IGN);
     libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    // Fatal signals take their default action: a handler inherited from the host process
+    // (a crash reporter, a fuzzer's, the runtime's stack-overflow handler) must not run
+    // here, where an abort on the memory limit is the expected way to end.
+    for sig in [
+        libc::SIGABRT,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTERM,
+        libc::SIGALRM,
+    ] {
+        libc::signal(sig, libc::SIG_DFL);
+    }
     if sock != CHILD_FD && libc::dup2(sock, CHILD_FD) != CHILD_FD {
         return false;
     }
