@@ -429,11 +429,11 @@ fn p_yes_check(
     })
 }
 
-/// One LoRA step on the device and on the CPU from the same start: the losses before the
-/// step agree, and the step changes the device's loss.
-fn lora_check(cpu: &Engine, dev: &Engine, w: &Workload) -> anyhow::Result<Check> {
+/// The LoRA checks' one example (`prompt` then the yes token, the loss on that token),
+/// adapter (r 4 on Q and V) and optimizer (lr 1e-2).
+fn lora_probe(dev: &Engine, prompt: &[u32]) -> (TrainExample, LoraConfig, OptimSettings) {
     let (yes, _) = dev.answer_ids();
-    let mut ids = w.prefill.clone();
+    let mut ids = prompt.to_vec();
     ids.push(yes);
     let ex = TrainExample {
         loss_from: ids.len() - 1,
@@ -450,6 +450,13 @@ fn lora_check(cpu: &Engine, dev: &Engine, w: &Workload) -> anyhow::Result<Check>
         lr: 1e-2,
         ..OptimSettings::default()
     };
+    (ex, config, optim)
+}
+
+/// One LoRA step on the device and on the CPU from the same start: the losses before the
+/// step agree, and the step changes the device's loss.
+fn lora_check(cpu: &Engine, dev: &Engine, w: &Workload) -> anyhow::Result<Check> {
+    let (ex, config, optim) = lora_probe(dev, &w.prefill);
     let step = |e: &Engine| -> anyhow::Result<(f32, f32)> {
         let mut t = Trainer::new(e.model(), config.clone(), &optim, None, 7)?;
         let before = t.backward(&ex, 1.0)?;
@@ -560,24 +567,7 @@ fn bf16_lora_check(dev: &Engine, w: &Workload) -> anyhow::Result<Check> {
             detail: format!("not run: {e}"),
         });
     }
-    let (yes, _) = dev.answer_ids();
-    let mut ids = w.prefill[..w.prefill.len().min(64)].to_vec();
-    ids.push(yes);
-    let ex = TrainExample {
-        loss_from: ids.len() - 1,
-        ids,
-    };
-    let config = LoraConfig {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        targets: vec![Target::Q, Target::V],
-        ..LoraConfig::paper()
-    };
-    let optim = OptimSettings {
-        lr: 1e-2,
-        ..OptimSettings::default()
-    };
+    let (ex, config, optim) = lora_probe(dev, &w.prefill[..w.prefill.len().min(64)]);
     let mut losses = Vec::new();
     for dtype in [TrainDtype::F32, TrainDtype::Bf16] {
         let mut t = Trainer::new_in(dev.model(), config.clone(), &optim, None, 7, dtype)?;
