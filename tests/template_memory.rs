@@ -52,6 +52,13 @@ fn conversation() -> Vec<ChatMessage> {
     ]
 }
 
+/// The memory limit's error, or, on a machine so loaded that the doubling had not reached
+/// the limit within the render's time limit, the time limit's: either way a bounded stop
+/// with a clear error (which one it was is printed).
+fn is_limit_error(e: &str) -> bool {
+    is_memory_error(e) || e.contains("did not finish rendering within")
+}
+
 fn is_memory_error(e: &str) -> bool {
     e.contains(&format!("more than {TEMPLATE_MEMORY_MIB} MiB"))
 }
@@ -87,7 +94,13 @@ fn doubling_templates_are_a_clear_error_and_the_template_keeps_working() {
         let t0 = Instant::now();
         let e = t.render(&conversation(), true).expect_err(name).to_string();
         println!("{name}: {e} ({:?})", t0.elapsed());
-        assert!(is_memory_error(&e), "{name}: {e}");
+        // `~` doubles with one copy per step: it reaches the memory limit in about a second
+        // on any machine, so it must be the memory limit that stops it.
+        if name == "tilde" {
+            assert!(is_memory_error(&e), "{name}: {e}");
+        } else {
+            assert!(is_limit_error(&e), "{name}: {e}");
+        }
         assert!(
             e.contains(&format!("{name}.gguf (`tokenizer.chat_template`)")),
             "{name}: the error does not name the template: {e}"
@@ -105,7 +118,7 @@ fn doubling_templates_are_a_clear_error_and_the_template_keeps_working() {
     let mut grow = conversation();
     grow[0].content = "grow".into();
     let e = t.render(&grow, true).unwrap_err().to_string();
-    assert!(is_memory_error(&e), "{e}");
+    assert!(is_limit_error(&e), "{e}");
     assert!(wait_ended(first, Duration::from_secs(5)), "child {first}");
     for _ in 0..3 {
         assert_eq!(t.render(&plain, true).unwrap(), want);

@@ -55,7 +55,7 @@ use crate::lm::ChatMessage;
 pub const TEMPLATE_MEMORY_MIB: u64 = 256;
 
 /// Wall-clock time one render may take before its child is killed.
-pub const TEMPLATE_RENDER_TIMEOUT_SECS: u64 = 30;
+pub const TEMPLATE_RENDER_TIMEOUT_SECS: u64 = 10;
 
 /// The child's exit status when it could not set up its limits.
 const EXIT_SETUP_FAILED: i32 = 3;
