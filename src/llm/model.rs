@@ -60,7 +60,7 @@ impl Layer {
 /// Shorter chunks cost prefill speed (a cold 300-token prefill of the default model took
 /// about 18% longer in chunks of 64 than of 512; 1,500 tokens about 5%), but a kept prefix
 /// is cut to a chunk boundary, and with 64 consecutive cases still reuse most of a shared
-/// instruction, which wins that back.
+/// instruction, which should win much of that back in batch scoring (not measured).
 const PREFILL_CHUNK_CPU: usize = 64;
 /// The same on a GPU, where each chunk is a series of kernel launches.
 const PREFILL_CHUNK_GPU: usize = 256;
