@@ -229,15 +229,21 @@ fn kill9_then_resume(dir: &Path, b: &Batch) {
     bytes.extend_from_slice(&first_line[..first_line.len() / 2]);
     std::fs::write(&out, bytes).unwrap();
 
-    finish(b, &out);
-    let (got, torn) = read_output(&out, b);
+    finish_and_compare(b, &out, &want);
+}
+
+/// Runs `b` to the end on `out` (resuming what is there) and checks the file then holds
+/// exactly the lines of an uninterrupted run, `want`, and no torn line.
+fn finish_and_compare(b: &Batch, out: &Path, want: &BTreeMap<String, Value>) {
+    finish(b, out);
+    let (got, torn) = read_output(out, b);
     assert!(!torn);
     assert_eq!(
         got.keys().collect::<BTreeSet<_>>(),
         want.keys().collect::<BTreeSet<_>>(),
         "the resumed run's cases differ from an uninterrupted run's"
     );
-    for (k, v) in &want {
+    for (k, v) in want {
         assert_eq!(&got[k], v, "{k}: the resumed run's output differs");
     }
 }
@@ -305,16 +311,7 @@ fn full_disk_then_resume(dir: &Path, b: &Batch) {
     }
 
     // Space again: the same command finishes the work.
-    finish(b, &out);
-    let (got, torn) = read_output(&out, b);
-    assert!(!torn);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
-    );
-    for (k, v) in &want {
-        assert_eq!(&got[k], v, "{k}");
-    }
+    finish_and_compare(b, &out, &want);
 }
 
 #[test]

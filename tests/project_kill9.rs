@@ -103,41 +103,53 @@ fn kill9_child_saver() {
     }
 }
 
-#[test]
-fn kill_9_in_the_middle_of_saves_never_breaks_the_project() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("project.ron");
-    project_at(0).save(&path).unwrap();
+/// Starts the ignored test `child` of this binary (with `env` naming `path`) `rounds`
+/// times, SIGKILLs it after a save each time, and checks after each kill that the project
+/// and its backup load complete and never go back in time; `after_kill` adds checks.
+/// Returns the number of rounds in which the project advanced, and its last generation.
+fn kill_9_rounds(
+    child: &str,
+    env: &str,
+    path: &Path,
+    seed: u64,
+    rounds: usize,
+    after_kill: impl Fn(),
+) -> (usize, u64) {
     let exe = std::env::current_exe().unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut last = 0;
     let mut advanced = 0;
-    for _ in 0..40 {
-        let mut child = Command::new(&exe)
-            .args([
-                "kill9_child_saver",
-                "--exact",
-                "--ignored",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, &path)
+    for _ in 0..rounds {
+        let mut process = Command::new(&exe)
+            .args([child, "--exact", "--ignored", "--test-threads=1"])
+            .env(env, path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        kill_after_a_save(&mut child, &path, &mut rng);
-        child.wait().unwrap();
-        let g = check(&path);
+        kill_after_a_save(&mut process, path, &mut rng);
+        process.wait().unwrap();
+        // Opened as the window reopens it after a crash.
+        let g = check(path);
         assert!(g >= last, "the project went back in time: {g} < {last}");
         if g > last {
             advanced += 1;
         }
         last = g;
-        if backup_path(&path).exists() {
-            let b = check(&backup_path(&path));
-            assert!(b <= g);
+        if backup_path(path).exists() {
+            assert!(check(&backup_path(path)) <= g);
         }
+        after_kill();
     }
+    (advanced, last)
+}
+
+#[test]
+fn kill_9_in_the_middle_of_saves_never_breaks_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("project.ron");
+    project_at(0).save(&path).unwrap();
+    let (advanced, last) = kill_9_rounds("kill9_child_saver", CHILD_ENV, &path, 9, 40, || {});
     // The kills landed while the child was saving, not only before it started.
     assert!(
         advanced >= 10,
@@ -192,37 +204,9 @@ fn kill_9_during_the_windows_autosave_keeps_the_last_good_project() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("project.ron");
     project_at(0).save(&path).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
-    let mut last = 0;
-    let mut advanced = 0;
-    for _ in 0..30 {
-        let mut child = Command::new(&exe)
-            .args([
-                "kill9_child_autosaver",
-                "--exact",
-                "--ignored",
-                "--test-threads=1",
-            ])
-            .env(AUTOSAVE_CHILD_ENV, &path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        kill_after_a_save(&mut child, &path, &mut rng);
-        child.wait().unwrap();
-        // The window reopens it as it would after a crash.
-        let g = check(&path);
-        assert!(g >= last, "the project went back in time: {g} < {last}");
-        if g > last {
-            advanced += 1;
-        }
-        last = g;
-        if backup_path(&path).exists() {
-            assert!(check(&backup_path(&path)) <= g);
-        }
-        // No temporary file of a save is mistaken for the project: what is left
-        // beside it is the project, its backup and at most the killed save's temp files.
+    // No temporary file of a save is mistaken for the project: what is left beside it
+    // is the project, its backup and at most the killed save's temp files.
+    let only_project_files = || {
         for e in std::fs::read_dir(dir.path()).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
             assert!(
@@ -231,7 +215,15 @@ fn kill_9_during_the_windows_autosave_keeps_the_last_good_project() {
                 "unexpected file {name}"
             );
         }
-    }
+    };
+    let (advanced, _) = kill_9_rounds(
+        "kill9_child_autosaver",
+        AUTOSAVE_CHILD_ENV,
+        &path,
+        16,
+        30,
+        only_project_files,
+    );
     assert!(
         advanced >= 8,
         "the child autosaved in only {advanced} of 30 runs"
