@@ -21,9 +21,21 @@
 # libcuda.so.1 (the driver), and the toolkit's libcudart, libcublas, libcublasLt,
 # libcurand and libnvrtc of the major version built with; the report at the end lists them.
 #
+# Flash attention (TRSR_FLASH_ATTN=1): adds the `flash-attn` feature, candle-flash-attn's
+# fused attention kernels for prefill on sm_80 and newer. Its build clones CUTLASS from
+# GitHub at a pinned commit; offline, point TRSR_CUTLASS_GIT at a local clone or mirror
+# (scripts/cuda/seed-cutlass). Its 53 kernel files are heavy: one took 4 CPU-minutes with
+# nvcc 11.8 here (hdim 64), so budget several CPU-hours; the compiled objects are kept in
+# $CARGO_TARGET_DIR/flash-attn-kernels, so an interrupted build goes on where it stopped.
+# They are sm_80 code plus PTX (TRSR_FLASH_EXTRA_ARCHS="90" adds sm_90 code, doubling the
+# time); the binary sets CUDA_MODULE_LOADING=LAZY, so a newer GPU JIT-compiles only the
+# kernels it uses.
+#
 # Usage: scripts/build_cuda.sh          (target dir target/cuda; hours cold on 2 cores)
 # Env:   CUDA_COMPUTE_CAP (80), TRSR_CUDA_EXTRA_ARCHS ("90"), CARGO_TARGET_DIR,
-#        TRSR_NO_INSTALL=1 to fail instead of installing a toolkit.
+#        TRSR_NO_INSTALL=1 to fail instead of installing a toolkit,
+#        TRSR_FLASH_ATTN=1, TRSR_CUTLASS_GIT, TRSR_FLASH_EXTRA_ARCHS (""), CUDAFORGE_THREADS
+#        (parallel nvcc jobs for the flash kernels; default all cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -97,10 +109,18 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-80}"
 export TRSR_REAL_NVCC="$nvcc" NVCC="$root/scripts/cuda/nvcc-multiarch"
 export TRSR_CUDA_EXTRA_ARCHS="${TRSR_CUDA_EXTRA_ARCHS-90}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda}"
-echo "building: CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP extra SASS: ${TRSR_CUDA_EXTRA_ARCHS:-none}" \
-     "host compiler: ${NVCC_CCBIN:-default} target: $CARGO_TARGET_DIR" >&2
+features=cuda
+if [[ "${TRSR_FLASH_ATTN:-}" == 1 ]]; then
+  features="cuda flash-attn"
+  scripts/cuda/seed-cutlass
+  export CANDLE_FLASH_ATTN_BUILD_DIR="$CARGO_TARGET_DIR/flash-attn-kernels"
+  mkdir -p "$CANDLE_FLASH_ATTN_BUILD_DIR"
+  export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
+fi
+echo "building: features: $features; CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP extra SASS:" \
+     "${TRSR_CUDA_EXTRA_ARCHS:-none}; host compiler: ${NVCC_CCBIN:-default}; target: $CARGO_TARGET_DIR" >&2
 t0=$SECONDS
-nice -n 10 cargo build --release --features cuda --bin trsr
+nice -n 10 cargo build --release --features "$features" --bin trsr
 echo "build took $(( (SECONDS - t0) / 60 )) min" >&2
 
 bin="$CARGO_TARGET_DIR/release/trsr"
@@ -120,6 +140,16 @@ if [[ -n "$moe" ]] && command -v cuobjdump >/dev/null; then
   sass="$(cuobjdump --list-elf "$moe" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
   ptx="$(cuobjdump --list-ptx "$moe" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
   echo "static kernels (libmoe.a): SASS ${sass:-?}; PTX ${ptx:-none}"
+fi
+if [[ "${TRSR_FLASH_ATTN:-}" == 1 ]]; then
+  flash_lib="$(ls "$CANDLE_FLASH_ATTN_BUILD_DIR"/libflashattention*.a 2>/dev/null | head -1 || true)"
+  if [[ -n "$flash_lib" ]] && command -v cuobjdump >/dev/null; then
+    sass="$(cuobjdump --list-elf "$flash_lib" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
+    ptx="$(cuobjdump --list-ptx "$flash_lib" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
+    echo "flash attention ($(basename "$flash_lib")): SASS ${sass:-?}; PTX ${ptx:-none}"
+  else
+    echo "flash attention: no kernel library found in $CANDLE_FLASH_ATTN_BUILD_DIR"
+  fi
 fi
 echo "linked at run time (readelf NEEDED -> where this machine resolves it):"
 readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | while read -r lib; do

@@ -49,6 +49,7 @@ fn generic_path_matches_the_cpu_kernels_on_the_default_model() {
         generic.info().device
     );
     assert_eq!(generic.numerics(), "generic");
+    assert!(!generic.model().flash_attention() && !cpu.model().flash_attention());
 
     // Greedy decode: the first tokens agree.
     let prompt = cpu
@@ -164,6 +165,11 @@ fn gpu_check_on_the_cpu_passes_and_can_fail() {
         assert!(out.contains(&format!("PASS {check}:")), "{check}:\n{out}");
     }
     assert!(out.contains("generic path"), "{out}");
+    // Flash attention needs the `flash-attn` build and a GPU: said, not failed.
+    assert!(
+        out.contains("PASS flash attention: not run: this build has no flash attention"),
+        "{out}"
+    );
     assert!(
         out.contains("greedy 16/16 equal, 8 of 196608 bytes"),
         "{out}"

@@ -12,7 +12,10 @@
 //! changed after it). On the device alone: sampling with small copies draws the tokens the
 //! whole-vector copy draws (greedy, the reference preset, the workbench defaults), and a
 //! LoRA step with the frozen base in bf16 (where the GPU has bf16) agrees with f32's within
-//! 5%. `--bench` adds prefill and decode tokens/s and candidates/s.
+//! 5%. In a build with flash attention (the `flash-attn` feature) on a GPU it fits, the
+//! fused prefill agrees with the matrix-product path on P(yes) and the last hidden state.
+//! `--bench` adds prefill and decode tokens/s (prefill also without flash attention where
+//! it is on) and candidates/s.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -167,11 +170,17 @@ pub fn run(args: GpuCheckArgs) -> anyhow::Result<()> {
     print_check(checks.last().expect("pushed"), &mut report);
     checks.push(bf16_lora_check(&dev, &w)?);
     print_check(checks.last().expect("pushed"), &mut report);
+    checks.push(flash_check(&mut dev, &w, &args)?);
+    print_check(checks.last().expect("pushed"), &mut report);
 
     if args.bench {
         let b = bench(&mut dev, &w, args.decode_tokens)?;
+        let unfused = match b.prefill_unfused_tps {
+            Some(t) => format!("; {t:.0} tok/s without flash attention"),
+            None => String::new(),
+        };
         let line = format!(
-            "bench {name} on {}: prefill {:.0} tok/s ({} tokens), decode {:.1} tok/s \
+            "bench {name} on {}: prefill {:.0} tok/s ({} tokens{unfused}), decode {:.1} tok/s \
              (sampled: {:.1} tok/s with small copies, {:.1} with whole copies), \
              {:.1} candidates/s ({} users x {} candidates)",
             dev.info().device,
@@ -590,8 +599,75 @@ fn bf16_lora_check(dev: &Engine, w: &Workload) -> anyhow::Result<Check> {
     })
 }
 
+/// With flash attention on: P(yes) and the prompt's last hidden state with the fused
+/// prefill against the matrix-product path on the same device (within `--p-yes-tolerance`;
+/// the fused kernel takes bf16 inputs).
+fn flash_check(dev: &mut Engine, w: &Workload, args: &GpuCheckArgs) -> anyhow::Result<Check> {
+    if !dev.model().flash_attention() {
+        let why = if !cfg!(feature = "flash-attn") {
+            "not run: this build has no flash attention (scripts/build_cuda.sh with \
+             TRSR_FLASH_ATTN=1)"
+        } else if std::env::var("TRSR_FLASH_ATTN").as_deref() == Ok("0") {
+            "not run: TRSR_FLASH_ATTN=0"
+        } else {
+            "not run: the fused kernel needs a CUDA GPU of compute capability 8.0 or newer \
+             and a head size that is a multiple of 8 up to 256"
+        };
+        return Ok(Check {
+            name: "flash attention",
+            pass: true,
+            detail: why.into(),
+        });
+    }
+    let mut runs = Vec::new();
+    for fused in [true, false] {
+        dev.model.set_flash_attention(fused);
+        let mut scores = Vec::new();
+        for (prefix, suffixes) in &w.users {
+            dev.clear_prefix_cache();
+            scores.extend(dev.score_ids(prefix, suffixes)?);
+        }
+        let mut cache = dev.model().new_cache(w.prefill.len())?;
+        let hidden = dev.model().prefill(&w.prefill, &mut cache)?;
+        runs.push((scores, hidden.flatten_all()?.to_vec1::<f32>()?));
+    }
+    dev.model.set_flash_attention(true);
+    dev.clear_prefix_cache();
+    let (fused, plain) = (&runs[0], &runs[1]);
+    let worst = fused
+        .0
+        .iter()
+        .zip(&plain.0)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, |m, d| {
+            if d.is_finite() {
+                m.max(d)
+            } else {
+                f32::INFINITY
+            }
+        });
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let diff: Vec<f32> = fused.1.iter().zip(&plain.1).map(|(a, b)| a - b).collect();
+    let rel = norm(&diff) / norm(&plain.1).max(1e-12);
+    let same_len = fused.0.len() == plain.0.len() && fused.1.len() == plain.1.len();
+    Ok(Check {
+        name: "flash attention",
+        pass: same_len && worst <= args.p_yes_tolerance && rel.is_finite() && rel < 0.05,
+        detail: format!(
+            "fused prefill against the matrix-product path: {} candidates, largest P(yes) \
+             difference {worst:.5} (tolerance {}); last hidden state of a {}-token prompt \
+             off by {rel:.5} (relative, accepted below 0.05)",
+            fused.0.len(),
+            args.p_yes_tolerance,
+            w.prefill.len()
+        ),
+    })
+}
+
 struct Figures {
     prefill_tps: f64,
+    /// Prefill without flash attention, where it is on.
+    prefill_unfused_tps: Option<f64>,
     decode_tps: f64,
     /// Sampled decode (workbench defaults) with the small copies, and with whole copies.
     sampled_tps: f64,
@@ -606,12 +682,15 @@ fn bench(e: &mut Engine, w: &Workload, decode_tokens: usize) -> anyhow::Result<F
         &SamplingParams::greedy(1),
     )?;
     e.finish(g);
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let g = e.start_ids(w.prefill.clone(), &SamplingParams::greedy(1))?;
-        best = best.min(e.finish(g).prefill_ms);
-    }
-    let prefill_tps = w.prefill.len() as f64 / (best / 1000.0);
+    let prefill_tps = prefill(e, w)?;
+    let prefill_unfused_tps = if e.model().flash_attention() {
+        e.model.set_flash_attention(false);
+        let tps = prefill(e, w);
+        e.model.set_flash_attention(true);
+        Some(tps?)
+    } else {
+        None
+    };
     let decode_tps = decode(e, w, &SamplingParams::greedy(decode_tokens), false)?;
     // Sampling (the workbench defaults) with the small copies and with whole copies.
     let sampled = SamplingParams {
@@ -630,11 +709,22 @@ fn bench(e: &mut Engine, w: &Workload, decode_tokens: usize) -> anyhow::Result<F
     let cands_per_s = scored as f64 / t0.elapsed().as_secs_f64();
     Ok(Figures {
         prefill_tps,
+        prefill_unfused_tps,
         decode_tps,
         sampled_tps,
         sampled_full_tps,
         cands_per_s,
     })
+}
+
+/// Prefill tokens/s of the workload's long prompt, best of 3.
+fn prefill(e: &mut Engine, w: &Workload) -> anyhow::Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let g = e.start_ids(w.prefill.clone(), &SamplingParams::greedy(1))?;
+        best = best.min(e.finish(g).prefill_ms);
+    }
+    Ok(w.prefill.len() as f64 / (best / 1000.0))
 }
 
 /// Decode tokens/s of the story prompt with `params` (`full_copy`: the whole logits copied

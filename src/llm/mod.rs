@@ -245,6 +245,8 @@ impl Engine {
             },
             device: if model.generic {
                 format!("{} generic path", device::describe(model.device()))
+            } else if model.flash_attention() {
+                format!("{}, flash attention", device::describe(model.device()))
             } else {
                 device::describe(model.device())
             },

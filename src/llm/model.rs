@@ -147,6 +147,25 @@ pub struct Model {
     /// Runs the generic path (candle's operations, as on a GPU) although on the CPU: set
     /// when loaded inside `cpu::with_generic(true, ..)` (see `LoadOptions::generic_kernels`).
     pub(crate) generic: bool,
+    /// Prefill attention runs candle-flash-attn's fused kernel (see [`flash_attention_fits`]).
+    pub(crate) flash: bool,
+}
+
+/// Whether prefill attention can run candle-flash-attn's fused kernel here: a build with
+/// the `flash-attn` feature, a CUDA GPU of compute capability 8.0 or newer (the kernels
+/// are sm_80 code), a head size the kernels take (a multiple of 8, at most 256), and
+/// `TRSR_FLASH_ATTN` not set to `0`.
+///
+/// Only single-sequence prefill chunks use it (prompts, scoring prefixes, block
+/// summaries: where attention grows with the prompt). Decoding one token and scoring
+/// candidates in a batch keep the matrix-product path, which reads the f32 cache in
+/// place; the fused kernel would need it converted to bf16 on every call.
+pub fn flash_attention_fits(device: &Device, head_dim: usize) -> bool {
+    if !cfg!(feature = "flash-attn") || std::env::var("TRSR_FLASH_ATTN").as_deref() == Ok("0") {
+        return false;
+    }
+    let sm80 = super::device::gpu_status(device).is_some_and(|g| g.compute_cap >= (8, 0));
+    sm80 && head_dim.is_multiple_of(8) && head_dim <= 256
 }
 
 fn rope_tables(cfg: &Config, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
@@ -392,6 +411,7 @@ impl Model {
             (head, dense_src)
         };
         let (cos, sin) = rope_tables(&config, device)?;
+        let flash = flash_attention_fits(device, config.head_dim);
         let scale = 1.0 / (config.head_dim as f64).sqrt();
         let (cos_q, sin_q) = ((&cos * scale)?, (&sin * scale)?);
         Ok(Model {
@@ -411,6 +431,7 @@ impl Model {
             merged_adapter: false,
             tied_head: tied,
             generic: super::cpu::generic_now(),
+            flash,
         })
     }
 
@@ -609,6 +630,7 @@ impl Model {
             Err(_) => (embed.clone(), true),
         };
         let (cos, sin) = rope_tables(&config, device)?;
+        let flash = flash_attention_fits(device, config.head_dim);
         let scale = 1.0 / (config.head_dim as f64).sqrt();
         let (cos_q, sin_q) = ((&cos * scale)?, (&sin * scale)?);
         Ok(Model {
@@ -633,16 +655,19 @@ impl Model {
             merged_adapter: false,
             tied_head: tied,
             generic: super::cpu::generic_now(),
+            flash,
         })
     }
 
     /// `"int8-vnni"` or `"int8-avx2"` when some weights run on the int8 kernels (8-bit
     /// activations; the two levels round a few steps differently), else `""` (see
-    /// [`crate::lm::LanguageModel::numerics`]). The generic path has its own tags: `"cuda"`,
-    /// `"metal"`, or `"generic"` on the CPU (candle's quantized kernels round activations
+    /// [`crate::lm::LanguageModel::numerics`]). The generic path has its own tags: `"cuda"`
+    /// (`"cuda-flash"` with the fused flash prefill, which rounds attention inputs to
+    /// bf16), `"metal"`, or `"generic"` on the CPU (candle's quantized kernels round activations
     /// to 8 bits, unlike the CPU reference).
     pub fn numerics_tag(&self) -> &'static str {
         match &self.device {
+            Device::Cuda(_) if self.flash => return "cuda-flash",
             Device::Cuda(_) => return "cuda",
             Device::Metal(_) => return "metal",
             Device::Cpu if self.generic => return "generic",
@@ -856,29 +881,33 @@ impl Model {
                 .permute((2, 0, 1, 3))?
                 .contiguous()?
                 .reshape((nkv * b, l, hd))?;
-            let pooled = if p > 0 {
-                let (kc, vc) = (&cache.k[li], &cache.v[li]);
-                pool_attention(&qa, kc, vc, &ks, &vs, (nkv, b, g, l, hd, p))?
-            } else {
-                let none = Tensor::zeros((nkv, 1, hd), DType::F32, qa.device())?;
-                pool_attention(&qa, &none, &none, &ks, &vs, (nkv, b, g, l, hd, 0))?
-            };
-            let out = match pooled {
+            let out = match self.flash_prefill(&q, &ks, &vs, cache, li, (b, l, p))? {
                 Some(out) => out,
                 None => {
-                    let m = match mask {
-                        Some(ref m) => m,
-                        None => mask.insert(causal_mask(l, p, &self.device)?),
+                    let pooled = if p > 0 {
+                        let (kc, vc) = (&cache.k[li], &cache.v[li]);
+                        pool_attention(&qa, kc, vc, &ks, &vs, (nkv, b, g, l, hd, p))?
+                    } else {
+                        let none = Tensor::zeros((nkv, 1, hd), DType::F32, qa.device())?;
+                        pool_attention(&qa, &none, &none, &ks, &vs, (nkv, b, g, l, hd, 0))?
                     };
-                    self.attention_fallback(&qa, &ks, &vs, m, cache, li, (b, g, l, p))?
+                    let out = match pooled {
+                        Some(out) => out,
+                        None => {
+                            let m = match mask {
+                                Some(ref m) => m,
+                                None => mask.insert(causal_mask(l, p, &self.device)?),
+                            };
+                            self.attention_fallback(&qa, &ks, &vs, m, cache, li, (b, g, l, p))?
+                        }
+                    };
+                    // [nkv, b, g, l, hd] -> [b, l, nkv, g, hd] -> [b*l, hidden]
+                    out.reshape((nkv, b, g, l, hd))?
+                        .permute((1, 3, 0, 2, 4))?
+                        .contiguous()?
+                        .reshape((b * l, c.n_head * hd))?
                 }
             };
-            // [nkv, b, g, l, hd] -> [b, l, nkv, g, hd] -> [b*l, hidden]
-            let out = out
-                .reshape((nkv, b, g, l, hd))?
-                .permute((1, 3, 0, 2, 4))?
-                .contiguous()?
-                .reshape((b * l, c.n_head * hd))?;
             if write_cache {
                 // ks/vs are [nkv*1, l, hd] for b == 1.
                 cache.k[li].slice_set(&ks, 1, p)?;
@@ -893,6 +922,75 @@ impl Model {
             cache.len = p + l;
         }
         candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps)
+    }
+
+    /// Attention of one sequence's new tokens over the cached prefix and themselves with
+    /// candle-flash-attn's fused causal kernel, when [`Self::flash`] is on and `b == 1`:
+    /// `[l, hidden]`, or `None` to use the other paths. `q` is `[1, n_head, l, hd]` (already
+    /// scaled by the rotation tables), `ks`/`vs` `[nkv, l, hd]`. The kernel takes bf16 in
+    /// `[1, len, heads, hd]` and masks causally from the bottom right (query `i` sees keys
+    /// up to `p + i`); grouped-query heads map as ours do (query head `h` reads key/value
+    /// head `h / g`).
+    #[cfg(feature = "flash-attn")]
+    #[allow(clippy::too_many_arguments)]
+    fn flash_prefill(
+        &self,
+        q: &Tensor,
+        ks: &Tensor,
+        vs: &Tensor,
+        cache: &KvCache,
+        li: usize,
+        (b, l, p): (usize, usize, usize),
+    ) -> candle_core::Result<Option<Tensor>> {
+        if !self.flash || b != 1 {
+            return Ok(None);
+        }
+        let bf16 = DType::BF16;
+        let with_prefix = |cached: &Tensor, own: &Tensor| -> candle_core::Result<Tensor> {
+            let all = if p > 0 {
+                Tensor::cat(&[&cached.narrow(1, 0, p)?, own], 1)?
+            } else {
+                own.clone()
+            };
+            // [nkv, p + l, hd] -> [1, p + l, nkv, hd]
+            all.transpose(0, 1)?
+                .unsqueeze(0)?
+                .to_dtype(bf16)?
+                .contiguous()
+        };
+        let kf = with_prefix(&cache.k[li], ks)?;
+        let vf = with_prefix(&cache.v[li], vs)?;
+        let qf = q.transpose(1, 2)?.to_dtype(bf16)?.contiguous()?;
+        // The scale 1/sqrt(hd) is already in q.
+        let out = candle_flash_attn::flash_attn(&qf, &kf, &vf, 1.0, true)?;
+        let hidden = self.config.n_head * self.config.head_dim;
+        Ok(Some(out.to_dtype(DType::F32)?.reshape((l, hidden))?))
+    }
+
+    #[cfg(not(feature = "flash-attn"))]
+    #[allow(clippy::too_many_arguments)]
+    fn flash_prefill(
+        &self,
+        _q: &Tensor,
+        _ks: &Tensor,
+        _vs: &Tensor,
+        _cache: &KvCache,
+        _li: usize,
+        _shape: (usize, usize, usize),
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    /// Whether prefill attention runs the fused flash kernel ([`flash_attention_fits`]).
+    pub fn flash_attention(&self) -> bool {
+        self.flash
+    }
+
+    /// Turns the fused flash kernel off (or back on where it fits), e.g. to compare the
+    /// two paths; returns whether it is on now.
+    pub fn set_flash_attention(&mut self, on: bool) -> bool {
+        self.flash = on && flash_attention_fits(&self.device, self.config.head_dim);
+        self.flash
     }
 
     /// Attention with candle's ops (non-CPU devices): `[nkv, b*g*l, hd]`.

@@ -85,6 +85,12 @@ pub fn configure_process() {
         // other thread can read the environment concurrently.
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    // CUDA loads a module's kernels when first launched rather than all at start-up: with
+    // flash attention the binary holds hundreds of kernels as sm_80 code and PTX, and a
+    // GPU without sm_80-compatible code (sm_90) would JIT-compile all of them first.
+    if cfg!(feature = "cuda") && std::env::var_os("CUDA_MODULE_LOADING").is_none() {
+        std::env::set_var("CUDA_MODULE_LOADING", "LAZY");
+    }
 }
 
 /// A buffer that the parts of a parallel loop write disjoint pieces of. It replaces
