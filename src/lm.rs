@@ -179,6 +179,18 @@ pub trait LanguageModel: Send {
         on_token: &mut dyn FnMut(&TokenDelta),
     ) -> anyhow::Result<Generated>;
 
+    /// Tokens of each `prefix + suffix` as [`score_yes_no`](Self::score_yes_no) feeds
+    /// them to the model: the prefix (with the model's start token where it adds one),
+    /// then the suffix, before any cut. This default counts the texts without special
+    /// tokens; backends that add a start token count it.
+    fn scored_tokens(&self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<usize>> {
+        let p = self.count_tokens(prefix)?;
+        suffixes
+            .iter()
+            .map(|s| Ok(p + self.count_tokens(s)?))
+            .collect()
+    }
+
     /// P(yes) for each `prefix + suffix`: softmax over the yes/no logits at the last
     /// position. The prefix is computed once and reused for every suffix.
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>>;

@@ -191,6 +191,24 @@ fn real_model_truncated_scoring_reads_p_yes_at_the_last_kept_token() {
     }
     assert!((cut[0] - whole[0]).abs() > 1e-6, "the cut had no effect");
 
+    // `scored_tokens` (what `score --dump-prompts` writes) is the length the scorer reads:
+    // a cut there changes nothing, one token shorter reads P(yes) a token earlier.
+    let lens = e.scored_tokens(&prefix_text, &cands).unwrap();
+    for (i, len) in lens.iter().enumerate() {
+        assert_eq!(*len, n + suffixes[i].len());
+        let at = e
+            .score_yes_no_truncated(&prefix_text, &cands[i..=i], *len)
+            .unwrap();
+        assert_eq!(
+            at[0], whole[i],
+            "candidate {i}: a cut at its length changed P(yes)"
+        );
+        let before = e
+            .score_yes_no_truncated(&prefix_text, &cands[i..=i], *len - 1)
+            .unwrap();
+        assert!((before[0] - whole[i]).abs() > 1e-6, "candidate {i}");
+    }
+
     // A cut inside the shared prefix: every candidate reads the same position.
     let inside = e
         .score_yes_no_truncated(&prefix_text, &cands, n - 2)

@@ -295,8 +295,36 @@ fn dump_prompts_writes_the_exact_scored_texts() {
             assert_eq!(line["case"], g["case"]);
             assert_eq!(line["candidate"], want["candidate"]);
             assert_eq!(line["prompt"], want["prompt"], "case {i} candidate {j}");
+            // The stand-in counts a byte as a token; no cut, so no cut fields.
+            let len = line["prompt"].as_str().unwrap().len();
+            assert_eq!(line["tokens"], len, "case {i} candidate {j}");
+            assert!(line.get("cut_at").is_none() && line.get("read_at").is_none());
         }
     }
+
+    // With a cut the prompt is still whole, and the line says where P(yes) is read.
+    let cut_batch = trsr::cli::score::ScoreBatch {
+        opts: RecommendOptions {
+            truncate_tokens: Some(1000),
+            ..RecommendOptions::default()
+        },
+        ..batch
+    };
+    trsr::cli::score::dump_prompts(&StandIn, &cut_batch, &path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut cut = 0;
+    for (l, line) in text.lines().zip(&lines) {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["prompt"], line["prompt"]);
+        let len = v["tokens"].as_u64().unwrap();
+        assert_eq!(v["cut_at"], 1000);
+        assert_eq!(v["read_at"], len.min(1000));
+        cut += usize::from(len > 1000);
+    }
+    assert!(
+        cut > 0,
+        "no prompt was over the cut: the test checks nothing"
+    );
 }
 
 #[test]

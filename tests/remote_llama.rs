@@ -265,6 +265,11 @@ fn p_yes_on_the_server_agrees_with_the_in_process_engine() {
             engine.encode_prompt(&prefix).unwrap(),
             remote.encode_prompt(&prefix).unwrap()
         );
+        // The scored lengths (`score --dump-prompts`'s `tokens`) agree too.
+        assert_eq!(
+            engine.scored_tokens(&prefix, &suffixes).unwrap(),
+            remote.scored_tokens(&prefix, &suffixes).unwrap()
+        );
         let local = engine.score_yes_no(&prefix, &suffixes).unwrap();
         let served = remote.score_yes_no(&prefix, &suffixes).unwrap();
         assert_eq!(local.len(), served.len());

@@ -68,7 +68,9 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Also write the exact text scored for every candidate to FILE (JSONL:
-    /// `{"case", "scorer", "candidate", "prompt"}`; P(yes) is read at its last position).
+    /// `{"case", "scorer", "candidate", "prompt", "tokens"}`; P(yes) is read at its last
+    /// position; with a cut (`--truncate-tokens`) the prompt is written whole and
+    /// `"cut_at"` and `"read_at"` give the cut and the token position P(yes) is read at).
     #[arg(long, value_name = "FILE")]
     pub dump_prompts: Option<PathBuf>,
     /// Cut each scored text (prompt and candidate) at N tokens and read P(yes) at the
@@ -150,8 +152,12 @@ fn llm_jobs<'a>(b: &ScoreBatch<'a>, model_name: &str) -> anyhow::Result<(Vec<Llm
 }
 
 /// Writes the exact text scored for each candidate of each job, one JSON line per
-/// candidate: `{"case", "scorer", "candidate", "prompt"}`; the prompt is the shared
-/// prefix plus the candidate's suffix, whose last position gives P(yes).
+/// candidate: `{"case", "scorer", "candidate", "prompt", "tokens"}`; the prompt is the
+/// shared prefix plus the candidate's suffix, whose last position gives P(yes), and
+/// `tokens` its length as the model is fed it. With a cut (`opts.truncate_tokens`) the
+/// prompt is still written whole (the text the reference builds before its tokenizer
+/// truncates), plus `"cut_at"` (the cut) and `"read_at"` (the 1-based token position
+/// P(yes) is read at: the last kept one).
 pub fn dump_prompts(lm: &dyn LanguageModel, b: &ScoreBatch, path: &Path) -> anyhow::Result<usize> {
     use std::io::Write;
     let model_name = lm.identity().name;
@@ -172,13 +178,21 @@ pub fn dump_prompts(lm: &dyn LanguageModel, b: &ScoreBatch, path: &Path) -> anyh
             &b.opts,
         )
         .with_context(|| format!("case {}", job.case.case))?;
-        for (id, suffix) in job.case.candidates().iter().zip(&suffixes) {
-            let line = serde_json::json!({
+        let tokens = lm
+            .scored_tokens(&prefix, &suffixes)
+            .with_context(|| format!("case {}: counting the scored tokens", job.case.case))?;
+        for ((id, suffix), n) in job.case.candidates().iter().zip(&suffixes).zip(tokens) {
+            let mut line = serde_json::json!({
                 "case": job.case.case,
                 "scorer": job.scorer,
                 "candidate": id,
                 "prompt": format!("{prefix}{suffix}"),
+                "tokens": n,
             });
+            if let Some(cut) = b.opts.truncate_tokens {
+                line["cut_at"] = cut.into();
+                line["read_at"] = n.min(cut).into();
+            }
             writeln!(w, "{line}").with_context(|| format!("could not write {}", path.display()))?;
             lines += 1;
         }

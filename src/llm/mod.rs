@@ -584,6 +584,14 @@ impl LanguageModel for Engine {
         Ok(self.finish(g))
     }
 
+    fn scored_tokens(&self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<usize>> {
+        let p = self.encode_prompt(prefix)?.len();
+        suffixes
+            .iter()
+            .map(|s| Ok(p + self.tokenizer.encode(s, false)?.len()))
+            .collect()
+    }
+
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
         self.score_cut(prefix, suffixes, None)
     }

@@ -908,6 +908,14 @@ impl LanguageModel for RemoteModel {
         Ok(out)
     }
 
+    fn scored_tokens(&self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<usize>> {
+        let p = self.server.encode(prefix)?.len();
+        suffixes
+            .iter()
+            .map(|s| Ok(p + self.server.tokenize(s, false)?.len()))
+            .collect()
+    }
+
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
         self.score_cut(prefix, suffixes, None)
     }
