@@ -5,8 +5,10 @@
 # engine; one LoRA step; on the GPU alone: sampling with small copies drawing the tokens
 # of the whole-vector copy (greedy, reference preset, workbench defaults: the
 # sampler-equality test of tests/sampler_device.rs, in the binary) and a LoRA step with
-# the frozen base in bf16 against f32 (reported as not run on a GPU below sm_80);
-# the engine benchmark: prefill, decode, candidates/s) on the
+# the frozen base in bf16 against f32 (reported as not run on a GPU below sm_80); in a
+# build with flash attention (TRSR_FLASH_ATTN=1 scripts/build_cuda.sh), the fused prefill
+# against the matrix-product path; the engine benchmark: prefill (also without flash
+# attention where it is on), decode, candidates/s) on the
 # default model, then the benchmark alone on a larger GGUF if one is given, and writes a
 # short markdown report. Sized to finish in under 8 minutes (each run has a time limit).
 #
