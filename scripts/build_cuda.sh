@@ -136,17 +136,20 @@ echo "toolkit:  CUDA $release ($nvcc), host compiler ${NVCC_CCBIN:-g++}"
 ptx_targets="$(strings "$bin" | sed -n 's/^\.target[[:space:]]*\(sm_[0-9a-z]*\).*/\1/p' | sort | uniq -c | awk '{print $2" ("$1" modules)"}' | paste -sd, -)"
 echo "PTX:      ${ptx_targets:-none found} (JIT-compiled by the driver for newer GPUs)"
 moe="$(ls -t "$CARGO_TARGET_DIR"/release/build/candle-kernels-*/out/libmoe.a 2>/dev/null | head -1 || true)"
+# "SASS sm_80 sm_90; PTX sm_80": the machine code and PTX archs in a static library.
+archs_of() {
+  local sass ptx
+  sass="$(cuobjdump --list-elf "$1" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
+  ptx="$(cuobjdump --list-ptx "$1" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
+  echo "SASS ${sass:-?}; PTX ${ptx:-none}"
+}
 if [[ -n "$moe" ]] && command -v cuobjdump >/dev/null; then
-  sass="$(cuobjdump --list-elf "$moe" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
-  ptx="$(cuobjdump --list-ptx "$moe" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
-  echo "static kernels (libmoe.a): SASS ${sass:-?}; PTX ${ptx:-none}"
+  echo "static kernels (libmoe.a): $(archs_of "$moe")"
 fi
 if [[ "${TRSR_FLASH_ATTN:-}" == 1 ]]; then
   flash_lib="$(ls "$CANDLE_FLASH_ATTN_BUILD_DIR"/libflashattention*.a 2>/dev/null | head -1 || true)"
   if [[ -n "$flash_lib" ]] && command -v cuobjdump >/dev/null; then
-    sass="$(cuobjdump --list-elf "$flash_lib" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
-    ptx="$(cuobjdump --list-ptx "$flash_lib" 2>/dev/null | sed -n 's/.*\.\(sm_[0-9a-z]*\)\..*/\1/p' | sort -u | paste -sd' ' -)"
-    echo "flash attention ($(basename "$flash_lib")): SASS ${sass:-?}; PTX ${ptx:-none}"
+    echo "flash attention ($(basename "$flash_lib")): $(archs_of "$flash_lib")"
   else
     echo "flash attention: no kernel library found in $CANDLE_FLASH_ATTN_BUILD_DIR"
   fi

@@ -604,19 +604,15 @@ fn bf16_lora_check(dev: &Engine, w: &Workload) -> anyhow::Result<Check> {
 /// the fused kernel takes bf16 inputs).
 fn flash_check(dev: &mut Engine, w: &Workload, args: &GpuCheckArgs) -> anyhow::Result<Check> {
     if !dev.model().flash_attention() {
-        let why = if !cfg!(feature = "flash-attn") {
-            "not run: this build has no flash attention (scripts/build_cuda.sh with \
-             TRSR_FLASH_ATTN=1)"
-        } else if std::env::var("TRSR_FLASH_ATTN").as_deref() == Ok("0") {
-            "not run: TRSR_FLASH_ATTN=0"
-        } else {
-            "not run: the fused kernel needs a CUDA GPU of compute capability 8.0 or newer \
-             and a head size that is a multiple of 8 up to 256"
-        };
+        let why = crate::llm::model::flash_attention_unfit(
+            dev.model().device(),
+            dev.model().config.head_dim,
+        )
+        .unwrap_or("turned off");
         return Ok(Check {
             name: "flash attention",
             pass: true,
-            detail: why.into(),
+            detail: format!("not run: {why}"),
         });
     }
     let mut runs = Vec::new();

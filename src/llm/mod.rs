@@ -507,17 +507,27 @@ fn answer_head(
 impl Engine {
     /// P(yes) per candidate, each text (prefix, then suffix) cut at `max_tokens` ids when
     /// given; the one scoring path of [`LanguageModel::score_yes_no`] and its truncated form.
+    /// The token ids scoring feeds the model: the prefix as a prompt (with the start token
+    /// where the model adds one), each suffix without special tokens.
+    fn encode_scored(
+        &self,
+        prefix: &str,
+        suffixes: &[String],
+    ) -> anyhow::Result<(Vec<u32>, Vec<Vec<u32>>)> {
+        let suffix_ids = suffixes
+            .iter()
+            .map(|s| self.tokenizer.encode(s, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((self.encode_prompt(prefix)?, suffix_ids))
+    }
+
     fn score_cut(
         &mut self,
         prefix: &str,
         suffixes: &[String],
         max_tokens: Option<usize>,
     ) -> anyhow::Result<Vec<f32>> {
-        let mut prefix_ids = self.encode_prompt(prefix)?;
-        let mut suffix_ids = suffixes
-            .iter()
-            .map(|s| self.tokenizer.encode(s, false))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut prefix_ids, mut suffix_ids) = self.encode_scored(prefix, suffixes)?;
         if let Some(max_tokens) = max_tokens {
             if prefix_ids.len() >= max_tokens {
                 // The cut falls inside the shared prefix: every candidate reads the same
@@ -585,11 +595,11 @@ impl LanguageModel for Engine {
     }
 
     fn scored_tokens(&self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<usize>> {
-        let p = self.encode_prompt(prefix)?.len();
-        suffixes
+        let (prefix_ids, suffix_ids) = self.encode_scored(prefix, suffixes)?;
+        Ok(suffix_ids
             .iter()
-            .map(|s| Ok(p + self.tokenizer.encode(s, false)?.len()))
-            .collect()
+            .map(|s| prefix_ids.len() + s.len())
+            .collect())
     }
 
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {

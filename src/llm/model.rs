@@ -161,11 +161,27 @@ pub struct Model {
 /// candidates in a batch keep the matrix-product path, which reads the f32 cache in
 /// place; the fused kernel would need it converted to bf16 on every call.
 pub fn flash_attention_fits(device: &Device, head_dim: usize) -> bool {
-    if !cfg!(feature = "flash-attn") || std::env::var("TRSR_FLASH_ATTN").as_deref() == Ok("0") {
-        return false;
+    flash_attention_unfit(device, head_dim).is_none()
+}
+
+/// Why [`flash_attention_fits`] says no, or `None` where it fits.
+pub fn flash_attention_unfit(device: &Device, head_dim: usize) -> Option<&'static str> {
+    if !cfg!(feature = "flash-attn") {
+        return Some(
+            "this build has no flash attention (scripts/build_cuda.sh with TRSR_FLASH_ATTN=1)",
+        );
+    }
+    if std::env::var("TRSR_FLASH_ATTN").as_deref() == Ok("0") {
+        return Some("TRSR_FLASH_ATTN=0");
     }
     let sm80 = super::device::gpu_status(device).is_some_and(|g| g.compute_cap >= (8, 0));
-    sm80 && head_dim.is_multiple_of(8) && head_dim <= 256
+    if !(sm80 && head_dim.is_multiple_of(8) && head_dim <= 256) {
+        return Some(
+            "the fused kernel needs a CUDA GPU of compute capability 8.0 or newer and a head \
+             size that is a multiple of 8 up to 256",
+        );
+    }
+    None
 }
 
 fn rope_tables(cfg: &Config, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {

@@ -721,6 +721,21 @@ impl Server {
 }
 
 impl RemoteModel {
+    /// The token ids scoring sends for each `prefix + suffix`: the prefix as a prompt
+    /// (with the start token where the model adds one), then the suffix.
+    fn scored_ids(&self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<Vec<u32>>> {
+        let s = &*self.server;
+        let prefix_ids = s.encode(prefix)?;
+        suffixes
+            .iter()
+            .map(|suf| {
+                let mut ids = prefix_ids.clone();
+                ids.extend(s.tokenize(suf, false)?);
+                Ok(ids)
+            })
+            .collect()
+    }
+
     /// P(yes) per candidate, each text cut to `max_tokens` ids when given.
     fn score_cut(
         &mut self,
@@ -729,16 +744,12 @@ impl RemoteModel {
         max_tokens: Option<usize>,
     ) -> anyhow::Result<Vec<f32>> {
         let s = &*self.server;
-        let prefix_ids = s.encode(prefix)?;
-        let mut prompts = Vec::with_capacity(suffixes.len());
-        for suf in suffixes {
-            let mut ids = prefix_ids.clone();
-            ids.extend(s.tokenize(suf, false)?);
+        let mut prompts = self.scored_ids(prefix, suffixes)?;
+        for ids in &mut prompts {
             if let Some(m) = max_tokens {
                 ids.truncate(m);
             }
             s.check_fits(ids.len(), 1)?;
-            prompts.push(ids);
         }
         let Some((first, rest)) = prompts.split_first() else {
             return Ok(Vec::new());
@@ -909,11 +920,11 @@ impl LanguageModel for RemoteModel {
     }
 
     fn scored_tokens(&self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<usize>> {
-        let p = self.server.encode(prefix)?.len();
-        suffixes
+        Ok(self
+            .scored_ids(prefix, suffixes)?
             .iter()
-            .map(|s| Ok(p + self.server.tokenize(s, false)?.len()))
-            .collect()
+            .map(Vec::len)
+            .collect())
     }
 
     fn score_yes_no(&mut self, prefix: &str, suffixes: &[String]) -> anyhow::Result<Vec<f32>> {
